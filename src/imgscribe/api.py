@@ -1,0 +1,140 @@
+"""The Python front door: ``describe``, ``ask`` and ``chat``, plus the helpers other doors share.
+
+    >>> import imgscribe
+    >>> imgscribe.describe("examples/coffee.jpg").text
+    >>> imgscribe.ask("invoice.png", "What is the total?").text
+    >>> imgscribe.chat("builtin", [{"role": "user", "content": "What is this?", "images": ["cat.jpg"]}])
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InvalidRequest
+from .images import intake
+from .scheduler import Scheduler, default_scheduler
+from .types import ChatRequest, Chunk, Format, Image, Message, Metrics, Options
+
+DEFAULT_PROMPT = "Describe this image."
+ImageLike = str | bytes | os.PathLike | Image
+
+
+@dataclass
+class Result:
+    """A whole answer: the text, why it ended, Ollama's metrics and the engine's structured data."""
+
+    model: str
+    text: str
+    done_reason: str = "stop"
+    metrics: Metrics = field(default_factory=Metrics)
+    data: dict[str, Any] = field(default_factory=dict)
+    images: list[Image] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def collect(model: str, chunks: Iterable[Chunk], images: list[Image] | None = None) -> Result:
+    """Join a chunk stream into one :class:`Result`."""
+    parts: list[str] = []
+    result = Result(model=model, text="", images=list(images or []))
+    for chunk in chunks:
+        parts.append(chunk.text)
+        if chunk.done:
+            result.done_reason = chunk.done_reason or "stop"
+            result.metrics = chunk.metrics or Metrics()
+            result.data = chunk.data or {}
+    result.text = "".join(parts)
+    return result
+
+
+def to_image(image: ImageLike) -> Image:
+    return image if isinstance(image, Image) else intake(image)
+
+
+def to_message(message: Message | Mapping[str, Any]) -> Message:
+    """An Ollama-shaped message dict (images as paths, bytes or base64) to a :class:`Message`."""
+    if isinstance(message, Message):
+        return message
+    if not isinstance(message, Mapping):
+        raise InvalidRequest(f"a message must be a dict with 'role' and 'content', got {type(message).__name__}")
+    role = str(message.get("role", "user")).lower()
+    if role not in ("system", "user", "assistant", "tool"):
+        raise InvalidRequest(f"invalid message role {role!r}: use system, user, assistant or tool")
+    content = message.get("content") or ""
+    if not isinstance(content, str):
+        raise InvalidRequest("message 'content' must be a string")
+    images = [to_image(i) for i in (message.get("images") or [])]
+    return Message(role=role, content=content, images=images)
+
+
+def build_request(
+    model: str,
+    messages: Iterable[Message | Mapping[str, Any]],
+    *,
+    options: Options | Mapping[str, Any] | None = None,
+    format: Format = None,
+    system: str | None = None,
+    keep_alive: float | None = None,
+    stream: bool = True,
+) -> ChatRequest:
+    msgs = [to_message(m) for m in messages]
+    if system:
+        msgs = [Message("system", system), *[m for m in msgs if m.role != "system"]]
+    opts = options if isinstance(options, Options) else Options.model_validate(dict(options or {}))
+    return ChatRequest(model=model, messages=msgs, options=opts, format=format, keep_alive=keep_alive, stream=stream)
+
+
+def _run(request: ChatRequest, scheduler: Scheduler | None, cancel: threading.Event | None) -> Result:
+    chunks = (scheduler or default_scheduler()).chat(request, cancel)
+    return collect(request.model, chunks, request.images)
+
+
+def chat(
+    model: str,
+    messages: Iterable[Message | Mapping[str, Any]],
+    *,
+    stream: bool = False,
+    options: Options | Mapping[str, Any] | None = None,
+    format: Format = None,
+    scheduler: Scheduler | None = None,
+) -> Result | Iterator[Chunk]:
+    """Chat with a model. ``stream=True`` returns the chunk iterator instead of a :class:`Result`."""
+    request = build_request(model, messages, options=options, format=format, stream=stream)
+    if stream:
+        return (scheduler or default_scheduler()).chat(request)
+    return _run(request, scheduler, None)
+
+
+def ask(
+    image: ImageLike | list[ImageLike],
+    question: str,
+    model: str = "builtin",
+    *,
+    options: Options | Mapping[str, Any] | None = None,
+    format: Format = None,
+    scheduler: Scheduler | None = None,
+) -> Result:
+    """Ask one question about one image (or a list of images, for comparisons)."""
+    images = [to_image(i) for i in (image if isinstance(image, list) else [image])]
+    request = build_request(
+        model, [Message("user", question, images)], options=options, format=format, stream=False
+    )
+    return _run(request, scheduler, None)
+
+
+def describe(
+    image: ImageLike,
+    model: str = "builtin",
+    prompt: str | None = None,
+    *,
+    options: Options | Mapping[str, Any] | None = None,
+    format: Format = None,
+    scheduler: Scheduler | None = None,
+) -> Result:
+    """Describe one image with ``prompt`` (default: "Describe this image.")."""
+    return ask(image, prompt or DEFAULT_PROMPT, model, options=options, format=format, scheduler=scheduler)

@@ -1,0 +1,1 @@
+"""Describing many images: sources, records and (later) writers, resume and scale-out."""

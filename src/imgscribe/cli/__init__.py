@@ -1,0 +1,73 @@
+"""The ``imgscribe`` command. Errors map to exit codes here and nowhere else.
+
+Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted. One clear line on stderr; a
+traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+import typer
+
+from ..errors import ImgscribeError
+
+app = typer.Typer(
+    name="imgscribe",
+    help="Describe and answer questions about images with local vision models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and where commands run."),
+) -> None:
+    """imgscribe: local image description, Ollama-compatible."""
+
+
+def _register() -> None:
+    from . import describe, models, run  # noqa: F401  (each adds its commands to `app`)
+
+    try:
+        from . import server_cmds  # noqa: F401  (serve, ps, stop)
+    except ImportError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    _register()
+    try:
+        result = app(args=argv, prog_name="imgscribe", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:  # usage errors: exit 2
+        exc.show()
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("\nInterrupted.", file=sys.stderr)
+        return 130
+    except ImgscribeError as exc:
+        _fail(str(exc), debug)
+        return 1
+    except Exception as exc:  # a bug: say so plainly, keep the traceback for --debug
+        _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)", debug)
+        return 1
+
+
+def _fail(message: str, debug: bool) -> None:
+    if debug:
+        traceback.print_exc()
+    print(f"Error: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

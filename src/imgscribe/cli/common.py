@@ -1,0 +1,73 @@
+"""Small helpers shared by the commands: option parsing and message rendering."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidRequest
+from ..types import Format, Metrics, Options
+
+
+def parse_format(value: str | None) -> Format:
+    """``json``, a JSON schema given inline, or the path of a .json file holding one."""
+    if not value:
+        return None
+    if value.strip() == "json":
+        return "json"
+    text = value
+    path = Path(value).expanduser()
+    if not value.lstrip().startswith("{") and path.is_file():
+        text = path.read_text()
+    try:
+        schema = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"--format: expected 'json' or a JSON schema ({exc.msg} at char {exc.pos})") from None
+    if not isinstance(schema, dict):
+        raise InvalidRequest("--format: a JSON schema must be an object")
+    return schema
+
+
+def parse_options(pairs: list[str] | None) -> Options:
+    """``-o temperature=0.2 -o stop=END`` to :class:`Options` (values parsed as JSON when they can be)."""
+    values: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidRequest(f"--option expects KEY=VALUE, got {pair!r}")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if key.strip() == "stop" and isinstance(value, str):
+            value = [value]
+        values[key.strip()] = value
+    try:
+        return Options.model_validate(values)
+    except ValueError as exc:
+        raise InvalidRequest(f"--option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
+
+
+def print_stats(metrics: Metrics) -> None:
+    """Timings like ``ollama run --verbose``, on stderr."""
+    def secs(ns: int) -> str:
+        return f"{ns / 1e9:.3f}s"
+
+    def rate(count: int, ns: int) -> str:
+        return f"{count / (ns / 1e9):.2f} tokens/s" if ns else "n/a"
+
+    lines = [
+        ("total duration", secs(metrics.total_duration)),
+        ("load duration", secs(metrics.load_duration)),
+        ("image encode duration", secs(metrics.image_encode_duration)),
+        ("prompt eval count", f"{metrics.prompt_eval_count} token(s)"),
+        ("prompt eval duration", secs(metrics.prompt_eval_duration)),
+        ("prompt eval rate", rate(metrics.prompt_eval_count, metrics.prompt_eval_duration)),
+        ("eval count", f"{metrics.eval_count} token(s)"),
+        ("eval duration", secs(metrics.eval_duration)),
+        ("eval rate", rate(metrics.eval_count, metrics.eval_duration)),
+    ]
+    for label, value in lines:
+        print(f"{label + ':':<22} {value}", file=sys.stderr)

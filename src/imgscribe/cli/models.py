@@ -1,0 +1,79 @@
+"""``imgscribe list`` and ``imgscribe show``."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..types import ModelInfo
+from . import app
+from .backend import get_backend
+
+
+def human_size(size: int) -> str:
+    if size <= 0:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return "-"
+
+
+def kind(info: ModelInfo) -> str:
+    if not info.is_vlm:
+        return "not a VLM (labels, OCR, colours)"
+    return "vision-language model" if info.vision else "text model"
+
+
+@app.command("list")
+def list_models(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    host: str = typer.Option(None, "--host"),
+) -> None:
+    """List the models available here."""
+    infos = get_backend(host).list()
+    if as_json:
+        typer.echo(json.dumps([i.model_dump() for i in infos], indent=2))
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("NAME", "ENGINE", "KIND", "SIZE", "MODIFIED"):
+        table.add_column(column)
+    for info in infos:
+        table.add_row(info.name, info.engine, kind(info), human_size(info.size), info.modified_at[:19] or "-")
+    Console().print(table)
+
+
+@app.command()
+def show(
+    model: str = typer.Argument(..., help="Model name."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    host: str = typer.Option(None, "--host"),
+) -> None:
+    """Show what a model is, what it can do, and what it cannot."""
+    info = get_backend(host).show(model)
+    if as_json:
+        typer.echo(info.model_dump_json(indent=2))
+        return
+    console = Console()
+    console.print(f"[bold]{info.name}[/bold]  ({kind(info)})")
+    facts = {
+        "engine": info.engine,
+        "family": info.family,
+        "parameters": info.parameter_size,
+        "quantization": info.quantization_level,
+        "context length": str(info.context_length or ""),
+        "capabilities": ", ".join(info.capabilities),
+        "license": info.license,
+        "size": human_size(info.size) if info.size else "",
+    }
+    for key, value in facts.items():
+        if value:
+            console.print(f"  {key:<15} {value}")
+    if info.summary:
+        console.print(f"\n{info.summary}")
+    if info.description:
+        console.print(f"\n{info.description}", markup=False)

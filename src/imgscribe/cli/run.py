@@ -1,0 +1,126 @@
+"""``imgscribe run MODEL [PROMPT]``: one answer streamed to stdout, or an interactive chat."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+
+from ..api import DEFAULT_PROMPT
+from ..errors import ImgscribeError
+from ..images import intake
+from ..types import ChatRequest, Format, Image, Message, Metrics, Options
+from . import app
+from .backend import Backend, get_backend
+from .common import parse_format, parse_options, print_stats
+from .prompt_paths import extract_image_paths
+
+HELP = """Commands:
+  /bye            leave
+  /clear          forget the conversation so far
+  /help, /?       this help
+Put an image path in a line to attach it, e.g.  What is in /path/to/photo.jpg ?"""
+
+
+def _load_images(paths: list[Path]) -> list[Image]:
+    images = []
+    for path in paths:
+        images.append(intake(path))
+        print(f"Added image '{path}'", file=sys.stderr)
+    return images
+
+
+def _user_turn(text: str, extra: list[Path] | None = None) -> Message:
+    extracted = extract_image_paths(text)
+    images = _load_images([*(extra or []), *extracted.paths])
+    prompt = extracted.prompt or (DEFAULT_PROMPT if images else "")
+    return Message("user", prompt, images)
+
+
+def _stream(backend: Backend, request: ChatRequest, write: Callable[[str], None]) -> tuple[str, Metrics]:
+    parts: list[str] = []
+    metrics = Metrics()
+    for chunk in backend.chat(request):
+        if chunk.text:
+            write(chunk.text)
+            parts.append(chunk.text)
+        if chunk.done:
+            metrics = chunk.metrics or metrics
+    write("\n")
+    return "".join(parts), metrics
+
+
+def chat_loop(
+    backend: Backend,
+    model: str,
+    read_line: Callable[[str], str],
+    write: Callable[[str], None],
+    options: Options | None = None,
+    format: Format = None,
+    system: str | None = None,
+    verbose: bool = False,
+) -> None:
+    """The interactive chat. ``read_line`` raises EOFError at the end of input."""
+    history: list[Message] = [Message("system", system)] if system else []
+    while True:
+        try:
+            line = read_line(">>> ").strip()
+        except EOFError:
+            write("\n")
+            return
+        if not line:
+            continue
+        if line in ("/bye", "/exit", "/quit"):
+            return
+        if line in ("/help", "/?"):
+            write(HELP + "\n")
+            continue
+        if line == "/clear":
+            history = history[:1] if system else []
+            write("Cleared the conversation.\n")
+            continue
+        try:
+            turn = _user_turn(line)
+            request = ChatRequest(model, [*history, turn], options or Options(), format)
+            answer, metrics = _stream(backend, request, write)
+        except ImgscribeError as exc:  # one bad line never ends the session
+            write(f"Error: {exc}\n")
+            continue
+        history += [turn, Message("assistant", answer)]
+        if verbose:
+            print_stats(metrics)
+
+
+def _stdout(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+@app.command()
+def run(
+    model: str = typer.Argument(..., help="Model name, e.g. builtin or llava:7b."),
+    prompt: list[str] = typer.Argument(None, help="Prompt; image paths inside it are attached."),
+    image: list[Path] = typer.Option(None, "--image", "-i", help="Attach an image (repeatable)."),
+    format: str = typer.Option(None, "--format", help="'json' or a JSON schema (inline or a file)."),
+    option: list[str] = typer.Option(None, "--option", "-o", help="Model option KEY=VALUE (repeatable)."),
+    system: str = typer.Option(None, "--system", help="System prompt."),
+    verbose: bool = typer.Option(False, "--verbose", help="Print timings and token rates."),
+    host: str = typer.Option(None, "--host", help="Server to use (default: IMGSCRIBE_HOST if one answers)."),
+    local: bool = typer.Option(False, "--local", help="Run in this process even if a server answers."),
+) -> None:
+    """Answer one prompt (streamed), or chat interactively when no prompt is given."""
+    backend = get_backend(host, local)
+    options, fmt = parse_options(option), parse_format(format)
+    text = " ".join(prompt or [])
+    if not text and not image and sys.stdin.isatty():
+        chat_loop(backend, model, input, _stdout, options, fmt, system, verbose)
+        return
+    if not text and not sys.stdin.isatty():
+        text = sys.stdin.read()
+    messages = [Message("system", system)] if system else []
+    request = ChatRequest(model, [*messages, _user_turn(text, image)], options, fmt)
+    _, metrics = _stream(backend, request, _stdout)
+    if verbose:
+        print_stats(metrics)

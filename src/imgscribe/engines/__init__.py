@@ -1,0 +1,29 @@
+"""Engines by name. Each module is imported only when a model of that engine is loaded."""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import InvalidRequest
+from .base import Engine, Runner
+
+_ENGINES = {
+    "builtin": "imgscribe.engines.builtin",
+    "echo": "imgscribe.engines.echo",
+}
+
+
+def register(name: str, module: str) -> None:
+    """Make an engine available by name; ``module`` must define ``ENGINE``."""
+    _ENGINES[name] = module
+
+
+def get_engine(name: str) -> Engine:
+    try:
+        module = _ENGINES[name]
+    except KeyError:
+        raise InvalidRequest(f"unknown engine {name!r} (known: {', '.join(sorted(_ENGINES))})") from None
+    return importlib.import_module(module).ENGINE
+
+
+__all__ = ["Engine", "Runner", "get_engine", "register"]

@@ -1,0 +1,50 @@
+"""One small error hierarchy for the whole package.
+
+Front doors map these to HTTP status codes (``server/errors.py``) and exit codes (``cli``) in one
+place each; nothing else decides how an error is shown.
+"""
+
+from __future__ import annotations
+
+
+class ImgscribeError(Exception):
+    """Base class: the message is meant for a user, so it says what is wrong and what to do."""
+
+    status = 500
+
+
+class InvalidRequest(ImgscribeError):
+    status = 400
+
+
+class InvalidImage(InvalidRequest):
+    """The image could not be read, or is over a limit (the message names the limit's setting)."""
+
+
+class ImageTooLarge(InvalidImage):
+    status = 413
+
+
+class ModelNotFound(ImgscribeError):
+    status = 404
+
+    def __init__(self, name: str, hint: str = ""):
+        self.name = name
+        msg = f"model '{name}' not found"
+        super().__init__(f"{msg}, {hint}" if hint else msg)
+
+
+class Unsupported(InvalidRequest):
+    """The model cannot do what was asked (images on a text-only model, thinking, ...)."""
+
+
+class Busy(ImgscribeError):
+    status = 503
+
+
+class Cancelled(ImgscribeError):
+    status = 499
+
+
+class EngineFailed(ImgscribeError):
+    status = 500
