@@ -125,6 +125,7 @@ class Settings:
     url_timeout: float
     origins: tuple[str, ...]
     llama_server: str
+    ignore_memory: bool  # load even when the memory estimate says it will not fit
     debug: bool
 
 
@@ -145,5 +146,6 @@ def settings() -> Settings:
         url_timeout=float(_env("IMGSCRIBE_URL_TIMEOUT") or 20),
         origins=tuple(o for o in _env("IMGSCRIBE_ORIGINS").split(",") if o),
         llama_server=_env("IMGSCRIBE_LLAMA_SERVER"),
+        ignore_memory=_bool("IMGSCRIBE_IGNORE_MEMORY"),
         debug=_bool("IMGSCRIBE_DEBUG"),
     )

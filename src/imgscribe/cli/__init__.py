@@ -6,6 +6,7 @@ traceback only with ``--debug``.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import traceback
 
@@ -32,12 +33,14 @@ def _root(
 
 
 def _register() -> None:
-    from . import describe, models, run  # noqa: F401  (each adds its commands to `app`)
+    from . import describe, models, recommend, run  # noqa: F401  (each adds its commands to `app`)
 
-    try:
-        from . import server_cmds  # noqa: F401  (serve, ps, stop)
-    except ImportError:
-        pass
+    for optional in ("server_cmds", "create", "convert", "eval"):  # arrive with their issues
+        try:
+            importlib.import_module(f"{__name__}.{optional}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{optional}":
+                raise
 
 
 def main(argv: list[str] | None = None) -> int:
