@@ -10,8 +10,12 @@ import importlib
 import sys
 import traceback
 
-import click
 import typer
+
+try:  # typer >= 0.29 carries its own copy of click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import ClickException
 
 from ..errors import ImgscribeError
 
@@ -50,12 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app(args=argv, prog_name="imgscribe", standalone_mode=False)
         return result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:  # usage errors: exit 2
+    except ClickException as exc:  # usage errors: exit 2
         exc.show()
         return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         print("\nInterrupted.", file=sys.stderr)
         return 130
     except ImgscribeError as exc:
