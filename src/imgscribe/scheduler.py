@@ -1,66 +1,462 @@
 """The only place that loads and unloads models.
 
-This first version loads a model on first use and keeps it for the life of the process; keep-alive,
-LRU unloading, parallel slots, the queue and cancellation on disconnect grow here (server issue).
+How it behaves (the knobs are read from :mod:`imgscribe.config` unless given to :class:`Scheduler`):
+
+- **Load on first use.** A model loads when a request first needs it, once, however many requests
+  arrive while it loads.
+- **Keep-alive.** A model stays loaded for its keep-alive after its last request ends: the latest
+  request's ``keep_alive``, else ``IMGSCRIBE_KEEP_ALIVE`` (default 5m). ``0`` unloads it as soon as it
+  is idle; a negative value (``math.inf`` here) keeps it forever.
+- **How many stay loaded.** At most ``IMGSCRIBE_MAX_LOADED_MODELS`` models (``0``: no limit), and
+  together they stay within a memory budget (default: this machine's RAM, or its container's
+  limit, less a reserve for the system; a model's memory is ``Runner.memory``, or the size of its
+  files while it loads). To load one more, the least
+  recently used idle model is unloaded; when every loaded model is busy, the request waits.
+- **Parallel slots.** A loaded model serves ``min(runner.parallel, IMGSCRIBE_NUM_PARALLEL)`` requests
+  at once (``IMGSCRIBE_NUM_PARALLEL=0``: as many as the engine allows; the default 1 runs one at a
+  time, as Ollama does). Further requests wait their turn, first come first served per model.
+- **Queue.** At most ``IMGSCRIBE_MAX_QUEUE`` requests wait (for a slot or a load) at once; one more
+  gets :class:`~imgscribe.errors.Busy` straight away (the server answers 503 with ``Retry-After``).
+- **Cancellation.** The ``cancel`` event of a waiting request takes it out of the queue
+  (:class:`~imgscribe.errors.Cancelled`); a running request hands it to the runner, which stops.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
+from .config import settings
 from .engines import Runner, get_engine
-from .errors import Unsupported
-from .store import Store
-from .types import ChatRequest, Chunk, ModelInfo
+from .errors import Busy, Cancelled, EngineFailed, ImgscribeError, Unsupported
+from .store import Store, parse_name
+from .types import ChatRequest, Chunk, ModelInfo, ModelManifest
+
+__all__ = ["LoadedModel", "Scheduler", "check_capabilities", "default_scheduler"]
+
+log = logging.getLogger("imgscribe.scheduler")
+_POLL = 0.25  # how often a waiting request looks at its cancel event
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One row of ``ps``."""
+
+    info: ModelInfo
+    memory: int
+    active: int  # requests running now
+    slots: int
+    expires_at: datetime | None  # None: kept forever
+
+
+def check_capabilities(
+    info: ModelInfo, *, images: int = 0, think: bool | str | None = None, name: str | None = None
+) -> None:
+    """Refuse what the model cannot do, with Ollama's wording where Ollama has one.
+
+    ``name`` is the model as the user called it, for the message (default: its full name).
+    """
+    name = name or info.name
+    if "completion" not in info.capabilities:
+        raise Unsupported(f'"{name}" does not support generate')
+    if images and not info.vision:
+        raise Unsupported(
+            f"model '{name}' does not support images: it has no vision capability "
+            "(send the request to a vision model, or leave the images out)"
+        )
+    if think and "thinking" not in info.capabilities:
+        raise Unsupported(f'"{name}" does not support thinking')
+
+
+@dataclass(eq=False)
+class _Model:
+    """A model that is loaded, or loading (``runner`` is None until it is)."""
+
+    name: str
+    estimate: int  # bytes, before the runner can tell
+    keep_alive: float
+    runner: Runner | None = None
+    slots: int = 1
+    active: int = 1  # the request that loads it holds the first slot
+    last_used: float = 0.0
+    expires: float | None = None  # monotonic deadline while idle; None while busy or kept forever
+
+    @property
+    def memory(self) -> int:
+        return (self.runner.memory if self.runner is not None else 0) or self.estimate
+
+    @property
+    def idle(self) -> bool:
+        return self.runner is not None and self.active == 0
 
 
 class Scheduler:
-    def __init__(self, store: Store | None = None):
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        keep_alive: float | None = None,
+        max_loaded: int | None = None,
+        num_parallel: int | None = None,
+        max_queue: int | None = None,
+        memory_budget: int | None = None,
+    ):
+        cfg = settings()
         self.store = store or Store()
-        self._runners: dict[str, Runner] = {}
-        self._load_ns: dict[str, int] = {}
-        self._lock = threading.Lock()
+        self.keep_alive = cfg.keep_alive if keep_alive is None else keep_alive
+        self.max_loaded = cfg.max_loaded_models if max_loaded is None else max_loaded
+        self.num_parallel = cfg.num_parallel if num_parallel is None else num_parallel
+        self.max_queue = cfg.max_queue if max_queue is None else max_queue
+        self._memory_budget = memory_budget
+        self._lock = threading.RLock()  # reentrant: a lease dropped by the GC may release under it
+        self._models: dict[str, _Model] = {}
+        self._queues: dict[str, deque[threading.Condition]] = {}  # waiting requests, per model
+        self._waiting = 0
+        self._reaper_wake = threading.Condition(self._lock)
+        self._reaper: threading.Thread | None = None
+        self._closed = False
+
+    @property
+    def memory_budget(self) -> int:
+        """Bytes the loaded models may hold together; by default this machine's RAM (or its
+        container's limit) less the reserve for the system (:func:`imgscribe.memory.ram_budget`)."""
+        if self._memory_budget is None:
+            from .hardware import probe_ram
+            from .memory import ram_budget
+
+            total = probe_ram()[0]
+            self._memory_budget = ram_budget(total) if total else 1 << 62  # unknown: no budget
+        return self._memory_budget
+
+    # -- what front doors call ---------------------------------------------------------------
 
     def info(self, model: str) -> ModelInfo:
-        return self.store.resolve(model).info
-
-    def runner(self, model: str) -> Runner:
-        manifest = self.store.resolve(model)
-        with self._lock:
-            runner = self._runners.get(manifest.name)
-            if runner is None:
-                start = time.perf_counter_ns()
-                runner = get_engine(manifest.engine).load(manifest)
-                self._runners[manifest.name] = runner
-                self._load_ns[manifest.name] = time.perf_counter_ns() - start
-            return runner
+        """What the model is and can do: from its runner when it is loaded (no disk access)."""
+        runner = self._runner(parse_name(model).short)
+        return runner.info if runner is not None else self.store.resolve(model).info
 
     def chat(self, request: ChatRequest, cancel: threading.Event | None = None) -> Iterator[Chunk]:
+        """Wait for a slot (loading the model if needed), then stream the runner's answer.
+
+        Errors before the first chunk (unknown model, refused capability, full queue, failed load)
+        are raised here; the slot is held until the returned iterator ends or is closed.
+        """
+        started = time.perf_counter_ns()
         info = self.info(request.model)
-        if request.images and not info.vision:
-            raise Unsupported(f"model '{request.model}' does not support images (no vision capability)")
-        runner = self.runner(request.model)
-        return runner.chat(request, cancel)
+        check_capabilities(info, images=len(request.images), think=request.think, name=request.model)
+        model, load_ns = self._acquire(request.model, request.keep_alive, cancel)
+        try:
+            chunks = model.runner.chat(request, cancel)
+        except BaseException as exc:
+            self._release(model)
+            _raise_as_engine_error(model.name, exc)
+        return _Lease(self, model, iter(chunks), started, load_ns)
+
+    def load(self, model: str, keep_alive: float | None = None, cancel: threading.Event | None = None) -> int:
+        """Load a model without asking it anything (Ollama's empty prompt); the load time in ns."""
+        with self._lock:
+            loaded = self._models.get(parse_name(model).short)
+            if loaded is not None and loaded.runner is not None:
+                loaded.keep_alive = self._keep_alive(keep_alive)
+                if loaded.active == 0:
+                    self._set_expiry(loaded)
+                return 0
+        entry, load_ns = self._acquire(model, keep_alive, cancel)
+        self._release(entry)
+        return load_ns
+
+    def runner(self, model: str) -> Runner:
+        """The loaded runner of ``model`` (loading it if needed), for callers that only inspect it."""
+        name = parse_name(model).short
+        runner = self._runner(name)
+        if runner is None:
+            self.load(model)
+            runner = self._runner(name)
+        if runner is None:
+            raise EngineFailed(f"model '{model}' was unloaded while it was being looked at")
+        return runner
+
+    def unload(self, model: str) -> bool:
+        """Unload now, or as soon as its running requests end. False when it was not loaded;
+        ModelNotFound when there is no such model."""
+        name = parse_name(model).short
+        with self._lock:
+            entry = self._models.get(name)
+            if entry is not None:
+                entry.keep_alive = 0
+                if not entry.idle:
+                    return True  # _release unloads it
+                del self._models[name]
+                self._wake()
+        if entry is None:
+            self.store.resolve(model)  # no such model: say so
+            return False
+        _close(entry)
+        return True
 
     def loaded(self) -> list[Runner]:
         with self._lock:
-            return list(self._runners.values())
+            return [m.runner for m in self._models.values() if m.runner is not None]
 
-    def unload(self, model: str) -> bool:
-        name = self.store.resolve(model).name
+    def ps(self) -> list[LoadedModel]:
+        now_wall, now = datetime.now(UTC), time.monotonic()
+        rows = []
         with self._lock:
-            runner = self._runners.pop(name, None)
-        if runner is not None:
-            runner.close()
-        return runner is not None
+            for m in self._models.values():
+                if m.runner is None:
+                    continue
+                deadline = m.expires - now if m.expires is not None else m.keep_alive
+                expires_at = None if math.isinf(deadline) else now_wall + timedelta(seconds=max(deadline, 0))
+                rows.append(LoadedModel(m.runner.info, m.memory, m.active, m.slots, expires_at))
+        return rows
+
+    def queue_depth(self) -> int:
+        """Requests waiting for a slot or a load right now."""
+        return self._waiting
+
+    def running(self) -> int:
+        """Requests being answered right now (and loads in progress)."""
+        with self._lock:
+            return sum(m.active for m in self._models.values())
 
     def close(self) -> None:
+        """Unload everything; waiting requests fail. The scheduler cannot be used afterwards."""
         with self._lock:
-            runners, self._runners = list(self._runners.values()), {}
-        for runner in runners:
-            runner.close()
+            self._closed = True
+            entries, self._models = list(self._models.values()), {}
+            self._reaper_wake.notify_all()
+            self._wake()
+        for entry in entries:
+            _close(entry)
+
+    # -- slots -------------------------------------------------------------------------------
+
+    def _runner(self, name: str) -> Runner | None:
+        with self._lock:
+            entry = self._models.get(name)
+            return entry.runner if entry is not None else None
+
+    def _acquire(self, model: str, keep_alive: float | None, cancel: threading.Event | None) -> tuple[_Model, int]:
+        """A slot of ``model``, loading it first when it is not loaded; the load time in ns."""
+        name = parse_name(model).short
+        manifest = None if self._runner(name) is not None else self.store.resolve(model)
+        budget = self.memory_budget  # probed once, here rather than under the lock
+        while True:
+            entry, evicted = self._take_turn(name, manifest, keep_alive, cancel, budget)
+            for old in evicted:
+                _close(old)
+            if entry is None:  # it was unloaded while we waited: the store has what loading needs
+                manifest = self.store.resolve(model)
+            elif entry.runner is None:
+                return entry, self._load(entry, manifest)
+            else:
+                return entry, 0
+
+    def _take_turn(
+        self,
+        name: str,
+        manifest: ModelManifest | None,
+        keep_alive: float | None,
+        cancel: threading.Event | None,
+        budget: int,
+    ) -> tuple[_Model | None, list[_Model]]:
+        """Wait in line; then take a slot of the loaded model, or make room and register it as
+        loading (``runner`` None: the caller loads it, after closing the evicted models).
+        Returns no entry when the model must be loaded and ``manifest`` is None."""
+        ticket = threading.Condition(self._lock)
+        evicted: list[_Model] = []
+        waiting = False  # counted in the queue: only a request that cannot start at once is
+        with self._lock:
+            queue = self._queues.setdefault(name, deque())
+            queue.append(ticket)
+            try:
+                while True:
+                    if self._closed:
+                        raise EngineFailed("the server is shutting down")
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled("request canceled")
+                    if queue[0] is ticket:
+                        entry = self._models.get(name)
+                        if entry is not None and entry.runner is not None and entry.active < entry.slots:
+                            self._start(entry, keep_alive)
+                            return entry, evicted
+                        if entry is None and manifest is None:
+                            return None, evicted
+                        if entry is None and self._make_room(manifest.info.size, budget, evicted):
+                            entry = _Model(name, manifest.info.size, self._keep_alive(keep_alive))
+                            self._models[name] = entry
+                            return entry, evicted
+                    if not waiting:
+                        if self._waiting >= self.max_queue:
+                            raise Busy(
+                                f"server busy: {self._waiting} requests are already waiting "
+                                f"(IMGSCRIBE_MAX_QUEUE={self.max_queue}); try again shortly"
+                            )
+                        self._waiting += 1
+                        waiting = True
+                    ticket.wait(_POLL)
+            finally:
+                queue.remove(ticket)
+                if not queue:
+                    del self._queues[name]
+                if waiting:
+                    self._waiting -= 1
+                self._wake()
+
+    def _load(self, entry: _Model, manifest: ModelManifest) -> int:
+        start = time.perf_counter_ns()
+        try:
+            runner = get_engine(manifest.engine).load(manifest)
+        except BaseException as exc:
+            with self._lock:
+                self._models.pop(entry.name, None)
+                self._wake()
+            _raise_as_engine_error(entry.name, exc, "could not load")
+        with self._lock:
+            entry.runner = runner
+            entry.slots = max(1, min(runner.parallel, self.num_parallel) if self.num_parallel > 0 else runner.parallel)
+            entry.last_used = time.monotonic()
+            self._wake()
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=self._reap, name="imgscribe-keep-alive", daemon=True)
+                self._reaper.start()
+        return time.perf_counter_ns() - start
+
+    def _start(self, entry: _Model, keep_alive: float | None) -> None:
+        entry.active += 1
+        entry.expires = None
+        entry.keep_alive = self._keep_alive(keep_alive)
+        entry.last_used = time.monotonic()
+
+    def _release(self, entry: _Model) -> None:
+        with self._lock:
+            entry.active -= 1
+            entry.last_used = time.monotonic()
+            unload = entry.idle and entry.keep_alive <= 0 and self._models.get(entry.name) is entry
+            if unload:
+                del self._models[entry.name]
+            elif entry.idle:
+                self._set_expiry(entry)
+            self._wake()
+        if unload:
+            _close(entry)
+
+    def _make_room(self, need: int, budget: int, evicted: list[_Model]) -> bool:
+        """Make room for a model of ``need`` bytes by unloading idle models, least recently used
+        first; unload nothing and return False when even that would not be enough."""
+        models = dict(self._models)
+        # Spare models that requests are waiting for, when there is a choice.
+        candidates = sorted((m for m in models.values() if m.idle), key=lambda m: (m.name in self._queues, m.last_used))
+        victims: list[_Model] = []
+        while 0 < self.max_loaded <= len(models) or (models and sum(m.memory for m in models.values()) + need > budget):
+            if not candidates:
+                return False
+            victim = candidates.pop(0)
+            del models[victim.name]
+            victims.append(victim)
+        for victim in victims:
+            del self._models[victim.name]
+        evicted.extend(victims)
+        return True
+
+    def _wake(self) -> None:
+        """Let the first request waiting for each model look again (callers hold the lock)."""
+        for queue in self._queues.values():
+            queue[0].notify()
+
+    def _keep_alive(self, value: float | None) -> float:
+        return self.keep_alive if value is None else value
+
+    # -- keep-alive ------------------------------------------------------------------------------
+
+    def _set_expiry(self, entry: _Model) -> None:
+        entry.expires = None if math.isinf(entry.keep_alive) else time.monotonic() + entry.keep_alive
+        self._reaper_wake.notify()
+
+    def _reap(self) -> None:
+        """Unload idle models whose keep-alive has run out."""
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                now = time.monotonic()
+                idle = [m for m in self._models.values() if m.idle and m.expires is not None]
+                expired = [m for m in idle if m.expires <= now]
+                for m in expired:
+                    del self._models[m.name]
+                if not expired:
+                    deadlines = [m.expires - now for m in idle]
+                    self._reaper_wake.wait(min(deadlines) if deadlines else None)
+                    continue
+                self._wake()
+            for m in expired:
+                _close(m)
+
+
+class _Lease(Iterator[Chunk]):
+    """A runner's answer while it holds a slot; the slot goes back when the answer ends or is dropped."""
+
+    def __init__(self, scheduler: Scheduler, entry: _Model, chunks: Iterator[Chunk], started: int, load_ns: int):
+        self._scheduler = scheduler
+        self._entry = entry
+        self._chunks = chunks
+        self._started = started
+        self._load_ns = load_ns
+        self._open = True
+
+    def __next__(self) -> Chunk:
+        if not self._open:
+            raise StopIteration
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            self.close()
+            raise
+        except BaseException as exc:
+            self.close()
+            _raise_as_engine_error(self._entry.name, exc)
+        if chunk.done:
+            self.close()
+            if chunk.metrics is not None:
+                total = max(chunk.metrics.total_duration, time.perf_counter_ns() - self._started)
+                chunk = replace(
+                    chunk, metrics=replace(chunk.metrics, load_duration=self._load_ns, total_duration=total)
+                )
+        return chunk
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            try:
+                getattr(self._chunks, "close", lambda: None)()
+            finally:
+                self._scheduler._release(self._entry)
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _raise_as_engine_error(model: str, exc: BaseException, doing: str = "failed") -> NoReturn:
+    """Our own errors (and interrupts) pass through; any other error from an engine becomes
+    EngineFailed, the original kept as its cause."""
+    if isinstance(exc, Exception) and not isinstance(exc, ImgscribeError):
+        raise EngineFailed(f"model '{model}' {doing}: {type(exc).__name__}: {exc}") from exc
+    raise exc
+
+
+def _close(entry: _Model) -> None:
+    if entry.runner is not None:
+        try:
+            entry.runner.close()
+        except Exception as exc:  # it is unloaded all the same
+            log.warning("model '%s' did not close cleanly: %s", entry.name, exc)
 
 
 _default: Scheduler | None = None

@@ -1,0 +1,208 @@
+"""What the HTTP server adds over calling the same runner in-process, measured in the same run.
+
+    python bench/server.py [--seconds 3]
+
+The model is the instant ``echo`` engine (8 tokens, no delay), so every microsecond measured is
+overhead: in-process, ``images.intake`` + ``Scheduler.chat``; over HTTP, that plus JSON, base64,
+the request's thread hop, NDJSON rendering and the network stack. Each request carries one small
+PNG. The server is ``imgscribe serve`` in its own process (as users run it); the clients are
+httpx, one asyncio loop in this process.
+
+Prints latency with one client (p50, p99; in-process vs ``/api/generate`` non-streamed and
+``/api/chat`` streamed, and ``GET /api/version`` as the floor of any HTTP request) with the
+server's CPU time per request (steadier than wall time on a busy machine), then requests/s with 1,
+8 and 64 concurrent clients, with ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from PIL import Image as PILImage
+
+from imgscribe.images import intake
+from imgscribe.scheduler import Scheduler
+from imgscribe.store import Store
+from imgscribe.types import ChatRequest, Message, ModelInfo, ModelManifest
+
+MODEL = "bench-echo"
+PROMPT = "Describe this image."
+CONCURRENCY = (1, 8, 64)
+
+
+def png() -> bytes:
+    buf = io.BytesIO()
+    PILImage.new("RGB", (64, 48), "teal").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def make_store(root: Path) -> Store:
+    store = Store(root)
+    info = ModelInfo(name=MODEL, engine="echo", capabilities=["completion", "vision"])
+    store.create(MODEL, ModelManifest(name=MODEL, engine="echo", info=info, parameters={"tokens": 8, "parallel": 64}))
+    return store
+
+
+def server_cpu(pid: int) -> float:
+    """CPU seconds the server process has used (Linux); steadier than wall time on a busy machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+# -- in-process ------------------------------------------------------------------------------------
+
+
+def in_process_once(scheduler: Scheduler, data: bytes) -> None:
+    request = ChatRequest(MODEL, [Message("user", PROMPT, [intake(data)])])
+    for _ in scheduler.chat(request):
+        pass
+
+
+def in_process(scheduler: Scheduler, data: bytes, clients: int, seconds: float) -> list[float]:
+    """Latencies (s) of as many requests as ``clients`` threads finish in ``seconds``."""
+    deadline = time.perf_counter() + seconds
+
+    def worker() -> list[float]:
+        out = []
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            in_process_once(scheduler, data)
+            out.append(time.perf_counter() - start)
+        return out
+
+    with ThreadPoolExecutor(clients) as pool:
+        return [t for ts in pool.map(lambda _: worker(), range(clients)) for t in ts]
+
+
+# -- over HTTP ---------------------------------------------------------------------------------------
+
+
+async def http(url: str, body: dict | None, path: str, clients: int, seconds: float) -> list[float]:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> list[float]:
+            out = []
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                async with client.stream("POST" if body else "GET", path, json=body) as response:
+                    async for _ in response.aiter_bytes():
+                        pass
+                    if response.status_code != 200:
+                        raise SystemExit(f"{path}: HTTP {response.status_code}")
+                out.append(time.perf_counter() - start)
+            return out
+
+        return [t for ts in await asyncio.gather(*(worker() for _ in range(clients))) for t in ts]
+
+
+def start_server(models: Path) -> tuple[subprocess.Popen, str]:
+    """``imgscribe serve`` as users run it (access log included), its log in the models folder."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "IMGSCRIBE_HOST": f"127.0.0.1:{port}", "IMGSCRIBE_MODELS": str(models),
+           "IMGSCRIBE_NUM_PARALLEL": "0"}  # fmt: skip
+    log = open(models / "server.log", "wb")  # noqa: SIM115  (the server process writes it)
+    proc = subprocess.Popen([sys.executable, "-m", "imgscribe", "serve"], env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url + "/api/version", timeout=1)
+            return proc, url
+        except httpx.HTTPError:
+            if proc.poll() is not None:
+                raise SystemExit(f"the server did not start: {(models / 'server.log').read_text()}") from None
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the server did not start within 60 s")
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f}"
+
+
+def table(rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(row[0].ljust(widths[0]) + "".join(cell.rjust(w + 3) for cell, w in zip(row[1:], widths[1:], strict=True)))
+    print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement (default 3)")
+    args = parser.parse_args()
+
+    data = png()
+    b64 = base64.b64encode(data).decode()
+    generate = {"model": MODEL, "prompt": PROMPT, "images": [b64], "stream": False}
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT, "images": [b64]}]}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        scheduler = Scheduler(make_store(Path(tmp)), num_parallel=0)
+        proc, url = start_server(Path(tmp))
+        try:
+            in_process_once(scheduler, data)  # load the model, warm the caches
+            asyncio.run(http(url, generate, "/api/generate", 1, 0.3))
+            print(f"imgscribe server overhead: echo engine, {os.cpu_count()} CPUs, {args.seconds:g} s a figure\n")
+
+            base = in_process(scheduler, data, 1, args.seconds)
+            base50 = percentile(base, 50)
+            rows = [
+                ["latency, 1 client", "p50 ms", "p99 ms", "added p50 ms", "p50 ratio", "server CPU/request"],
+                ["in-process (intake + scheduler)", ms(base50), ms(percentile(base, 99)), "", "", ""],
+            ]
+            for label, path, body in [("HTTP GET /api/version (floor)", "/api/version", None),
+                                      ("HTTP /api/generate, stream:false", "/api/generate", generate),
+                                      ("HTTP /api/chat, streamed", "/api/chat", chat)]:  # fmt: skip
+                cpu = server_cpu(proc.pid)
+                lat = asyncio.run(http(url, body, path, 1, args.seconds))
+                cpu = (server_cpu(proc.pid) - cpu) / len(lat)
+                p50 = percentile(lat, 50)
+                rows.append([label, ms(p50), ms(percentile(lat, 99)), ms(p50 - base50), f"{p50 / base50:.1f}x",
+                             f"{ms(cpu)} ms"])  # fmt: skip
+            table(rows)
+
+            local, remote = [], []
+            for clients in CONCURRENCY:
+                local.append(len(in_process(scheduler, data, clients, args.seconds)) / args.seconds)
+                remote.append(
+                    len(asyncio.run(http(url, generate, "/api/generate", clients, args.seconds))) / args.seconds
+                )
+            table([
+                ["requests/s", *(f"{c} client{'s' if c > 1 else ''}" for c in CONCURRENCY)],
+                ["in-process", *(f"{r:.0f}" for r in local)],
+                ["HTTP /api/generate", *(f"{r:.0f}" for r in remote)],
+                ["ratio HTTP / in-process", *(f"{h / b:.2f}" for h, b in zip(remote, local, strict=True))],
+            ])  # fmt: skip
+        finally:
+            proc.terminate()
+            proc.wait(10)
+            scheduler.close()
+
+
+if __name__ == "__main__":
+    main()

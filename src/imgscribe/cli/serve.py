@@ -1,0 +1,67 @@
+"""``imgscribe serve``: the Ollama-compatible HTTP server, on ``IMGSCRIBE_HOST`` (127.0.0.1:11434)."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import sys
+
+from .. import __version__
+from ..config import HostAddress, parse_host, settings
+from ..errors import ImgscribeError, InvalidRequest
+
+GRACEFUL_SHUTDOWN_SECONDS = 5
+
+
+def serve(host: str | None = None) -> None:
+    """Serve until interrupted. ``host`` is parsed like ``IMGSCRIBE_HOST`` (and ``OLLAMA_HOST``)."""
+    import uvicorn
+
+    from ..server import create_app
+
+    cfg = settings()
+    try:
+        address = parse_host(host) if host else cfg.host
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    if address.scheme != "http":
+        raise InvalidRequest(
+            f"imgscribe serve speaks plain http, not {address.scheme}: "
+            "set IMGSCRIBE_HOST to an http address and put a TLS proxy in front if you need one"
+        )
+    sock = listen(address)
+    config = uvicorn.Config(
+        create_app(),  # its scheduler unloads every model when the server shuts down
+        log_level="debug" if cfg.debug else "info",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    print(f"imgscribe {__version__}: Ollama-compatible API on {address.url} (models in {cfg.models_dir})",
+          file=sys.stderr)  # fmt: skip
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl-C is how a server is stopped: not an error
+        pass
+    finally:
+        sock.close()
+
+
+def listen(address: HostAddress) -> socket.socket:
+    """A bound socket, or an error that says which setting to change."""
+    where = f"{address.host}:{address.port}"
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ImgscribeError(
+                f"{where} is already in use (another imgscribe or an Ollama server?). "
+                f"Set IMGSCRIBE_HOST to another address, e.g. IMGSCRIBE_HOST=127.0.0.1:{address.port + 1}"
+            ) from None
+        raise ImgscribeError(f"cannot listen on {where}: {exc.strerror or exc} (set IMGSCRIBE_HOST)") from None
+    logging.getLogger("imgscribe.server").debug("listening on %s", where)
+    return sock

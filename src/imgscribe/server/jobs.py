@@ -1,0 +1,156 @@
+"""One request's work on a thread of its own, its chunks handed to the event loop.
+
+Everything blocking in a request (decoding images, fetching URLs, waiting in the scheduler's queue,
+generating, downloading) runs on the job's thread, so the event loop only moves bytes. The threads
+come from a pool kept by the server: starting a thread per request would make the event loop wait
+until the operating system runs it.
+
+The job watches the client's connection: when it goes away the job's ``cancel`` event is set, which
+takes a waiting request out of the queue, stops a running one, and stops reading the work's items.
+
+An error before the first item becomes a status code; after it, the last line of the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import Executor
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+
+from ..errors import EngineFailed, ImageTooLarge
+from .errors import log_error
+from .render import Dialect, dump
+
+# Chunks of an answer, or Ollama's progress objects (pull, create), given the cancel event.
+Work = Callable[[threading.Event], Iterable[Any]]
+_END = object()
+
+
+class Job:
+    def __init__(self, request: Request, work: Work, threads: Executor):
+        self.cancel = threading.Event()
+        self._loop = asyncio.get_running_loop()
+        self._items: asyncio.Queue = asyncio.Queue()
+        self._held: object = None  # the end, or an error, met while taking a batch
+        self._watcher = asyncio.ensure_future(self._watch(request))
+        threads.submit(self._run, work)
+
+    async def next(self) -> Any:
+        """The next item, None at the end; the work's error is raised here."""
+        if self._held is not None:
+            item, self._held = self._held, None
+        else:
+            item = await self._items.get()
+        if item is _END:
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def batch(self) -> list[Any]:
+        """The next item and every one already waiting behind it (one write for a fast engine);
+        an empty list at the end."""
+        first = await self.next()
+        if first is None:
+            return []
+        items = [first]
+        while not self._items.empty():
+            item = self._items.get_nowait()
+            if item is _END or isinstance(item, BaseException):
+                self._held = item
+                break
+            items.append(item)
+        return items
+
+    def close(self) -> None:
+        """Stop the work if it is still going (the client left, or the answer is complete)."""
+        self.cancel.set()
+        self._watcher.cancel()
+
+    def _run(self, work: Work) -> None:
+        try:
+            items = iter(work(self.cancel))
+            try:
+                for item in items:
+                    self._put(item)
+                    if self.cancel.is_set():  # nobody is listening any more
+                        break
+            finally:
+                getattr(items, "close", lambda: None)()
+        except BaseException as exc:  # handed to the event loop, which answers with it
+            self._put(exc)
+        self._put(_END)
+
+    def _put(self, item: object) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._items.put_nowait, item)
+        except RuntimeError:  # the loop is gone: the server is shutting down
+            self.cancel.set()
+
+    async def _watch(self, request: Request) -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        self.cancel.set()
+
+
+async def respond(request: Request, work: Work, dialect: Dialect, stream: bool, threads: Executor) -> Response:
+    """Run ``work`` on one of ``threads`` and answer in ``dialect``: one JSON object, or a stream."""
+    job = Job(request, work, threads)
+    streaming = False
+    try:
+        first = await job.next()
+        if first is None:
+            raise EngineFailed("the model ended without an answer")
+        if stream:
+            streaming = True
+            return StreamingResponse(_stream(job, first, dialect), media_type=dialect.media_type)
+        chunks = [first]
+        while (chunk := await job.next()) is not None:
+            chunks.append(chunk)
+        return Response(dump(dialect.whole(chunks)), media_type="application/json")
+    finally:
+        if not streaming:
+            job.close()
+
+
+async def _stream(job: Job, first: Any, dialect: Dialect) -> AsyncIterator[bytes]:
+    try:
+        batch = [first]
+        while batch:
+            data = b"".join(dialect.encode(event) for item in batch for event in dialect.events(item))
+            if data:
+                yield data
+            batch = await job.batch()
+        if dialect.end:
+            yield dialect.end
+    except Exception as exc:  # the status line is sent: the error goes in the stream
+        log_error(exc)
+        yield dialect.encode(dialect.error(exc))
+    finally:
+        job.close()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 once it passes ``limit`` bytes (0: no limit)."""
+    declared = request.headers.get("content-length", "")
+    if limit > 0 and declared.isdigit() and int(declared) > limit:
+        raise _too_large(int(declared), limit)
+    parts, size = [], 0
+    async for part in request.stream():
+        size += len(part)
+        if limit > 0 and size > limit:
+            raise _too_large(size, limit)
+        parts.append(part)
+    return b"".join(parts)
+
+
+def _too_large(size: int, limit: int) -> ImageTooLarge:
+    return ImageTooLarge(
+        f"request body is {size:,} bytes or more, over the limit of {limit:,} bytes "
+        "(room for four images of IMGSCRIBE_MAX_IMAGE_BYTES in base64; set it to change the limit)"
+    )

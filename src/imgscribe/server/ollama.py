@@ -1,0 +1,204 @@
+"""Ollama's REST API (``notes/anchors.md`` section 2), so Ollama's clients work unchanged.
+
+Beyond Ollama: ``images`` may also hold data URIs, and http(s) URLs when the server fetches URLs;
+images sent to a model without vision get a 400; an empty prompt *with* images is a question, not a
+load; ``create`` takes ``from`` an existing model (from uploaded files: a 501 that says so).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from .. import __version__
+from ..errors import InvalidRequest, Unsupported
+from ..types import ChatRequest, Message, Role
+from . import render
+from .context import Server, server_of
+from .errors import NotImplementedYet
+from .render import Ollama, Progress
+from .wire import ChatBody, CopyBody, CreateBody, GenerateBody, ModelBody, require_model
+
+router = APIRouter()
+ROLES: tuple[Role, ...] = ("system", "user", "assistant", "tool")
+
+
+@router.api_route("/", methods=["GET", "HEAD"])
+async def root() -> Response:
+    return PlainTextResponse("Ollama is running", headers={"X-Imgscribe-Version": __version__})
+
+
+@router.api_route("/api/version", methods=["GET", "HEAD"])
+async def version() -> dict:
+    return {"version": __version__}
+
+
+@router.post("/api/generate")
+async def generate(request: Request) -> Response:
+    arrived = time.perf_counter_ns()
+    server = server_of(request)
+    body = await server.body(request, GenerateBody)
+    settings = body.settings()
+    if body.raw and (body.template or body.system or body.context):
+        raise InvalidRequest("raw mode does not support template, system, or context")
+    info = server.model(request, body.model, images=len(body.images or []), think=body.think)
+    if body.suffix and "insert" not in info.capabilities:
+        raise Unsupported(f'"{body.model}" does not support insert')
+    dialect = Ollama(body.model, "generate")
+    if not body.prompt and not body.images:
+        return await _load(server, dialect, info.name, settings["keep_alive"])
+
+    def work(cancel: threading.Event):
+        images = server.reader.read_all(body.images, "images")
+        messages = [Message("system", body.system)] if body.system else []
+        messages.append(Message("user", body.prompt or "", images))
+        return server.answer(ChatRequest(info.name, messages, **settings), cancel, arrived)
+
+    return await server.respond(request, work, dialect, stream=settings["stream"])
+
+
+@router.post("/api/chat")
+async def chat(request: Request) -> Response:
+    arrived = time.perf_counter_ns()
+    server = server_of(request)
+    body = await server.body(request, ChatBody)
+    settings = body.settings()
+    messages = body.messages or []
+    roles = [_role(m.role, i) for i, m in enumerate(messages)]
+    images = sum(len(m.images or []) for m in messages)
+    info = server.model(request, body.model, images=images, think=body.think)
+    if body.tools and "tools" not in info.capabilities:
+        raise Unsupported(f'"{body.model}" does not support tools')
+    dialect = Ollama(body.model, "chat")
+    if not messages:
+        return await _load(server, dialect, info.name, settings["keep_alive"])
+
+    def work(cancel: threading.Event):
+        turns = [
+            Message(role, m.content or "", server.reader.read_all(m.images, f"messages[{i}].images"))
+            for i, (role, m) in enumerate(zip(roles, messages, strict=True))
+        ]
+        return server.answer(ChatRequest(info.name, turns, **settings), cancel, arrived)
+
+    return await server.respond(request, work, dialect, stream=settings["stream"])
+
+
+def _role(role: str, index: int) -> Role:
+    role = role.lower()
+    if role not in ROLES:
+        raise InvalidRequest(f"messages[{index}].role: invalid role {role!r}: use system, user, assistant or tool")
+    return role
+
+
+async def _load(server: Server, dialect: Ollama, model: str, keep_alive: float | None) -> Response:
+    """An empty prompt loads the model; with ``keep_alive: 0`` it unloads it."""
+    if keep_alive == 0:
+        await run_in_threadpool(server.scheduler.unload, model)
+        return JSONResponse(dialect.load("unload"))
+    await run_in_threadpool(server.scheduler.load, model, keep_alive)
+    return JSONResponse(dialect.load("load"))
+
+
+@router.api_route("/api/tags", methods=["GET", "HEAD"])
+async def tags(request: Request) -> dict:
+    infos = await run_in_threadpool(server_of(request).store.list)
+    return {"models": [render.tag(info) for info in infos]}
+
+
+@router.post("/api/show")
+async def show(request: Request) -> dict:
+    server = server_of(request)
+    body = await server.body(request, ModelBody)
+    manifest = await run_in_threadpool(server.store.resolve, body.target)
+    request.state.model = manifest.name
+    return render.show(manifest)
+
+
+@router.get("/api/ps")
+async def ps(request: Request) -> dict:
+    return {"models": [render.running(row) for row in server_of(request).scheduler.ps()]}
+
+
+@router.post("/api/pull")
+async def pull(request: Request) -> Response:
+    """Ollama's progress stream; a client that goes away stops the download (it resumes later)."""
+    server = server_of(request)
+    body = await server.body(request, ModelBody)
+    name, insecure = body.target, bool(body.insecure)
+    work = lambda cancel: server.store.pull(name, insecure=insecure)  # noqa: E731
+    return await server.respond(request, work, Progress(), stream=body.stream is not False)
+
+
+@router.delete("/api/delete")
+async def delete(request: Request) -> Response:
+    server = server_of(request)
+    body = await server.body(request, ModelBody)
+    name = body.target
+    await run_in_threadpool(server.scheduler.unload, name)  # ModelNotFound when there is no such model
+    await run_in_threadpool(server.store.delete, name)
+    return Response(status_code=200)
+
+
+@router.post("/api/copy")
+async def copy(request: Request) -> Response:
+    server = server_of(request)
+    body = await server.body(request, CopyBody)
+    if not body.source or not body.destination:
+        raise InvalidRequest("source and destination are required")
+    await run_in_threadpool(server.store.copy, body.source, body.destination)
+    return Response(status_code=200)
+
+
+@router.post("/api/create")
+async def create(request: Request) -> Response:
+    """A new model from an existing one (``from``) with its own ``system`` and ``parameters``."""
+    server = server_of(request)
+    body = await server.body(request, CreateBody)
+    name = require_model(body.model)
+    if body.files:
+        raise NotImplementedYet("creating a model from files is not available yet: use 'from' with an existing model")
+    if not body.from_:
+        raise InvalidRequest("'from' is required: the name of the model to start from")
+
+    def work(cancel: threading.Event):
+        manifest = server.store.resolve(body.from_).model_copy(deep=True)
+        if body.system is not None:
+            manifest.system = body.system
+        manifest.parameters.update(body.parameters or {})
+        if body.license:
+            manifest.info.license = "\n".join(body.license) if isinstance(body.license, list) else body.license
+        yield {"status": "using existing model " + manifest.name}
+        if server.store.exists(name):
+            server.scheduler.unload(name)  # the next request loads the new version
+        server.store.create(name, manifest)
+        yield {"status": "writing manifest"}
+        yield {"status": "success"}
+
+    return await server.respond(request, work, Progress(), stream=body.stream is not False)
+
+
+@router.post("/api/embed")
+@router.post("/api/embeddings")
+async def embed(request: Request) -> Response:
+    """No model here makes embeddings: Ollama's answer for a model without the capability."""
+    server = server_of(request)
+    body = await server.body(request, ModelBody)
+    info = server.model(request, body.target)
+    raise Unsupported(f'"{body.target}" does not support embeddings ({info.name} describes images)')
+
+
+@router.post("/api/push")
+async def push(request: Request) -> Response:
+    raise NotImplementedYet("pushing models to a registry is not available")
+
+
+@router.api_route("/api/blobs/{digest}", methods=["HEAD", "POST"])
+async def blobs(request: Request, digest: str) -> Response:
+    raise NotImplementedYet(
+        "uploading model files is not available yet: register local files with 'imgscribe create', "
+        "or use /api/create with 'from' an existing model"
+    )

@@ -1,0 +1,133 @@
+"""The OpenAI-compatible routes: ``/v1/chat/completions`` and ``/v1/models``.
+
+Image parts take data URIs of any format the intake reads, and http(s) URLs when the server fetches
+URLs (Ollama refuses both). A message's text parts are joined with blank lines and its images kept
+in order, in one message.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import InvalidRequest, Unsupported
+from ..types import ChatRequest, Format, Message, Options, Role
+from . import render
+from .context import server_of
+from .inputs import ImageReader
+from .render import OpenAI
+from .wire import (
+    CompletionBody,
+    ModelBody,
+    OpenAIMessage,
+    ResponseFormat,
+    parse_format,
+    parse_keep_alive,
+    require_model,
+)
+
+router = APIRouter(prefix="/v1")
+ROLES: dict[str, Role] = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
+                          "tool": "tool"}  # fmt: skip
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    arrived = time.perf_counter_ns()
+    server = server_of(request)
+    body = await server.body(request, CompletionBody)
+    model = require_model(body.model)
+    if not body.messages:
+        raise InvalidRequest("[] is too short - 'messages'")
+    options = Options(
+        num_predict=body.max_completion_tokens or body.max_tokens,
+        seed=body.seed,
+        stop=[body.stop] if isinstance(body.stop, str) else body.stop,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        frequency_penalty=body.frequency_penalty,
+        presence_penalty=body.presence_penalty,
+    )
+    format = _format(body.response_format)
+    keep_alive = parse_keep_alive(body.keep_alive)
+    images = [_check_message(m, i) for i, m in enumerate(body.messages)]
+    info = server.model(request, model, images=sum(images))
+    if body.tools and "tools" not in info.capabilities:
+        raise Unsupported(f'"{model}" does not support tools')
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    def work(cancel: threading.Event):
+        messages = [_message(m, i, server.reader) for i, m in enumerate(body.messages)]
+        chat = ChatRequest(
+            info.name, messages, options=options, format=format, keep_alive=keep_alive, stream=body.stream
+        )
+        return server.answer(chat, cancel, arrived)
+
+    return await server.respond(request, work, OpenAI(model, include_usage), stream=body.stream)
+
+
+@router.post("/embeddings")
+async def embeddings(request: Request) -> Response:
+    server = server_of(request)
+    body = await server.body(request, ModelBody)
+    info = server.model(request, body.target)
+    raise Unsupported(f'"{body.target}" does not support embeddings ({info.name} describes images)')
+
+
+@router.get("/models")
+async def models(request: Request) -> dict:
+    infos = await run_in_threadpool(server_of(request).store.list)
+    return {"object": "list", "data": [render.openai_model(info) for info in infos]}
+
+
+@router.get("/models/{model:path}")
+async def model(request: Request, model: str) -> dict:
+    manifest = await run_in_threadpool(server_of(request).store.resolve, model)
+    return render.openai_model(manifest.info)
+
+
+def _format(value: ResponseFormat | None) -> Format:
+    if value is None or value.type == "text":
+        return None
+    if value.type == "json_object":
+        return "json"
+    if value.type == "json_schema":
+        schema = (value.json_schema or {}).get("schema")
+        if not isinstance(schema, dict):
+            raise InvalidRequest("response_format.json_schema.schema: a JSON Schema object is required")
+        return parse_format(schema)
+    raise InvalidRequest(f"response_format.type {value.type!r}: use text, json_object or json_schema")
+
+
+def _check_message(message: OpenAIMessage, index: int) -> int:
+    """Check what can be checked before any image is read; the number of images."""
+    if message.role not in ROLES:
+        raise InvalidRequest(f"messages[{index}].role: invalid role {message.role!r}")
+    if not isinstance(message.content, list):
+        return 0
+    for j, part in enumerate(message.content):
+        if part.type not in ("text", "image_url"):
+            raise InvalidRequest(
+                f"messages[{index}].content[{j}]: content of type {part.type!r} is not supported: use text or image_url"
+            )
+        if part.type == "image_url" and part.image_url is None:
+            raise InvalidRequest(f"messages[{index}].content[{j}].image_url is required")
+    return sum(part.type == "image_url" for part in message.content)
+
+
+def _message(message: OpenAIMessage, index: int, reader: ImageReader) -> Message:
+    role = ROLES[message.role]
+    if not isinstance(message.content, list):
+        return Message(role, message.content or "")
+    texts, images = [], []
+    for j, part in enumerate(message.content):
+        if part.type == "text":
+            texts.append(part.text or "")
+        else:
+            url = part.image_url if isinstance(part.image_url, str) else part.image_url.url
+            images.append(reader.read(url, f"messages[{index}].content[{j}].image_url"))
+    return Message(role, "\n\n".join(t for t in texts if t), images)

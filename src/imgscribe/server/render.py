@@ -1,0 +1,292 @@
+"""What goes back over the wire: answers in Ollama's and OpenAI's dialects, and model descriptions.
+
+A *dialect* turns a :class:`Chunk` stream into Ollama NDJSON objects or OpenAI SSE events; the routes
+never build an answer dict themselves.
+
+Compatibility rules the official clients depend on (``notes/anchors.md`` 3.1): every chat object has
+``message.role``; metrics appear only on the final object and zero values are left out; no blank
+lines in NDJSON; ``created_at`` is RFC 3339 in UTC; ``/api/show`` always has ``model_info``.
+
+Two fields go beyond Ollama's, on the final object only: ``image_encode_duration`` (ns) and ``data``
+(an engine's structured evidence, e.g. the builtin model's labels and OCR text).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import ImgscribeError
+from ..scheduler import LoadedModel
+from ..store import parse_name
+from ..types import Chunk, Metrics, ModelInfo, ModelManifest
+from .errors import message_of, openai_body
+
+
+def created_at() -> str:
+    """RFC 3339 in UTC with fractional seconds, as Ollama writes it."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def rfc3339(value: datetime | str | None) -> str | None:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return value or None
+
+
+def dump(obj: Any) -> bytes:
+    """Compact JSON, as Go writes it; numpy values from an engine's ``data`` become plain ones."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=_plain).encode()
+
+
+def _plain(value: Any) -> Any:
+    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
+    return tolist() if callable(tolist) else str(value)
+
+
+def metric_fields(metrics: Metrics | None) -> dict[str, int]:
+    """Ollama's duration and count fields, zero values left out (Go's ``omitempty``)."""
+    return {k: v for k, v in asdict(metrics or Metrics()).items() if v}
+
+
+class Ollama:
+    """Ollama's NDJSON objects for ``/api/generate`` (``response``) and ``/api/chat`` (``message``)."""
+
+    media_type = "application/x-ndjson"
+
+    def __init__(self, model: str, kind: Literal["generate", "chat"]):
+        self.model = model
+        self.kind = kind
+
+    def _object(self, text: str, done: bool) -> dict[str, Any]:
+        obj: dict[str, Any] = {"model": self.model, "created_at": created_at()}
+        if self.kind == "chat":
+            obj["message"] = {"role": "assistant", "content": text}
+        else:
+            obj["response"] = text
+        obj["done"] = done
+        return obj
+
+    def events(self, chunk: Chunk) -> list[dict[str, Any]]:
+        """What one chunk becomes in a stream: nothing, a piece of text, and/or the final object."""
+        out = [self._object(chunk.text, False)] if chunk.text else []
+        if chunk.done:
+            out.append(self.final(chunk, ""))
+        return out
+
+    def final(self, chunk: Chunk, text: str) -> dict[str, Any]:
+        obj = self._object(text, True)
+        obj["done_reason"] = chunk.done_reason or "stop"
+        obj.update(metric_fields(chunk.metrics))
+        if chunk.data:
+            obj["data"] = chunk.data
+        return obj
+
+    def whole(self, chunks: Iterable[Chunk]) -> dict[str, Any]:
+        """The one object of ``stream: false``: the whole text with the final object's fields."""
+        chunks = list(chunks)
+        return self.final(chunks[-1], "".join(c.text for c in chunks))
+
+    def load(self, reason: Literal["load", "unload"]) -> dict[str, Any]:
+        obj = self._object("", True)
+        obj["done_reason"] = reason
+        return obj
+
+    @staticmethod
+    def error(exc: BaseException) -> dict[str, Any]:
+        return {"error": message_of(exc)}
+
+    @staticmethod
+    def encode(obj: dict[str, Any]) -> bytes:
+        return dump(obj) + b"\n"
+
+    end = b""
+
+
+class OpenAI:
+    """OpenAI chat completions: one ``chat.completion`` object, or ``chat.completion.chunk`` SSE."""
+
+    media_type = "text/event-stream"
+    end = b"data: [DONE]\n\n"
+
+    def __init__(self, model: str, include_usage: bool = False):
+        self.model = model
+        self.include_usage = include_usage
+        self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        self.created = int(time.time())
+        self._role_sent = False
+
+    def _head(self, kind: str) -> dict[str, Any]:
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model,
+                "system_fingerprint": "fp_imgscribe"}  # fmt: skip
+
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+        obj = self._head("chat.completion.chunk")
+        obj["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
+        return obj
+
+    def events(self, chunk: Chunk) -> list[dict[str, Any]]:
+        out = []
+        if chunk.text or not self._role_sent:
+            delta = {"role": "assistant", "content": chunk.text} if not self._role_sent else {"content": chunk.text}
+            self._role_sent = True
+            out.append(self._chunk(delta, None))
+        if chunk.done:
+            out.append(self._chunk({}, _finish_reason(chunk)))
+            if self.include_usage:
+                obj = self._head("chat.completion.chunk")
+                obj["choices"] = []
+                obj["usage"] = usage(chunk.metrics)
+                out.append(obj)
+        return out
+
+    def whole(self, chunks: Iterable[Chunk]) -> dict[str, Any]:
+        chunks = list(chunks)
+        obj = self._head("chat.completion")
+        obj["choices"] = [{
+            "index": 0,
+            "message": {"role": "assistant", "content": "".join(c.text for c in chunks)},
+            "finish_reason": _finish_reason(chunks[-1]),
+        }]  # fmt: skip
+        obj["usage"] = usage(chunks[-1].metrics)
+        return obj
+
+    @staticmethod
+    def error(exc: BaseException) -> dict[str, Any]:
+        return openai_body(exc if isinstance(exc, ImgscribeError) else ImgscribeError(message_of(exc)))
+
+    @staticmethod
+    def encode(obj: dict[str, Any]) -> bytes:
+        return b"data: " + dump(obj) + b"\n\n"
+
+
+def _finish_reason(chunk: Chunk) -> str:
+    return "length" if chunk.done_reason == "length" else "stop"
+
+
+def usage(metrics: Metrics | None) -> dict[str, int]:
+    m = metrics or Metrics()
+    return {"prompt_tokens": m.prompt_eval_count, "completion_tokens": m.eval_count,
+            "total_tokens": m.prompt_eval_count + m.eval_count}  # fmt: skip
+
+
+class Progress:
+    """Ollama's status stream for ``pull`` and ``create``: ``{"status", "digest"?, "total"?,
+    "completed"?}`` objects, ending with ``{"status": "success"}``."""
+
+    media_type = Ollama.media_type
+    end = b""
+    error = staticmethod(Ollama.error)
+    encode = staticmethod(Ollama.encode)
+
+    @staticmethod
+    def events(item: dict[str, Any]) -> list[dict[str, Any]]:
+        return [item]
+
+    @staticmethod
+    def whole(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
+        return list(items)[-1]
+
+
+Dialect = Ollama | OpenAI | Progress
+
+
+# -- models ------------------------------------------------------------------------------------------
+
+
+def digest(info: ModelInfo) -> str:
+    """The model's digest, or a stable one derived from its description."""
+    return info.digest or hashlib.sha256(info.model_dump_json().encode()).hexdigest()
+
+
+def modified_at(info: ModelInfo) -> str:
+    """When the model was written; for one that ships inside the package, when that was installed."""
+    if info.modified_at:
+        return info.modified_at
+    installed = datetime.fromtimestamp(Path(__file__).stat().st_mtime, UTC)
+    return rfc3339(installed) or ""
+
+
+def details(info: ModelInfo) -> dict[str, Any]:
+    return {
+        "parent_model": "",
+        "format": info.format or info.engine,
+        "family": info.family or info.engine,
+        "families": info.families or [info.family or info.engine],
+        "parameter_size": info.parameter_size,
+        "quantization_level": info.quantization_level,
+    }
+
+
+def tag(info: ModelInfo) -> dict[str, Any]:
+    """An ``/api/tags`` entry. ``imgscribe`` holds our whole description, for the imgscribe CLI."""
+    return {
+        "name": info.name,
+        "model": info.name,
+        "modified_at": modified_at(info),
+        "size": info.size,
+        "digest": digest(info),
+        "details": details(info),
+        "capabilities": info.capabilities,
+        "imgscribe": info.model_dump(mode="json"),
+    }
+
+
+def show(manifest: ModelManifest) -> dict[str, Any]:
+    """``/api/show``: ``capabilities`` (with ``vision``, which the ``ollama`` CLI looks for before it
+    attaches images) and ``model_info`` (the Python client requires the key)."""
+    info = manifest.info
+    arch = info.family or info.engine
+    model_info: dict[str, Any] = {"general.architecture": arch, "general.basename": info.name.split(":")[0]}
+    if info.context_length:
+        model_info[f"{arch}.context_length"] = info.context_length
+    model_info.update(info.model_info)
+    parameters = "\n".join(
+        f"{k:<30} {json.dumps(v) if isinstance(v, str) else v}" for k, v in manifest.parameters.items()
+    )
+    modelfile = [f"# Modelfile generated by imgscribe for {info.name}", f"FROM {info.name}"]
+    modelfile += [f"PARAMETER {line}" for line in parameters.splitlines()]
+    if manifest.system:
+        modelfile.append(f'SYSTEM """{manifest.system}"""')
+    return {
+        "license": info.license,
+        "modelfile": "\n".join(modelfile) + "\n",
+        "parameters": parameters,
+        "template": "",
+        "system": manifest.system,
+        "details": details(info),
+        "model_info": model_info,
+        "capabilities": info.capabilities,
+        "modified_at": modified_at(info),
+        "imgscribe": info.model_dump(mode="json"),
+    }
+
+
+def running(row: LoadedModel) -> dict[str, Any]:
+    """An ``/api/ps`` entry; ``expires_at`` is null for a model kept forever."""
+    info = row.info
+    return {
+        "name": info.name,
+        "model": info.name,
+        "size": row.memory,
+        "digest": digest(info),
+        "details": details(info),
+        "expires_at": rfc3339(row.expires_at),
+        "size_vram": 0,
+        "context_length": info.context_length,
+    }
+
+
+def openai_model(info: ModelInfo) -> dict[str, Any]:
+    try:
+        created = int(datetime.fromisoformat(modified_at(info).replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        created = 0
+    return {"id": info.name, "object": "model", "created": created, "owned_by": parse_name(info.name).namespace}
