@@ -1,0 +1,329 @@
+"""A describe job from start to end: what to do (:class:`Job`), and the driver's half of a run
+(:class:`Sink`): side effects, then the manifest commit, then the outputs, for each record.
+
+The local runner and the Ray runner both produce records; the sink treats them the same, so the
+outputs and the resume semantics do not depend on where the model ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..errors import InvalidRequest
+from ..types import Options
+from .manifest import Manifest
+from .prompts import Prompt, check
+from .records import CancelChatFn, Describer, Index, Spec, display_path
+from .runner import pipeline
+from .sources import Item, Missing, expand
+from .writers import Writer, open_output, output_format
+from .writers.jsonl import JsonlStreamWriter
+from .writers.sidecar import SidecarWriter
+from .writers.table import columns
+from .writers.xmp import XmpWriter
+
+STDOUT = "-"
+MANIFEST_NAME = ".imgscribe-manifest.jsonl"
+
+
+@dataclass
+class Job:
+    sources: list[str]
+    model: str
+    prompts: list[Prompt]
+    options: Options = field(default_factory=Options)
+    lists: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)  # paths, or "-" for stdout
+    manifest: str | None = None
+    sidecar: str | None = None  # field or template
+    sidecar_ext: str = ".txt"
+    sidecar_existing: str = "keep"
+    xmp: str | None = None  # "sidecar" | "embed"
+    xmp_description: str | None = None
+    xmp_keywords: str | None = None
+    overwrite: bool = False
+    parallel: int | None = None  # requests in flight (None: the model's slots + 1, or 4 for a server)
+    read_ahead: int = 4
+    readers: int = 2
+    hosts: list[str] = field(default_factory=list)
+    local: bool = False
+    stdin: TextIO | None = None
+
+    def __post_init__(self) -> None:
+        check(self.prompts)
+        for out in self.outputs:
+            if out != STDOUT:
+                output_format(out)
+
+
+def model_digest(backend: Any, model: str) -> str:
+    """``ModelInfo.digest`` when set, else the SHA-256 of the model's manifest JSON (in-process) or
+    of its description (from a server's ``/api/show``, or the digest ``/api/tags`` lists)."""
+    store = getattr(backend, "store", None)
+    if store is not None:
+        manifest = store.resolve(model)
+        return _prefixed(manifest.info.digest) or "sha256:" + _sha(manifest.model_dump_json())
+    info = backend.show(model)
+    if info.digest:
+        return _prefixed(info.digest)
+    try:
+        listed = next((m.digest for m in backend.list() if m.name == info.name and m.digest), "")
+    except Exception:
+        listed = ""
+    return _prefixed(listed) or "sha256:" + _sha(info.model_dump_json(exclude={"modified_at"}))
+
+
+def _prefixed(digest: str) -> str:
+    return digest if not digest or ":" in digest else "sha256:" + digest
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def manifest_path(job: Job, items: list[Item]) -> Path | None:
+    """The explicit ``--manifest``; the first ``.jsonl`` output; next to another output file;
+    for sidecar/XMP-only runs, in the folder of the first image; None for stdout-only runs."""
+    if job.manifest:
+        return Path(job.manifest)
+    files = [Path(o) for o in job.outputs if o != STDOUT]
+    jsonl = next((f for f in files if output_format(f) == "jsonl"), None)
+    if jsonl:
+        return jsonl
+    if files:
+        return files[0].with_name(files[0].stem + ".manifest.jsonl")
+    if job.sidecar or job.xmp:
+        first = next((i for i in items if isinstance(i, Path)), None)
+        if first is not None:
+            return first.parent / MANIFEST_NAME
+    return None
+
+
+@dataclass
+class Stats:
+    done: int = 0
+    reused: int = 0
+    skipped: int = 0
+    failed: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    walls: list[float] = field(default_factory=list)  # seconds per described image
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def summary(self) -> str:
+        elapsed = self.elapsed
+        described = self.done - self.reused
+        parts = [f"described {self.done} image(s), {self.failed} failed, {self.skipped} skipped (done before)"]
+        if self.reused:
+            parts[0] += f", {self.reused} of them reused from identical images"
+        rate = described / elapsed if elapsed > 0 else 0.0
+        timing = f"in {elapsed:.1f}s: {rate:.2f} images/s"
+        if self.walls:
+            timing += f", p50 {statistics.median(self.walls):.2f}s per image"
+        return parts[0] + "; " + timing
+
+
+class Sink:
+    """Commits records: side effects first, then the manifest line, then the outputs."""
+
+    def __init__(self, job: Job, spec: Spec, items: list[Item], on_record: Callable[[dict], None] | None = None):
+        self.job, self.spec = job, spec
+        self.stats = Stats()
+        self._seen: set[str] = set()  # ids written by this run, when there is no manifest
+        self.on_record = on_record
+        self.manifest: Manifest | None = None
+        path = manifest_path(job, items)
+        redo = {display_path(i) for i in items if not isinstance(i, Missing)} if job.overwrite else set()
+        self.index = Index()
+        if path is not None:
+            self.manifest = Manifest(path)
+            self.index = self.manifest.open(redo)
+        self.effects: list[Writer] = []
+        self.outputs: list[Writer] = []
+        try:
+            self._open_writers(path)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_writers(self, manifest: Path | None) -> None:
+        job = self.job
+        if job.sidecar:
+            existing = "replace" if job.overwrite and job.sidecar_existing == "keep" else job.sidecar_existing
+            self.effects.append(SidecarWriter(job.sidecar, job.sidecar_ext, existing))
+        if job.xmp:
+            description, keywords = xmp_fields(job)
+            self.effects.append(XmpWriter(job.xmp, description, keywords, self.index.aliases))
+        if STDOUT in job.outputs or not (job.outputs or job.sidecar or job.xmp):
+            self.outputs.append(JsonlStreamWriter(sys.stdout))
+        cols = columns(job.prompts)
+        for out in job.outputs:
+            if out != STDOUT and (manifest is None or Path(out).resolve() != manifest.resolve()):
+                self.outputs.append(open_output(out, cols))
+        replaying = [w for w in self.outputs if w.replays]
+        if replaying and self.manifest is not None:
+            for record in self.manifest.records():
+                for writer in replaying:
+                    writer.write(record)
+
+    @property
+    def where(self) -> str:
+        files = [o for o in self.job.outputs if o != STDOUT]
+        return ", ".join(files) if files else (str(self.manifest.path) if self.manifest else "")
+
+    def handle(self, result: dict[str, Any]) -> None:
+        status = result.pop("_status", None)
+        committed = self.manifest.ids if self.manifest is not None else self._seen
+        if status is None and result["id"] in committed:
+            return  # delivered twice (a retried Ray task): it is in the output already
+        if status == "skipped":
+            error = self._effects_again(result["id"])
+            if error:
+                result["error"] = error
+                self.stats.failed += 1
+            else:
+                self.stats.skipped += 1
+            if self.on_record:
+                self.on_record(result)
+            return
+        if status == "reuse":
+            result = self._reuse(result)
+        record = result
+        if not record.get("error"):
+            for writer in self.effects:
+                writer.write(record)
+        if self.manifest is not None:
+            self.manifest.append(record)
+        else:
+            self._seen.add(record["id"])
+        for writer in self.outputs:
+            writer.write(record)
+        if record.get("error"):
+            self.stats.failed += 1
+        else:
+            self.stats.done += 1
+            self.stats.reused += status == "reuse"
+            wall = (record.get("timings") or {}).get("wall_duration")
+            if status != "reuse" and isinstance(wall, int):
+                self.stats.walls.append(wall / 1e9)
+        if self.on_record:
+            self.on_record(record)
+
+    def _effects_again(self, rid: str) -> str | None:
+        """A record done before gets this run's sidecar/XMP too (``--sidecar`` added on a rerun);
+        the manifest is updated when that wrote something new."""
+        if not self.effects or self.manifest is None:
+            return None
+        record = self.manifest.get(rid)
+        if record is None or record.get("error"):
+            return None
+        before = dict(record.get("written") or {})
+        for writer in self.effects:
+            writer.write(record)
+        if record.get("error"):  # writing failed: the image stays described; the rerun tries again
+            return record["error"]
+        if (record.get("written") or {}) != before:
+            self.manifest.append(record)
+        return None
+
+    def _reuse(self, stub: dict[str, Any]) -> dict[str, Any]:
+        cached = self.manifest.get_key(stub["key"]) if self.manifest is not None else None
+        if cached is None:  # cannot happen with a consistent manifest; say so rather than guess
+            return Describer(self.spec).error_record(stub["path"], "internal: cached result not found")
+        record = {k: v for k, v in cached.items() if k != "written"}
+        record.update(id=stub["id"], path=stub["path"], sha256=stub["sha256"], model=self.spec.model)
+        return record
+
+    def close(self) -> None:
+        errors = []
+        for writer in self.effects + self.outputs:
+            try:
+                writer.close()
+            except Exception as exc:  # close the others, then report
+                errors.append(exc)
+        if self.manifest is not None:
+            self.manifest.close()
+        if errors:
+            raise errors[0]
+
+
+def xmp_fields(job: Job) -> tuple[str | None, str | None]:
+    """Which fields become the description and the keywords: as given, else by common names."""
+    names = [p.name for p in job.prompts]
+    for p in job.prompts:
+        if isinstance(p.format, dict) and isinstance(p.format.get("properties"), dict):
+            names += list(p.format["properties"])
+    description = job.xmp_description or next(
+        (n for n in ("description", "caption", "alt", "alt_text") if n in names), job.prompts[0].name
+    )
+    keywords = job.xmp_keywords or next((n for n in ("keywords", "tags", "subject") if n in names), None)
+    return description, keywords
+
+
+def chat_fn(backend: Any) -> CancelChatFn:
+    """The scheduler's chat (it honours cancel) in-process; the backend's own for a server."""
+    scheduler = getattr(backend, "scheduler", None)
+    if scheduler is not None:
+        return scheduler.chat
+    return lambda request, cancel=None: backend.chat(request)
+
+
+def warm_up(backends: list[Any], model: str) -> int:
+    """Load the model before the first image (one clear error instead of one per image); the
+    number of requests to keep in flight by default: the model's slots + 1 in-process, else 4."""
+    scheduler = getattr(backends[0], "scheduler", None)
+    if scheduler is None:
+        return 4 * len(backends)
+    scheduler.load(model)
+    slots = next((row.slots for row in scheduler.ps() if row.info.name == scheduler.info(model).name), 1)
+    return slots + 1
+
+
+def execute(
+    job: Job,
+    backends: list[Any],
+    *,
+    ray: dict[str, Any] | None = None,
+    on_record: Callable[[dict], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> tuple[Stats, Sink]:
+    """Run ``job`` on ``backends`` (in-process or servers) or, with ``ray`` options, on Ray."""
+    items = list(expand(job.sources, job.lists, job.stdin))
+    if on_total:
+        on_total(len(items))
+    info = backends[0].show(job.model)  # an unknown model is one clear error, not one per image
+    if not info.vision:
+        raise InvalidRequest(f"model '{job.model}' does not support images: describe needs a vision model")
+    spec = Spec(job.model, model_digest(backends[0], job.model), job.prompts, job.options, job.overwrite)
+    sink = Sink(job, spec, items, on_record)
+    try:
+        for item in items:
+            if isinstance(item, Missing):
+                sink.handle(Describer(spec).error_record(item.source, item.reason))
+        work = [i for i in items if not isinstance(i, Missing)]
+        if ray is not None:
+            from .ray_runner import ray_pipeline
+
+            results = ray_pipeline(work, spec, sink.index, hosts=job.hosts, parallel=job.parallel, **ray)
+        else:
+            parallel = job.parallel or warm_up(backends, job.model)
+            describer = Describer(spec, sink.index)
+            results = pipeline(work, describer, [chat_fn(b) for b in backends], parallel=parallel,
+                               read_ahead=job.read_ahead, readers=job.readers)  # fmt: skip
+        try:
+            for result in results:
+                sink.handle(result)
+        finally:
+            results.close()
+    finally:
+        sink.close()
+    return sink.stats, sink

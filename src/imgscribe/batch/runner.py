@@ -1,0 +1,125 @@
+"""The local pipelined runner: images are read and decoded ahead while the model works.
+
+::
+
+    items ──► readers (threads: read, hash, fill prompts, skip or decode) ──► ready queue (bounded)
+          ──► N workers (each keeps one request in flight to the scheduler or a server) ──► records
+
+N requests stay in flight, so a model with parallel slots (or a server with several) is kept busy,
+and the next image is already decoded when a slot frees up. The bounded queues cap memory at
+about ``readers + read_ahead + N`` decoded images. Records come out in the order they finish.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .records import CancelChatFn, Describer, Prepared
+from .sources import Url
+
+_END = object()
+_POLL = 0.2
+
+
+def pipeline(
+    items: Iterable[Path | Url],
+    describer: Describer,
+    chats: list[CancelChatFn],
+    *,
+    parallel: int = 4,
+    read_ahead: int = 4,
+    readers: int = 2,
+    cancel: threading.Event | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Records (and skip/reuse stubs) for ``items``, as they finish; ``chats`` are used in turn."""
+    cancel = cancel or threading.Event()
+    parallel, readers = max(1, parallel), max(1, readers)
+    todo: queue.Queue = queue.Queue(maxsize=readers * 2)
+    ready: queue.Queue = queue.Queue(maxsize=max(1, read_ahead))
+    done: queue.Queue = queue.Queue()
+    lock = threading.Lock()
+    left = {"readers": readers, "workers": parallel}
+
+    def put(q: queue.Queue, value: Any) -> bool:
+        while not cancel.is_set():
+            try:
+                q.put(value, timeout=_POLL)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def feed() -> None:
+        try:
+            for item in items:
+                if not put(todo, item):
+                    return
+        except BaseException as exc:  # a list that cannot be read mid-way: end the run with it
+            done.put(("crash", exc))
+        finally:
+            for _ in range(readers):
+                put(todo, _END)
+
+    def read() -> None:
+        try:
+            while not cancel.is_set():
+                item = todo.get()
+                if item is _END:
+                    break
+                result = describer.prepare(item)
+                if isinstance(result, Prepared):
+                    if not put(ready, result):
+                        break
+                else:
+                    done.put(result)
+        except BaseException as exc:
+            done.put(("crash", exc))
+        finally:
+            with lock:
+                left["readers"] -= 1
+                last = left["readers"] == 0
+            if last:
+                for _ in range(parallel):
+                    put(ready, _END)
+
+    def work(chat: CancelChatFn) -> None:
+        try:
+            while not cancel.is_set():
+                job = ready.get()
+                if job is _END:
+                    break
+                done.put(describer.describe(job, chat, cancel))
+        except BaseException as exc:
+            done.put(("crash", exc))
+        finally:
+            with lock:
+                left["workers"] -= 1
+                last = left["workers"] == 0
+            if last:
+                done.put(_END)
+
+    threads = [threading.Thread(target=feed, name="imgscribe-feed", daemon=True)]
+    threads += [threading.Thread(target=read, name=f"imgscribe-read-{i}", daemon=True) for i in range(readers)]
+    cycle = itertools.cycle(chats)
+    threads += [threading.Thread(target=work, args=(next(cycle),), name=f"imgscribe-work-{i}", daemon=True)
+                for i in range(parallel)]  # fmt: skip
+    for t in threads:
+        t.start()
+    try:
+        while True:
+            try:
+                result = done.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+            if result is _END:
+                return
+            if isinstance(result, tuple):
+                raise result[1]
+            yield result
+    finally:
+        cancel.set()  # on an early exit (Ctrl-C, an error): stop reading, let requests cancel
