@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test bench clean
+.PHONY: setup test-setup run test bench clean
 
 setup: $(STAMP)
 
@@ -15,10 +15,16 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# The tests also run Llama 4 and Phi-4-multimodal, whose processors need torchvision: torch 2.14.1 +
+# torchvision 0.29.1 (a CUDA build that runs on the CPU; pip takes both from this machine's disk).
+# PyPI's torchvision does not import beside torch 2.13.0, so the pair is installed together.
+test-setup: setup
+	$(PY) -c "import torchvision" 2>/dev/null || $(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+
 run: setup
 	$(VENV)/bin/imgscribe describe examples/ --model builtin
 
-test: setup
+test: test-setup
 	$(PY) -m pytest -q
 
 bench: setup

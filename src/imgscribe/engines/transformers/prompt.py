@@ -1,0 +1,75 @@
+"""From a ChatRequest to model inputs, through the family's own processor and chat template.
+
+Each message becomes ``{"role", "content": [{"type": "image", "image": PIL}..., {"type": "text"}]}``
+(images first, as Ollama places them), consecutive messages of one role are merged (several
+templates require alternating roles), and ``processor.apply_chat_template(..., tokenize=True)``
+renders, tokenizes and preprocesses the images in one call, exactly as the family's own examples do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import InvalidRequest
+from ...types import ChatRequest
+
+_ROLES = {"system": "system", "user": "user", "assistant": "assistant", "tool": "user"}
+
+
+def conversation(request: ChatRequest, system: str = "") -> tuple[list[dict[str, Any]], int]:
+    """The chat-template messages for ``request`` (``system``: the model's default system prompt, used
+    when the request has none) and the number of images in them."""
+    messages: list[dict[str, Any]] = []
+    if system and not any(m.role == "system" for m in request.messages):
+        messages.append({"role": "system", "content": [{"type": "text", "text": system}]})
+    images = 0
+    for m in request.messages:
+        role = _ROLES.get(m.role)
+        if role is None:
+            raise InvalidRequest(f"unknown message role {m.role!r} (system, user, assistant or tool)")
+        parts: list[dict[str, Any]] = [{"type": "image", "image": image.pil} for image in m.images]
+        images += len(m.images)
+        if m.content or not parts:
+            parts.append({"type": "text", "text": m.content})
+        if messages and messages[-1]["role"] == role:
+            _merge(messages[-1]["content"], parts)
+        else:
+            messages.append({"role": role, "content": parts})
+    if not messages or all(m["role"] == "system" for m in messages):
+        raise InvalidRequest("the request has no user message")
+    return messages, images
+
+
+def _merge(into: list[dict[str, Any]], parts: list[dict[str, Any]]) -> None:
+    """Put ``parts`` into the same turn: images with images (first), text joined by a blank line."""
+    images = [p for p in parts if p["type"] == "image"]
+    texts = [p["text"] for p in parts if p["type"] == "text" and p["text"]]
+    first_text = next((i for i, p in enumerate(into) if p["type"] == "text"), len(into))
+    into[first_text:first_text] = images
+    if texts:
+        last = next((p for p in reversed(into) if p["type"] == "text"), None)
+        if last is None:
+            into.append({"type": "text", "text": "\n\n".join(texts)})
+        else:
+            last["text"] = "\n\n".join([t for t in (last["text"], *texts) if t])
+
+
+def encode(processor, messages: list[dict[str, Any]]):
+    """Render the chat template, tokenize and preprocess the images: the processor's BatchFeature."""
+    from jinja2 import TemplateError
+
+    continue_final = messages[-1]["role"] == "assistant"  # an assistant prefix to continue (Ollama does so)
+    try:
+        return processor.apply_chat_template(
+            messages,
+            add_generation_prompt=not continue_final,
+            continue_final_message=continue_final,
+            tokenize=True,
+            return_dict=True,
+            return_tensors="pt",
+        )
+    except TemplateError as exc:
+        raise InvalidRequest(f"the model's chat template refused these messages: {exc}") from exc
+    except ValueError as exc:
+        # processors raise ValueError for a mismatch of image tokens and images, among others
+        raise InvalidRequest(f"the model's processor refused this request: {exc}") from exc

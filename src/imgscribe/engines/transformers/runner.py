@@ -1,0 +1,264 @@
+"""A loaded Hugging Face VLM answering ChatRequests as a stream of Chunks.
+
+``chat`` does the prompt work at once (so a refused request fails before any chunk), then runs
+``model.generate`` in a thread with a streamer; the iterator turns tokens into text as they come.
+
+Metrics, in nanoseconds:
+
+- ``prompt_eval_count``: the prompt's tokens as the processor made them (image tokens included);
+  ``prompt_eval_duration``: from the start of ``generate`` to the first new token (the prefill,
+  vision encoder included).
+- ``eval_count``: tokens generated; ``eval_duration``: from the first new token to the last.
+- ``image_encode_duration``: image preprocessing (the processor) plus the vision tower's forward pass.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from ...errors import EngineFailed, ImgscribeError
+from ...types import ChatRequest, Chunk, Metrics, ModelInfo, ModelManifest
+from . import generation, prompt
+from .families import context_length
+from .grammar import GrammarCompiler, schema_of
+from .loading import Loaded
+
+# Modules that turn pixels into the language model's embeddings, by attribute name across families.
+_VISION_MODULES = ("vision_tower", "visual", "vision_model", "image_embed", "multi_modal_projector", "aligner")
+
+
+class TransformersRunner:
+    parallel = 1  # one generate at a time per model
+
+    def __init__(self, manifest: ModelManifest, loaded: Loaded):
+        self.info: ModelInfo = manifest.info
+        self.manifest = manifest
+        self.loaded = loaded
+        self.model = loaded.model
+        self.processor = loaded.processor
+        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        self.family = loaded.family
+        self.device = loaded.device
+        self.context_length = context_length(loaded.config) or self.info.context_length
+        self.memory = sum(t.numel() * t.element_size() for t in (*self.model.parameters(), *self.model.buffers()))
+        self.eos_ids = _eos_ids(self.model, self.tokenizer)
+        self._lock = threading.Lock()
+        self._vision_ns = 0
+        self._hooks = _time_vision(self.model, self)
+        self._grammar = GrammarCompiler(self.tokenizer, _vocab_size(self.model, self.tokenizer), self.eos_ids)
+        self._closed = False
+
+    # -- the Runner interface ----------------------------------------------------------------------
+
+    def chat(self, request: ChatRequest, cancel: threading.Event | None = None) -> Iterator[Chunk]:
+        if self._closed:
+            raise EngineFailed(f"model '{self.info.name}' was unloaded")
+        start = time.perf_counter_ns()
+        options = _options(self.manifest, request)
+        messages, n_images = prompt.conversation(request, self.manifest.system)
+        inputs = prompt.encode(self.processor, messages)
+        preprocess_ns = time.perf_counter_ns() - start
+        prompt_tokens = int(inputs["input_ids"].shape[1])
+        plan = generation.plan(options, prompt_tokens, self.context_length, self.model.generation_config)
+        processors = [p for p in (plan.penalty,) if p is not None]
+        schema = schema_of(request.format)
+        if schema is not None:
+            processors.append(self._grammar.processor(schema))
+        return self._stream(inputs, plan, processors, cancel, start, preprocess_ns if n_images else 0, prompt_tokens)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:  # let a running generate finish first
+            for hook in self._hooks:
+                hook.remove()
+            device = self.device
+            self.model = self.loaded.model = None
+            gc.collect()
+            if device.startswith("cuda"):
+                import torch
+
+                torch.cuda.empty_cache()
+
+    # -- generation --------------------------------------------------------------------------------
+
+    def _stream(self, inputs, plan, processors, cancel, start, preprocess_ns, prompt_tokens) -> Iterator[Chunk]:
+        import torch
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        stop_now = threading.Event()  # a stop sequence was seen, or the reader went away
+        streamer = generation.TokenQueue()
+        stopping = StoppingCriteriaList([generation.StopFlag(cancel, stop_now)])
+        kwargs: dict[str, Any] = dict(
+            **inputs, **plan.kwargs, **self.family.generate_kwargs, streamer=streamer, stopping_criteria=stopping
+        )
+        if processors:
+            kwargs["logits_processor"] = LogitsProcessorList(processors)
+        kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
+                          else (self.eos_ids[0] if self.eos_ids else None))  # fmt: skip
+
+        timing = {"started": 0}
+
+        def work() -> None:
+            try:
+                with self._lock:
+                    if self.model is None:
+                        raise EngineFailed(f"model '{self.info.name}' was unloaded")
+                    self._vision_ns = 0
+                    moved = _to_device(kwargs, self.model)
+                    if plan.seed is not None:
+                        torch.manual_seed(plan.seed)
+                        if self.device.startswith("cuda"):
+                            torch.cuda.manual_seed_all(plan.seed)
+                    timing["started"] = time.perf_counter_ns()
+                    with torch.inference_mode():
+                        self.model.generate(**moved)
+                streamer.end()
+            except BaseException as exc:  # handed to the reader, which raises it
+                streamer.fail(exc)
+
+        thread = threading.Thread(target=work, name=f"imgscribe-generate-{self.info.name}", daemon=True)
+        thread.start()
+        return self._read(streamer, thread, plan, stop_now, cancel, timing, start, preprocess_ns, prompt_tokens)
+
+    def _read(self, streamer, thread, plan, stop_now, cancel, timing, start, preprocess_ns, prompt_tokens):
+        detok = generation.Detokenizer(self.tokenizer)
+        pending, count, reason, stopped = "", 0, None, False
+        first_ns = last_ns = 0
+        try:
+            while True:
+                item = streamer.queue.get()
+                if item is generation.TokenQueue.END:
+                    break
+                if isinstance(item, BaseException):
+                    if isinstance(item, ImgscribeError):
+                        raise item
+                    raise EngineFailed(f"generation failed: {type(item).__name__}: {item}") from item
+                if reason is not None:
+                    continue  # generated after the end (a stop sequence): drained, not sent
+                token, at = item
+                count += 1
+                first_ns = first_ns or at
+                last_ns = at
+                if token in self.eos_ids:  # also a tokenizer EOS that generation_config does not list
+                    reason = "stop"
+                    stop_now.set()
+                    continue
+                pending += detok.add(token)
+                ready, pending, stopped = generation.hold_back(pending, plan.stops)
+                if ready:
+                    yield Chunk(text=ready)
+                if stopped:
+                    reason = "stop"
+                    stop_now.set()
+            thread.join()
+            if not stopped:  # what was held back, now that nothing follows it
+                ready, rest, stopped = generation.hold_back(pending + detok.flush(), plan.stops)
+                tail = ready if stopped else ready + rest
+                if tail:
+                    yield Chunk(text=tail)
+        finally:
+            stop_now.set()  # the reader went away (or is done): generate ends at its next token
+        if reason is None:
+            if cancel is not None and cancel.is_set():
+                reason = "cancel"
+            elif count >= plan.max_new_tokens:
+                reason = "length"
+            else:
+                reason = "stop"
+        end = time.perf_counter_ns()
+        began = timing["started"] or end
+        metrics = Metrics(
+            total_duration=end - start,
+            prompt_eval_count=prompt_tokens,
+            prompt_eval_duration=max((first_ns or end) - began, 1),
+            eval_count=count,
+            eval_duration=max(last_ns - first_ns, 1) if count else 0,
+            image_encode_duration=preprocess_ns + self._vision_ns if preprocess_ns else 0,
+        )
+        data = {"device": self.device, "dtype": str(self.loaded.dtype).removeprefix("torch.")}
+        yield Chunk(done=True, done_reason=reason, metrics=metrics, data=data)
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _options(manifest: ModelManifest, request: ChatRequest):
+    """The request's options over the model's defaults (``manifest.parameters``, as a Modelfile's)."""
+    from ...types import Options
+
+    defaults = {k: v for k, v in manifest.parameters.items() if k in Options.model_fields}
+    if not defaults:
+        return request.options
+    given = request.options.model_dump(exclude_none=True)
+    return Options(**{**defaults, **given})
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    ids: list[int] = []
+    for source in (getattr(model, "generation_config", None), getattr(model, "config", None)):
+        value = getattr(source, "eos_token_id", None) if source is not None else None
+        if value is None and source is not None and hasattr(source, "get_text_config"):
+            value = getattr(source.get_text_config(), "eos_token_id", None)
+        if value is not None:
+            ids.extend(value if isinstance(value, (list, tuple)) else [value])
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return list(dict.fromkeys(int(i) for i in ids))
+
+
+def _vocab_size(model, tokenizer) -> int:
+    try:
+        return int(model.get_output_embeddings().weight.shape[0])
+    except (AttributeError, TypeError):
+        return len(tokenizer)
+
+
+def _to_device(kwargs: dict[str, Any], model) -> dict[str, Any]:
+    """Tensors to the model's device; floating ones (pixels) to its dtype too."""
+    import torch
+
+    out = {}
+    for k, v in kwargs.items():
+        if isinstance(v, torch.Tensor):
+            v = v.to(model.device, dtype=model.dtype) if v.is_floating_point() else v.to(model.device)
+        out[k] = v
+    return out
+
+
+def _time_vision(model, runner: TransformersRunner) -> list:
+    """Forward hooks on the outermost vision modules, adding their time to ``runner._vision_ns``."""
+    import torch
+
+    found: list[str] = []
+    hooks = []
+    cuda = str(getattr(model, "device", "cpu")).startswith("cuda")
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in _VISION_MODULES and not any(name.startswith(f + ".") for f in found):
+            found.append(name)
+            timer = _Timer(runner, torch.cuda.synchronize if cuda else None)
+            hooks.append(module.register_forward_pre_hook(timer.before))
+            hooks.append(module.register_forward_hook(timer.after))
+    return hooks
+
+
+class _Timer:
+    def __init__(self, runner: TransformersRunner, sync):
+        self.runner, self.sync, self.began = runner, sync, 0
+
+    def before(self, module, args) -> None:
+        if self.sync:
+            self.sync()
+        self.began = time.perf_counter_ns()
+
+    def after(self, module, args, output) -> None:
+        if self.sync:
+            self.sync()
+        if self.began:
+            self.runner._vision_ns += time.perf_counter_ns() - self.began
+            self.began = 0
