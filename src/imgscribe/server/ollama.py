@@ -7,6 +7,7 @@ load; ``create`` takes ``from`` an existing model (from uploaded files: a 501 th
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -164,6 +165,9 @@ async def create(request: Request) -> Response:
     if not body.from_:
         raise InvalidRequest("'from' is required: the name of the model to start from")
 
+    if os.path.isabs(body.from_):
+        return await server.respond(request, _import_work(server, name, body), Progress(), stream=body.stream is not False)
+
     def work(cancel: threading.Event):
         manifest = server.store.resolve(body.from_).model_copy(deep=True)
         if body.system is not None:
@@ -179,6 +183,21 @@ async def create(request: Request) -> Response:
         yield {"status": "success"}
 
     return await server.respond(request, work, Progress(), stream=body.stream is not False)
+
+
+def _import_work(server, name: str, body: CreateBody):
+    """``from`` a local checkpoint folder or GGUF file on the server's disk (imgscribe's extension)."""
+    from ..store.importer import create_from_path
+
+    def work(cancel: threading.Event):
+        yield {"status": f"importing {body.from_}"}
+        if server.store.exists(name):
+            server.scheduler.unload(name)
+        create_from_path(server.store, name, body.from_, mmproj=body.mmproj)
+        yield {"status": "writing manifest"}
+        yield {"status": "success"}
+
+    return work
 
 
 @router.post("/api/embed")

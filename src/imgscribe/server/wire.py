@@ -127,6 +127,9 @@ class CreateBody(Body):
     template: str | None = None
     license: str | list[str] | None = None
     stream: bool | None = None
+    # imgscribe: ``from`` may be an absolute path on the server (a checkpoint folder or a GGUF),
+    # with the GGUF's projector here.
+    mmproj: str | None = None
 
 
 class ImageUrl(Body):
