@@ -127,6 +127,8 @@ class Settings:
     llama_server: str
     ignore_memory: bool  # load even when the memory estimate says it will not fit
     debug: bool
+    hf_endpoint: str = "https://huggingface.co"  # where hf.co/... names are pulled from
+    hf_token: str = ""  # for gated and private Hugging Face repositories
 
 
 def settings() -> Settings:
@@ -148,4 +150,6 @@ def settings() -> Settings:
         llama_server=_env("IMGSCRIBE_LLAMA_SERVER"),
         ignore_memory=_bool("IMGSCRIBE_IGNORE_MEMORY"),
         debug=_bool("IMGSCRIBE_DEBUG"),
+        hf_endpoint=(_env("IMGSCRIBE_HF_ENDPOINT") or _env("HF_ENDPOINT") or "https://huggingface.co").rstrip("/"),
+        hf_token=_env("IMGSCRIBE_HF_TOKEN") or _env("HF_TOKEN"),
     )

@@ -39,7 +39,7 @@ def _root(
 def _register() -> None:
     from . import describe, models, recommend, run  # noqa: F401  (each adds its commands to `app`)
 
-    for optional in ("server_cmds", "create", "convert", "eval"):  # arrive with their issues
+    for optional in ("server_cmds", "create", "convert", "eval", "pull"):  # arrive with their issues
         try:
             importlib.import_module(f"{__name__}.{optional}")
         except ModuleNotFoundError as exc:

@@ -81,12 +81,7 @@ class LocalBackend:
         self.store.copy(source, destination)
 
     def pull(self, model: str, insecure: bool = False) -> Iterator[dict[str, Any]]:
-        from ..errors import ImgscribeError
-
-        raise ImgscribeError(
-            f"pulling models is not available yet; register a local model with "
-            f"'imgscribe create' or use 'builtin' (asked for {model!r})"
-        )
+        return self.store.pull(model, insecure)
 
 
 def get_backend(host_flag: str | None = None, local: bool = False) -> Backend:

@@ -130,7 +130,7 @@ async def pull(request: Request) -> Response:
     server = server_of(request)
     body = await server.body(request, ModelBody)
     name, insecure = body.target, bool(body.insecure)
-    work = lambda cancel: server.store.pull(name, insecure=insecure)  # noqa: E731
+    work = lambda cancel: server.store.pull(name, insecure=insecure, cancel=cancel)  # noqa: E731
     return await server.respond(request, work, Progress(), stream=body.stream is not False)
 
 

@@ -1,102 +1,310 @@
 """Which models exist and where their files are. The store never loads a model.
 
-Today a model is a JSON manifest (:class:`~imgscribe.types.ModelManifest`) under
-``IMGSCRIBE_MODELS/manifests/<host>/<namespace>/<model>/<tag>``; ``builtin`` is always present
-and needs no files.
+Layout under ``IMGSCRIBE_MODELS`` (default ``~/.imgscribe/models``), like Ollama's::
+
+    manifests/<host>/<namespace>/<model>/<tag>   one JSON file per model name (manifests.py)
+    blobs/sha256-<hex>                           content-addressed files (blobs.py)
+    blobs/sha256-<hex>-partial[.json]            a download in progress, resumable (pull/download.py)
+    snapshots/<key>/ + <key>.json                folder models: file names linked to blobs
+
+- A model appears in :meth:`Store.list` only once its manifest is written, and that happens last,
+  atomically, after every blob it names is complete and verified.
+- Blobs shared between models are stored once; :meth:`Store.delete` frees the blobs and snapshot
+  folders that no other model uses (gc.py).
+- ``create(name, manifest)`` with files outside the store (a user's Hugging Face folder or GGUF, as
+  ``imgscribe create --from`` registers them) keeps referencing them **in place**: nothing is
+  copied, and ``rm`` never deletes them. Moving or deleting those files breaks the model; copy
+  them in with :meth:`Store.add_file` first to let the store own them. Files inside the store (a
+  blob, a snapshot) are recorded as layers, so ``create`` from a pulled model keeps its blobs alive.
+- Names are validated (names.py) and every manifest path is checked to stay inside the store.
+
+``builtin`` is always present and needs no files.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from datetime import datetime, timezone
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ..config import settings
-from ..errors import InvalidRequest, ModelNotFound
+from ..errors import ImgscribeError, InvalidRequest, ModelNotFound
 from ..types import ModelInfo, ModelManifest
+from . import gc
+from .blobs import BlobStore
+from .manifests import Layer, ManifestFiles, StoredManifest
 from .names import ModelName, parse_name
 
-__all__ = ["Store", "ModelName", "parse_name"]
+__all__ = ["DamagedModel", "ModelName", "Store", "parse_name"]
 
 BUILTIN = "builtin:latest"
+_NOT_FOUND_HINT = "try pulling it first (imgscribe pull NAME) or use 'builtin'"
+
+
+class DamagedModel(ImgscribeError):
+    """A model's manifest names a store file that is missing or unreadable."""
+
+    status = 500
 
 
 def _builtin() -> ModelManifest:
     from ..engines.builtin import MANIFEST  # cheap: no torch at import time
 
-    return MANIFEST
+    if MANIFEST.name == BUILTIN and MANIFEST.info.name == BUILTIN:
+        return MANIFEST
+    manifest = MANIFEST.model_copy(deep=True)
+    manifest.name = manifest.info.name = BUILTIN  # listed like every model: name:tag
+    return manifest
+
+
+def _builtin_info() -> ModelInfo | None:
+    try:
+        return _builtin().info
+    except ImportError:  # the builtin engine is not in this checkout (yet): list the rest
+        return None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
 
 
 class Store:
-    def __init__(self, root: Path | None = None):
+    def __init__(self, root: Path | str | None = None):
         self.root = Path(root) if root else settings().models_dir
-        self.manifests = self.root / "manifests"
+        self.blobs = BlobStore(self.root)
+        self.manifest_files = ManifestFiles(self.root)
+        self.manifests = self.manifest_files.dir
 
-    def _path(self, name: ModelName) -> Path:
-        path = self.manifests.joinpath(*name.parts)
-        if not path.resolve().is_relative_to(self.manifests.resolve()):
-            raise InvalidRequest(f"invalid model name {name.short!r}")
-        return path
+    # -- reading ----------------------------------------------------------------------------------
 
     def resolve(self, name: str) -> ModelManifest:
+        """The manifest an engine loads: store files as absolute paths, checked to be there."""
         parsed = parse_name(name)
         if parsed.short == BUILTIN:
             return _builtin()
-        path = self._path(parsed)
-        if not path.is_file():
-            raise ModelNotFound(name, "try pulling it first (imgscribe pull NAME) or use 'builtin'")
-        manifest = ModelManifest.model_validate_json(path.read_text())
-        manifest.name = parsed.short
-        manifest.info.name = parsed.short
+        stored = self._read(parsed, name)
+        manifest = self._materialize(parsed, stored)
+        for role, value in stored.model.files.items():
+            inside = not _is_url(value) and not Path(value).is_absolute()
+            if inside and not Path(manifest.files[role]).exists():
+                raise DamagedModel(
+                    f"model '{parsed.short}' is incomplete: its {role} file {manifest.files[role]} is missing "
+                    f"from the store; pull or create it again (imgscribe rm {parsed.short} first)"
+                )
         return manifest
 
     def exists(self, name: str) -> bool:
         try:
-            self.resolve(name)
-        except ModelNotFound:
+            parsed = parse_name(name)
+        except InvalidRequest:
             return False
-        return True
+        if parsed.short == BUILTIN:
+            return True
+        return self.manifest_files.path(parsed).is_file()
 
     def list(self) -> list[ModelInfo]:
-        infos = [_builtin().info]
-        if self.manifests.is_dir():
-            for path in sorted(p for p in self.manifests.rglob("*") if p.is_file()):
-                host, namespace, model, tag = path.relative_to(self.manifests).parts
-                name = ModelName(host.replace("_", ":"), namespace, model, tag)
-                try:
-                    infos.append(self.resolve(name.short).info)
-                except (ValueError, ModelNotFound):
-                    continue  # a half-written or foreign file is not a model
+        builtin = _builtin_info()
+        infos = [builtin] if builtin is not None else []
+        for name, stored in self.manifest_files.all():
+            infos.append(self._materialize(name, stored).info)
         return infos
 
-    def create(self, name: str, manifest: ModelManifest) -> ModelInfo:
+    def stored(self, name: str) -> StoredManifest:
+        """The manifest as written: layers (the blobs it uses), source, store-relative files."""
+        parsed = parse_name(name)
+        return self._read(parsed, name)
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def create(
+        self,
+        name: str,
+        manifest: ModelManifest,
+        *,
+        layers: list[Layer] | None = None,
+        source: dict[str, Any] | None = None,
+    ) -> ModelInfo:
+        """Register a model under ``name`` (replacing one of that name).
+
+        ``manifest.files`` may point outside the store (used in place) or at store blobs and
+        snapshots (recorded as layers, kept alive). ``layers``: further blobs this model uses (a
+        pull's template, params, config). Returns the model's info as ``list`` shows it.
+        """
         parsed = parse_name(name)
         if parsed.short == BUILTIN:
             raise InvalidRequest("'builtin' is reserved for the embedded model")
-        manifest = manifest.model_copy(deep=True)
-        manifest.name = manifest.info.name = parsed.short
-        manifest.info.modified_at = datetime.now(timezone.utc).isoformat()
-        self._write(self._path(parsed), manifest.model_dump_json(indent=2))
-        return manifest.info
+        model = manifest.model_copy(deep=True)
+        files, found = self._internalize(model.files)
+        model.files = files
+        all_layers = _unique([*found, *(layers or [])])
+        model.name = model.info.name = parsed.short
+        model.info.modified_at = _now()
+        if not model.info.size:
+            sizes = {layer.digest: layer.size for layer in all_layers}
+            model.info.size = sum(sizes.values()) + _external_size(files)
+        model.info.digest = (source or {}).get("digest") or _digest(model, all_layers)
+        stored = StoredManifest(layers=all_layers, source=source or {}, model=model)
+        previous = self._read_quietly(parsed)
+        self.manifest_files.write(parsed, stored)
+        if previous is not None:  # a new version under an old name: free what only the old one used
+            self._collect(previous)
+        return self._materialize(parsed, stored).info
 
     def copy(self, source: str, destination: str) -> None:
-        self.create(destination, self.resolve(source))
+        src, dst = parse_name(source), parse_name(destination)
+        if dst.short == BUILTIN:
+            raise InvalidRequest("'builtin' is reserved for the embedded model")
+        if src.short == BUILTIN:
+            self.create(destination, _builtin())
+            return
+        stored = self._read(src, source).model_copy(deep=True)
+        stored.model.name = stored.model.info.name = dst.short
+        stored.model.info.modified_at = _now()
+        previous = self._read_quietly(dst)
+        self.manifest_files.write(dst, stored)
+        if previous is not None:
+            self._collect(previous)
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str) -> int:
+        """Remove a model; frees the blobs and snapshots nothing else uses. Returns bytes freed."""
         parsed = parse_name(name)
         if parsed.short == BUILTIN:
             raise InvalidRequest("'builtin' is embedded and cannot be deleted")
-        path = self._path(parsed)
-        if not path.is_file():
+        if not self.manifest_files.path(parsed).is_file():
             raise ModelNotFound(name)
-        path.unlink()
+        stored = self._read_quietly(parsed)
+        self.manifest_files.remove(parsed)
+        return self._collect(stored) if stored is not None else 0
 
-    @staticmethod
-    def _write(path: Path, text: str) -> None:
-        """Atomic: a reader never sees half a manifest."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+    def pull(
+        self, name: str, insecure: bool = False, cancel: threading.Event | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Download a model (Ollama's registry, or ``hf.co/ORG/REPO[:QUANT]`` from Hugging Face),
+        yielding Ollama's progress objects; see :mod:`imgscribe.store.pull`. Setting ``cancel`` (or
+        closing the iterator) stops the transfers; what arrived is kept for the next pull."""
+        from .pull import pull
+
+        return pull(self, name, insecure=insecure, cancel=cancel)
+
+    def add_file(self, path: str | Path) -> Path:
+        """Copy a file into the store's blobs (for importers that want the store to own it); the
+        returned path can go in ``ModelManifest.files`` and is recorded as a layer by ``create``."""
+        return self.blobs.path(self.blobs.put_file(path))
+
+    def prune(self) -> int:
+        """Delete every blob and snapshot no manifest uses (and no pull in this process holds).
+        Partial downloads are kept so that pulls can resume. Returns the bytes freed."""
+        return gc.collect(self.blobs, self.manifest_files, self.blobs.all(), self.blobs.snapshot_keys())
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _read(self, parsed: ModelName, asked: str) -> StoredManifest:
+        path = self.manifest_files.path(parsed)
+        try:
+            stored = self.manifest_files.read(parsed)
+        except ValueError as exc:
+            raise DamagedModel(
+                f"the manifest of '{parsed.short}' ({path}) is not valid: {str(exc).splitlines()[0]}; "
+                f"remove it with 'imgscribe rm {parsed.short}' and pull or create it again"
+            ) from None
+        if stored is None:
+            raise ModelNotFound(asked, _NOT_FOUND_HINT)
+        return stored
+
+    def _read_quietly(self, parsed: ModelName) -> StoredManifest | None:
+        try:
+            return self.manifest_files.read(parsed)
+        except ValueError:
+            return None
+
+    def _collect(self, stored: StoredManifest) -> int:
+        return gc.collect(self.blobs, self.manifest_files, stored.digests, gc.snapshot_refs(self.blobs, stored))
+
+    def _materialize(self, parsed: ModelName, stored: StoredManifest) -> ModelManifest:
+        model = stored.model.model_copy(deep=True)
+        model.name = model.info.name = parsed.short
+        model.files = {
+            role: value if _is_url(value) or Path(value).is_absolute() else str(self.root / value)
+            for role, value in model.files.items()
+        }
+        return model
+
+    def _internalize(self, files: dict[str, str]) -> tuple[dict[str, str], list[Layer]]:
+        """Store files become store-relative paths plus layers; other files become absolute."""
+        root = self.root.resolve()
+        out: dict[str, str] = {}
+        layers: list[Layer] = []
+        for role, value in files.items():
+            if _is_url(value):
+                out[role] = value
+                continue
+            path = Path(value).expanduser()
+            if not path.is_absolute():
+                path = self.root / path if (self.root / path).exists() else path
+            path = path.resolve()
+            if not path.is_relative_to(root):
+                out[role] = str(path)
+                continue
+            digest = self.blobs.digest_of(path)
+            key = self.blobs.snapshot_of(path)
+            if digest is not None:
+                if not path.is_file():
+                    raise InvalidRequest(f"{role} file {path} is not in the store")
+                layers.append(Layer(digest=digest, size=path.stat().st_size, role=role))
+            elif key is not None:
+                index = self.blobs.snapshot_files(key)
+                if not index:
+                    raise InvalidRequest(f"{role} folder {path} is not a complete snapshot of the store")
+                layers += [Layer(digest=d, size=_size(self.blobs.path(d)), path=p) for p, d in index.items()]
+            else:
+                out[role] = str(path)  # inside the store folder but not store-managed: used in place
+                continue
+            out[role] = path.relative_to(root).as_posix()
+        return out, layers
+
+
+def _is_url(value: str) -> bool:
+    return "://" in value
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _external_size(files: dict[str, str]) -> int:
+    total = 0
+    for value in files.values():
+        if _is_url(value) or not Path(value).is_absolute():
+            continue
+        path = Path(value)
+        if path.is_file():
+            total += _size(path)
+        elif path.is_dir():
+            total += sum(_size(p) for p in path.rglob("*") if p.is_file())
+    return total
+
+
+def _unique(layers: list[Layer]) -> list[Layer]:
+    seen: dict[tuple[str, str, str], Layer] = {}
+    for layer in layers:
+        seen.setdefault((layer.digest, layer.role, layer.path), layer)
+    return list(seen.values())
+
+
+def _digest(model: ModelManifest, layers: list[Layer]) -> str:
+    """A stable id for a model that has no registry digest: what it is made of."""
+    body = {
+        "engine": model.engine,
+        "files": model.files,
+        "layers": sorted(layer.digest for layer in layers),
+        "parameters": model.parameters,
+        "system": model.system,
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
