@@ -264,7 +264,7 @@ PROGRESS = [
 def fake_pull(fail_at: int | None = None):
     """Stands in for Store.pull: tests never touch a registry."""
 
-    def pull(name, insecure=False):
+    def pull(name, insecure=False, cancel=None):
         for i, item in enumerate(PROGRESS):
             if i == fail_at:
                 raise ModelNotFound(name) if i == 0 else EngineFailed("connection reset")

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import io
 
-import pytest
 from rich.console import Console
 
 import imgscribe.cli.pull as pull_cli  # registers pull, rm and cp on the app
 from imgscribe.cli import main
-from imgscribe.cli.backend import LocalBackend
 from imgscribe.store import Store
 
 from .fake_remotes import closed_port
 from .test_pull_ollama import add_llava
-
-
-@pytest.fixture(autouse=True)
-def _local_pull(monkeypatch):
-    """What LocalBackend.pull becomes (cli/backend.py): the store's pull."""
-    monkeypatch.setattr(LocalBackend, "pull", lambda self, model, insecure=False: self.store.pull(model, insecure))
 
 
 def test_pull_cp_rm(registry, capsys):
