@@ -31,7 +31,7 @@ llama-server:
 	test -n "$$IMGSCRIBE_LLAMA_SERVER" || PYTHON=$(PY) scripts/build-llama-server.sh >/dev/null
 
 run: setup
-	$(VENV)/bin/imgscribe describe examples/ --model builtin
+	$(VENV)/bin/imgscribe describe examples/ --model builtin --text
 
 test: test-setup
 	$(PY) -m pytest -q

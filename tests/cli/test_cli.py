@@ -94,3 +94,13 @@ def test_piped_prompt(imgscribe_cmd, cli_env, photos):
     result = run(imgscribe_cmd, "run", "builtin", env=cli_env, cwd=photos, stdin="what colour is ./coffee.jpg")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
+
+
+def test_describe_text_for_people(imgscribe_cmd, cli_env, photos):
+    result = run(imgscribe_cmd, "describe", str(photos / "coffee.jpg"), "broken.jpg", "--text", env=cli_env, cwd=photos)
+    assert result.returncode == 1  # broken.jpg failed, coffee.jpg was still described
+    blocks = [b.splitlines() for b in result.stdout.strip().split("\n\n")]
+    by_path = {b[0].rsplit("/", 1)[-1]: b[1:] for b in blocks}
+    assert set(by_path) == {"coffee.jpg", "broken.jpg"}
+    assert by_path["broken.jpg"][0].startswith("  error: ")
+    assert "espresso" in by_path["coffee.jpg"][0].lower() and not by_path["coffee.jpg"][0].lstrip().startswith("{")

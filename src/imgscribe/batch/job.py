@@ -24,7 +24,7 @@ from .records import CancelChatFn, Describer, Index, Spec, display_path
 from .runner import pipeline
 from .sources import Item, Missing, expand
 from .writers import Writer, open_output, output_format
-from .writers.jsonl import JsonlStreamWriter
+from .writers.jsonl import JsonlStreamWriter, TextStreamWriter
 from .writers.sidecar import SidecarWriter
 from .writers.table import columns
 from .writers.xmp import XmpWriter
@@ -54,6 +54,7 @@ class Job:
     readers: int = 2
     hosts: list[str] = field(default_factory=list)
     local: bool = False
+    text: bool = False  # stdout shows answers as text, not JSON records
     stdin: TextIO | None = None
 
     def __post_init__(self) -> None:
@@ -164,7 +165,10 @@ class Sink:
             description, keywords = xmp_fields(job)
             self.effects.append(XmpWriter(job.xmp, description, keywords, self.index.aliases))
         if STDOUT in job.outputs or not (job.outputs or job.sidecar or job.xmp):
-            self.outputs.append(JsonlStreamWriter(sys.stdout))
+            if job.text:
+                self.outputs.append(TextStreamWriter(sys.stdout, [p.name for p in job.prompts]))
+            else:
+                self.outputs.append(JsonlStreamWriter(sys.stdout))
         cols = columns(job.prompts)
         for out in job.outputs:
             if out != STDOUT and (manifest is None or Path(out).resolve() != manifest.resolve()):

@@ -52,6 +52,7 @@ def describe(
     option: list[str] = typer.Option(None, "--option", "-o", help="Model option KEY=VALUE (repeatable).", rich_help_panel=_IN),
     lists: list[str] = typer.Option(None, "--list", "-l", help="A text or CSV file listing paths or URLs ('-': stdin). Repeatable.", rich_help_panel=_IN),
     out: list[str] = typer.Option(None, "--out", "-O", help="Output file: .jsonl (default: stdout), .csv, .parquet; '-' is stdout. Repeatable.", rich_help_panel=_OUT),
+    text: bool = typer.Option(False, "--text", help="On stdout, print each path and answer as text instead of JSON records.", rich_help_panel=_OUT),
     manifest: str = typer.Option(None, "--manifest", help="Resume file (default: the .jsonl output, or NAME.manifest.jsonl next to --out).", rich_help_panel=_OUT),
     sidecar: str = typer.Option(None, "--sidecar", help="Write FIELD (a prompt name, a structured field, or a '{a}, {b}' template) to a .txt next to each image.", rich_help_panel=_OUT),
     sidecar_ext: str = typer.Option(".txt", "--sidecar-ext", help="Sidecar extension.", rich_help_panel=_OUT),
@@ -91,7 +92,7 @@ def describe(
         sidecar=sidecar, sidecar_ext=sidecar_ext,
         sidecar_existing=_choice(sidecar_existing, SIDECAR_MODES, "--sidecar-existing"),
         xmp=_choice(xmp, XMP_MODES, "--xmp"), xmp_description=xmp_description, xmp_keywords=xmp_keywords,
-        overwrite=overwrite, parallel=parallel, read_ahead=read_ahead, hosts=list(host or []), local=local,
+        overwrite=overwrite, parallel=parallel, read_ahead=read_ahead, hosts=list(host or []), local=local, text=text,
     )  # fmt: skip
     backends = [get_backend(h, False) for h in job.hosts] if job.hosts else [get_backend(None, local)]
     ray_options = None

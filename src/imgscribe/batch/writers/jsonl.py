@@ -1,4 +1,5 @@
-"""JSON lines: to a stream as records arrive (stdout), or to a file rebuilt atomically."""
+"""JSON lines: to a stream as records arrive (stdout), or to a file rebuilt atomically; and plain
+text for people reading a terminal."""
 
 from __future__ import annotations
 
@@ -42,3 +43,26 @@ class JsonlFileWriter:
 
     def close(self) -> None:
         self.file.commit()
+
+
+class TextStreamWriter:
+    """This run's answers for a person: the path, then each answer (``--text``)."""
+
+    replays = False
+
+    def __init__(self, stream: TextIO, names: list[str]):
+        self.stream, self.names = stream, names
+
+    def write(self, record: dict[str, Any]) -> None:
+        lines = [str(record["path"])]
+        if record.get("error"):
+            lines.append(f"  error: {record['error']}")
+        else:
+            for name in self.names:
+                label = "" if self.names == ["response"] else f"{name}: "
+                lines.append(f"  {label}{record.get(name)}")
+        self.stream.write("\n".join(lines) + "\n\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.flush()
