@@ -464,9 +464,17 @@ _default_lock = threading.Lock()
 
 
 def default_scheduler() -> Scheduler:
-    """The process-wide scheduler used by the Python API and the in-process CLI."""
+    """The process-wide scheduler used by the Python API and the in-process CLI.
+
+    It follows ``IMGSCRIBE_MODELS``: when the store directory changes (a test, or a program that
+    switches stores), the old scheduler's models are unloaded and a new one serves the new store.
+    """
     global _default
     with _default_lock:
+        root = settings().models_dir
+        if _default is not None and _default.store.root != root:
+            _default.close()
+            _default = None
         if _default is None:
             _default = Scheduler()
         return _default

@@ -43,7 +43,7 @@ def test_usage_errors_are_one_clear_line(imgscribe_cmd, cli_env, images, echo_mo
     result = run(imgscribe_cmd, str(images), "-m", echo_model, "--out", "x.txt", env=cli_env)
     assert result.returncode == 1 and "use .jsonl, .csv or .parquet" in result.stderr
     result = run(imgscribe_cmd, env=cli_env)
-    assert result.returncode == 1 and "nothing to describe" in result.stderr
+    assert result.returncode == 2 and "give image paths, folders, globs" in result.stderr
 
 
 def test_json_lines_to_stdout_with_a_schema(imgscribe_cmd, cli_env, images, tmp_path):

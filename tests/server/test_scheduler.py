@@ -212,3 +212,13 @@ def _catch(errors: list, fn) -> None:
         fn()
     except Exception as exc:
         errors.append(exc)
+
+
+def test_default_scheduler_follows_the_store_setting(tmp_path, monkeypatch):
+    from imgscribe.scheduler import default_scheduler
+
+    monkeypatch.setenv("IMGSCRIBE_MODELS", str(tmp_path / "a"))
+    first = default_scheduler()
+    assert default_scheduler() is first and first.store.root == tmp_path / "a"
+    monkeypatch.setenv("IMGSCRIBE_MODELS", str(tmp_path / "b"))
+    assert default_scheduler().store.root == tmp_path / "b"
