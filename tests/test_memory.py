@@ -137,3 +137,52 @@ def test_check_fits_override_from_the_environment(monkeypatch):
     monkeypatch.setenv("IMGSCRIBE_IGNORE_MEMORY", "1")
     with pytest.raises(InsufficientMemory):
         check_fits(est, 1 * GB, override=False)
+
+
+# -- the check the scheduler makes before every load ----------------------------------------------
+
+from imgscribe.memory import InsufficientMemory as _Insufficient  # noqa: E402
+from imgscribe.memory import check_manifest, estimate_manifest  # noqa: E402
+from imgscribe.types import ModelInfo, ModelManifest  # noqa: E402
+
+
+def _manifest(engine="transformers", size=2_000_000_000, params="1B", name="mine:latest"):
+    info = ModelInfo(name=name, engine=engine, parameter_size=params, size=size, context_length=4096)
+    return ModelManifest(name=name, engine=engine, files={"model": "/nowhere"}, info=info)
+
+
+def test_manifest_estimate_counts_files_kv_cache_and_overhead():
+    est = estimate_manifest(_manifest())
+    assert est.weights == 2_000_000_000 and est.kv_cache > 0 and est.overhead > 0
+    assert est.total > est.weights
+
+
+def test_engines_without_local_weights_need_no_estimate():
+    for engine in ("builtin", "echo", "remote"):
+        assert estimate_manifest(_manifest(engine=engine)) is None
+        assert check_manifest(_manifest(engine=engine), available=1) is None
+
+
+def test_check_manifest_refuses_and_the_override_loads_anyway(monkeypatch):
+    huge = _manifest(size=10**14, params="50000B")
+    with pytest.raises(_Insufficient, match="IMGSCRIBE_IGNORE_MEMORY=1"):
+        check_manifest(huge, available=8 * 10**9)
+    monkeypatch.setenv("IMGSCRIBE_IGNORE_MEMORY", "1")
+    assert "loading anyway" in check_manifest(huge, available=8 * 10**9)
+    assert check_manifest(_manifest(size=10**6, params="1M"), available=8 * 10**9) is None
+
+
+def test_the_scheduler_refuses_before_the_engine_loads(tmp_path, monkeypatch):
+    from imgscribe.scheduler import Scheduler
+    from imgscribe.store import Store
+
+    store = Store(tmp_path)
+    store.create("huge", _manifest(size=10**15, params="500000B", name="huge"))
+    scheduler = Scheduler(store)
+    with pytest.raises(_Insufficient, match="was not loaded"):
+        scheduler.load("huge")
+    assert scheduler.ps() == []
+    monkeypatch.setenv("IMGSCRIBE_IGNORE_MEMORY", "1")  # now the engine itself is reached
+    with pytest.raises(Exception) as caught:
+        scheduler.load("huge")
+    assert not isinstance(caught.value, _Insufficient)

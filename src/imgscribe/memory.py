@@ -33,10 +33,12 @@ Storage" is a WebDAV code about storage and clients do not expect it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import ImgscribeError
+from .types import ModelManifest
 
 if TYPE_CHECKING:
     from .store.catalog import Arch, Catalog, Variant
@@ -47,6 +49,8 @@ __all__ = [
     "MemoryEstimate",
     "bits_per_weight",
     "check_fits",
+    "check_manifest",
+    "estimate_manifest",
     "default_ctx",
     "estimate",
     "estimate_params",
@@ -307,3 +311,50 @@ def check_fits(
         available,
         where,
     )
+
+
+#: engines whose models need no estimate: tiny (builtin, echo) or on another machine (remote)
+_NO_ESTIMATE = ("builtin", "echo", "remote")
+_SIZE = re.compile(r"^\s*([\d.]+)\s*([KMBT]?)\s*$", re.IGNORECASE)
+_SCALE = {"": 1e-9, "K": 1e-6, "M": 1e-3, "B": 1.0, "T": 1e3}
+
+
+def _params_b(parameter_size: str) -> float:
+    """'7.2B' -> 7.2, '400M' -> 0.4; 0 when unknown."""
+    match = _SIZE.match(parameter_size or "")
+    return float(match.group(1)) * _SCALE[match.group(2).upper()] if match else 0.0
+
+
+def estimate_manifest(manifest: ModelManifest, catalog: Catalog | None = None) -> MemoryEstimate | None:
+    """What loading ``manifest`` will take: from the catalog when it knows the model, else from
+    the files' size on disk plus a KV cache for the context. None for engines that need none."""
+    if manifest.engine in _NO_ESTIMATE:
+        return None
+    catalog = _catalog(catalog)
+    if catalog.lookup(manifest.name) is not None and manifest.info.size == 0:
+        return estimate(manifest.name, engine=manifest.engine, catalog=catalog)
+    info = manifest.info
+    ctx = min(default_ctx(catalog), info.context_length) if info.context_length else default_ctx(catalog)
+    params = _params_b(info.parameter_size) or info.size / 2e9  # ~2 bytes a weight when unknown
+    kv = kv_cache_bytes(None, ctx, text_params_b=params, catalog=catalog)
+    over = catalog.policy.get("overhead", {}).get(manifest.engine, {"base_gb": 0.5, "fraction_of_weights": 0.05})
+    overhead = int(over["base_gb"] * GB + over["fraction_of_weights"] * info.size)
+    return MemoryEstimate(
+        manifest.name, manifest.engine, info.quantization_level or "as stored", ctx,
+        info.size, 0, kv, overhead, notes=("from the size of the files on disk",),
+    )  # fmt: skip
+
+
+def check_manifest(manifest: ModelManifest, available: int | None = None) -> str | None:
+    """Refuse to load a model that will not fit in the RAM available now (see :func:`check_fits`);
+    a warning when the check is overridden, None when it fits or cannot be estimated."""
+    est = estimate_manifest(manifest)
+    if est is None:
+        return None
+    if available is None:
+        from .hardware import probe_ram
+
+        available = probe_ram()[1]
+    if not available:
+        return None  # unknown: do not guess
+    return check_fits(est, available)

@@ -35,6 +35,7 @@ from typing import NoReturn
 
 from .config import settings
 from .engines import Runner, get_engine
+from .memory import check_manifest
 from .errors import Busy, Cancelled, EngineFailed, ImgscribeError, Unsupported
 from .store import Store, parse_name
 from .types import ChatRequest, Chunk, ModelInfo, ModelManifest
@@ -313,6 +314,9 @@ class Scheduler:
     def _load(self, entry: _Model, manifest: ModelManifest) -> int:
         start = time.perf_counter_ns()
         try:
+            warning = check_manifest(manifest)  # refuse rather than swap or be killed
+            if warning:
+                log.warning(warning)
             runner = get_engine(manifest.engine).load(manifest)
         except BaseException as exc:
             with self._lock:

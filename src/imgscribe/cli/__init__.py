@@ -7,6 +7,7 @@ traceback only with ``--debug``.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import traceback
 
@@ -32,8 +33,11 @@ app = typer.Typer(
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and where commands run."),
+    force: bool = typer.Option(False, "--force", help="Load models even when the memory estimate says they will not fit."),
 ) -> None:
     """imgscribe: local image description, Ollama-compatible."""
+    if force:  # read by config like any setting, so an in-process load sees it
+        os.environ["IMGSCRIBE_IGNORE_MEMORY"] = "1"
 
 
 def _register() -> None:
