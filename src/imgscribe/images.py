@@ -177,6 +177,11 @@ def _read(source: str | bytes | os.PathLike, max_bytes: int) -> tuple[bytes, str
     return data, "<base64>"
 
 
+def read_file(path: str, max_bytes: int | None = None) -> bytes:
+    """The bytes of an image file, refused before reading when over the byte limit."""
+    return _read_file(path, settings().max_image_bytes if max_bytes is None else max_bytes)[0]
+
+
 def _read_file(path: str, max_bytes: int) -> tuple[bytes, str]:
     try:
         with open(path, "rb") as f:

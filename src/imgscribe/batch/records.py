@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import Busy, ImageTooLarge, ImgscribeError, InvalidImage, InvalidRequest
-from ..images import intake
+from ..errors import Busy, ImgscribeError, InvalidRequest
+from ..images import intake, read_file
 from ..types import ChatRequest, Chunk, Format, Image, Message, Options
 from .prompts import Context, Prompt, render
 from .sources import Url
@@ -279,25 +279,6 @@ class Describer:
 
     def _identity(self, prompt: Prompt, text: str, system: str) -> tuple[str, str, str, Any, dict]:
         return (prompt.name, text, system, prompt.format, prompt.options)
-
-
-def read_file(path: str, limit: int) -> bytes:
-    """The bytes of a local image, refused before reading when over the byte limit."""
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if 0 < limit < size:
-                raise ImageTooLarge(
-                    f"image is {size:,} bytes, over the limit of {limit:,} bytes "
-                    "(set IMGSCRIBE_MAX_IMAGE_BYTES to change it)"
-                )
-            return f.read()
-    except FileNotFoundError:
-        raise InvalidImage(f"file not found: {path}") from None
-    except IsADirectoryError:
-        raise InvalidImage(f"'{path}' is a directory, not an image file") from None
-    except OSError as exc:
-        raise InvalidImage(f"cannot read '{path}': {exc.strerror or exc}") from None
 
 
 def parse_structured(text: str, fmt: Format) -> Any:
