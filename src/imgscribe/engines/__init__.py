@@ -10,6 +10,9 @@ from .base import Engine, Runner
 _ENGINES = {
     "builtin": "imgscribe.engines.builtin",
     "echo": "imgscribe.engines.echo",
+    "llamacpp": "imgscribe.engines.llamacpp",
+    "remote": "imgscribe.engines.remote",
+    "transformers": "imgscribe.engines.transformers",
 }
 
 

@@ -1,0 +1,337 @@
+"""A GGUF model (plus its mmproj projector) served by its own ``llama-server`` child, as Ollama does.
+
+Requests go to the child as Ollama sends them: the model's own chat template (from the GGUF) renders
+the messages (``/apply-template``, which puts llama-server's media marker where each image goes),
+then ``/completion`` gets that prompt with the images (base64 ``multimodal_data``), streamed.
+Sampling options, stop sequences and JSON output (``json_schema``: llama-server turns it into a
+grammar) are llama-server's. ``/completion`` rather than ``/v1/chat/completions``: the chat endpoint
+parses the output afterwards (for tool calls) and fails an answer whose JSON was cut short by
+``num_predict``, where Ollama returns the text with ``done_reason: "length"``. Its timings become
+Ollama's metrics (nanoseconds).
+
+Manifest ``files``: ``model`` (the GGUF), ``projector`` (the mmproj GGUF; without it the model is
+text-only). Manifest ``parameters`` (all optional): the default options (``temperature``,
+``num_ctx``, ``stop``...), and
+
+``num_parallel``      llama-server slots (``--parallel``), so that concurrent requests are decoded together
+                      in one batch; default ``IMGSCRIBE_NUM_PARALLEL`` (1, as Ollama; 0 means 4). Each
+                      slot has ``num_ctx`` tokens of context, so memory grows with it (as Ollama's).
+``num_ctx``           context per slot; default 4096
+``num_thread``        CPU threads (``-t``); default: llama-server's choice
+``num_gpu``           layers to offload to a GPU (``-ngl``); default: llama-server's choice
+``chat_template``     a Jinja chat template to use instead of the GGUF's
+``image_min_tokens`` / ``image_max_tokens``   for dynamic-resolution projectors (Qwen2-VL...)
+``server_args``       extra command-line arguments for llama-server (a list)
+``request_args``      extra fields for every llama-server request (a dict: ``ignore_eos``, ``dry_multiplier``...)
+``load_timeout``      seconds to wait for the server to be ready; default 600
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ...config import settings
+from ...errors import EngineFailed, InvalidRequest, Unsupported
+from ...types import ChatRequest, Chunk, Metrics, ModelInfo, ModelManifest
+from .binary import server_binary
+from .process import ServerProcess
+from .templates import for_llama_cpp
+from .wire import StreamedPost, encode_image, get_json, json_schema, merged_options, openai_messages, openai_sampling
+
+__all__ = ["LlamaCppEngine", "LlamaCppRunner", "server_args"]
+
+_PLACEHOLDER = "data:image/png;base64,AAAA"  # /apply-template only places the marker: no pixels needed
+DEFAULT_CTX = 4096
+DEFAULT_PARALLEL = 4
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
+
+
+def server_args(manifest: ModelManifest, parallel: int, log_dir: Path) -> list[str]:
+    """llama-server's command line for a manifest (without host and port)."""
+    p = manifest.parameters
+    model = manifest.files.get("model")
+    if not model:
+        raise EngineFailed(f"model '{manifest.name}' has no GGUF file in its manifest (files.model)")
+    if not Path(model).is_file():
+        raise EngineFailed(f"model '{manifest.name}': GGUF file {model} is missing")
+    ctx = int(p.get("num_ctx") or DEFAULT_CTX)
+    args = ["-m", str(model), "-c", str(ctx * parallel), "-np", str(parallel), "--jinja", "--metrics",
+            "--no-webui", "--alias", manifest.name]  # fmt: skip
+    projector = manifest.files.get("projector")
+    if projector:
+        if not Path(projector).is_file():
+            raise EngineFailed(f"model '{manifest.name}': projector file {projector} is missing")
+        args += ["--mmproj", str(projector)]
+    if p.get("num_thread"):
+        args += ["-t", str(int(p["num_thread"]))]
+    if p.get("num_gpu") is not None:
+        args += ["-ngl", str(int(p["num_gpu"]))]
+    if p.get("image_min_tokens"):
+        args += ["--image-min-tokens", str(int(p["image_min_tokens"]))]
+    if p.get("image_max_tokens"):
+        args += ["--image-max-tokens", str(int(p["image_max_tokens"]))]
+    template = str(p["chat_template"]) if p.get("chat_template") else None
+    if template is None:  # the GGUF's own, unless llama.cpp's Jinja would refuse it (see templates.py)
+        from ...store.import_gguf import read_gguf
+
+        own = read_gguf(model).metadata.get("tokenizer.chat_template")
+        if isinstance(own, str) and for_llama_cpp(own) != own:
+            template = own
+    if template is not None:
+        path = log_dir / f"{_safe(manifest.name)}.jinja"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(for_llama_cpp(template))
+        args += ["--chat-template-file", str(path)]
+    args += [str(a) for a in p.get("server_args") or []]
+    return args
+
+
+class LlamaCppRunner:
+    def __init__(self, manifest: ModelManifest, *, binary: Path | None = None):
+        self.manifest = manifest
+        self.info: ModelInfo = manifest.info
+        p = manifest.parameters
+        configured = int(p.get("num_parallel") or 0)
+        env_parallel = settings().num_parallel
+        self.parallel = configured or (env_parallel if env_parallel > 0 else DEFAULT_PARALLEL)
+        self.vision = bool(manifest.files.get("projector"))
+        self.log_dir = settings().models_dir / "logs"
+        self.binary = binary or server_binary()
+        self._args = server_args(manifest, self.parallel, self.log_dir)
+        self._files_size = sum(Path(f).stat().st_size for f in manifest.files.values() if f and Path(f).is_file())
+        self._lock = threading.Lock()
+        self._active = 0
+        self._closed = False
+        self.restarts = 0
+        self.process = self._new_process()
+        self.process.start()
+
+    def _new_process(self) -> ServerProcess:
+        return ServerProcess(
+            self.binary,
+            self._args,
+            log_path=self.log_dir / f"llama-server-{_safe(self.manifest.name)}.log",
+            ready_timeout=float(self.manifest.parameters.get("load_timeout") or 600),
+            name=self.manifest.name,
+        )
+
+    # -- Runner ------------------------------------------------------------------------------------
+
+    @property
+    def memory(self) -> int:
+        return max(self._files_size, self.process.memory())
+
+    def close(self) -> None:
+        self._closed = True
+        self.process.stop()
+
+    def chat(self, request: ChatRequest, cancel: threading.Event | None = None) -> Iterator[Chunk]:
+        if request.images and not self.vision:
+            raise Unsupported(
+                f"model '{self.info.name}' does not support images: it was created without a projector "
+                "(recreate it with --mmproj FILE)"
+            )
+        cancel = cancel or threading.Event()
+        process = self._ensure_running()
+        options = merged_options(request, self.manifest.parameters)
+        prompt = self._render(process, request)
+        images = [base64.b64encode(encode_image(img)[0]).decode() for img in request.images]
+        body: dict[str, Any] = {
+            "prompt": {"prompt_string": prompt, "multimodal_data": images} if images else prompt,
+            "stream": True,
+            "cache_prompt": True,
+            **openai_sampling(options, llama=True),
+            **(self.manifest.parameters.get("request_args") or {}),
+        }
+        schema = json_schema(request.format)
+        if schema is not None:
+            body["json_schema"] = schema
+        return _Answer(self, process, body, cancel)
+
+    def _render(self, process: ServerProcess, request: ChatRequest) -> str:
+        """The prompt, by the model's own chat template, with llama-server's media marker where each
+        image goes (``/apply-template``; the images themselves travel once, with the completion)."""
+        messages = openai_messages(request, self.manifest.system, image_url=lambda _img: _PLACEHOLDER)
+        try:
+            with httpx.Client(timeout=60, trust_env=False) as client:
+                r = client.post(process.url + "/apply-template", json={"messages": messages}, headers=process.headers)
+        except httpx.HTTPError as exc:
+            if not process.running:
+                raise _crashed(self, process, "before it could answer") from None
+            raise EngineFailed(f"llama-server for '{self.info.name}' did not render the prompt: {exc}") from None
+        if r.status_code != 200:
+            message = _error_text(r)
+            if 400 <= r.status_code < 500:
+                raise InvalidRequest(f"llama-server refused the request: {message}")
+            raise EngineFailed(f"llama-server error {r.status_code}: {message}")
+        return str(r.json().get("prompt", ""))
+
+    # -- the child ---------------------------------------------------------------------------------
+
+    def _ensure_running(self) -> ServerProcess:
+        """The live child; one that crashed is restarted here (on the next request)."""
+        with self._lock:
+            if self._closed:
+                raise EngineFailed(f"model '{self.info.name}' has been unloaded")
+            if not self.process.running:
+                self.process.stop()
+                self.process = self._new_process()
+                self.restarts += 1
+                self.process.start()
+            return self.process
+
+    def props(self) -> dict[str, Any]:
+        return get_json(self.process.url + "/props", self.process.headers)
+
+    def metrics_text(self) -> str:
+        with httpx.Client(timeout=10, trust_env=False) as client:
+            r = client.get(self.process.url + "/metrics", headers=self.process.headers)
+            r.raise_for_status()
+            return r.text
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._active += 1
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._active -= 1
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+
+class _Answer(Iterator[Chunk]):
+    """One streamed answer from llama-server's ``/completion``. The request is sent by ``chat()``
+    (so a refusal is raised before the first chunk); ``close()`` (the scheduler calls it when the
+    client goes) cuts the HTTP stream, which makes llama-server stop working on it."""
+
+    def __init__(self, runner: LlamaCppRunner, process: ServerProcess, body: dict[str, Any],
+                 cancel: threading.Event):  # fmt: skip
+        self._runner = runner
+        self._process = process
+        self._closed = False
+        self._post: StreamedPost | None = None
+        self._start = time.perf_counter_ns()
+        runner._enter()
+        try:
+            post = StreamedPost(process.url + "/completion", body, cancel, headers=process.headers)
+            post.__enter__()
+        except ConnectionError:
+            runner._leave()
+            raise _crashed(runner, process, "before it could answer") from None
+        except BaseException:  # Cancelled (cancel set before the answer started) passes through
+            runner._leave()
+            raise
+        self._post = post
+        try:
+            if post.status != 200:
+                message = post.error_text()
+                if 400 <= post.status < 500:
+                    raise InvalidRequest(f"llama-server refused the request: {message}")
+                raise EngineFailed(f"llama-server error {post.status}: {message}")
+        except BaseException:
+            self._finish()
+            raise
+        self._gen = self._run(post)
+
+    def __next__(self) -> Chunk:
+        if self._closed:
+            raise StopIteration
+        try:
+            return next(self._gen)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._post is not None:
+                self._post.abort()  # cuts a stream in progress: llama-server stops the slot
+            self._gen.close()
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._post is not None:
+            self._post.__exit__()
+            self._post = None
+            self._runner._leave()
+
+    def _run(self, post: StreamedPost) -> Iterator[Chunk]:
+        final: dict[str, Any] | None = None
+        try:
+            for event in post.sse():
+                if "error" in event:
+                    err = event["error"]
+                    raise EngineFailed(f"llama-server: {err.get('message', err) if isinstance(err, dict) else err}")
+                if event.get("content"):
+                    yield Chunk(text=event["content"])
+                if event.get("stop"):
+                    final = event
+        except ConnectionError:
+            if not post.cancelled:
+                raise _crashed(self._runner, self._process, "during the request") from None
+        end = time.perf_counter_ns()
+        if final is None and not post.cancelled:
+            raise _crashed(self._runner, self._process, "before the answer ended")
+        self._finish()
+        final = final or {}
+        timings = final.get("timings") or {}
+        # image_encode_duration stays 0: llama-server b11434 reports no image-encode time (its
+        # prompt_ms includes it), neither in its answers nor in its log.
+        metrics = Metrics(
+            total_duration=end - self._start,
+            # the whole prompt, image tokens and cached tokens included (Ollama: "tokens in the prompt")
+            prompt_eval_count=int(final.get("tokens_evaluated") or 0),
+            prompt_eval_duration=int(float(timings.get("prompt_ms") or 0) * 1e6),
+            eval_count=int(final.get("tokens_predicted") or timings.get("predicted_n") or 0),
+            eval_duration=int(float(timings.get("predicted_ms") or 0) * 1e6),
+        )
+        if not final:
+            reason = "cancel"
+        else:
+            reason = "length" if final.get("stop_type") == "limit" else "stop"
+        data = {"cached_tokens": int(timings.get("cache_n") or 0)} if timings else None
+        yield Chunk(done=True, done_reason=reason, metrics=metrics, data=data)
+
+
+def _crashed(runner: LlamaCppRunner, p: ServerProcess, during: str) -> EngineFailed:
+    for _ in range(20):  # the stream breaks a moment before the exit is seen
+        if not p.running:
+            break
+        time.sleep(0.05)
+    if p.running:
+        return EngineFailed(f"lost the connection to llama-server for '{runner.info.name}' {during}")
+    return EngineFailed(
+        f"llama-server for model '{runner.info.name}' {p.exit_description()} {during}; "
+        f"it will be restarted by the next request (log: {p.log_path}). Last log lines:\n{p.log_tail(8)}"
+    )
+
+
+def _error_text(r: httpx.Response) -> str:
+    try:
+        data = r.json()
+    except ValueError:
+        return r.text.strip()[:500] or f"HTTP {r.status_code}"
+    err = data.get("error", data) if isinstance(data, dict) else data
+    return str(err.get("message") or err) if isinstance(err, dict) else str(err)
+
+
+class LlamaCppEngine:
+    name = "llamacpp"
+
+    def load(self, manifest: ModelManifest) -> LlamaCppRunner:
+        return LlamaCppRunner(manifest)

@@ -1,0 +1,146 @@
+"""A model on another server (Ollama, imgscribe, or any OpenAI-compatible server) as a manifest for
+the remote engine: ``imgscribe create NAME --remote URL [--remote-model NAME] [--api ollama|openai]``.
+
+With ``check`` (the default) the server is asked, once, what it is and what it has:
+
+- the dialect, when not given: ``GET /api/version`` answers on Ollama and imgscribe (``ollama``),
+  ``GET /v1/models`` on OpenAI-compatible servers (``openai``);
+- the remote model, when not given: for ``openai``, the server's only model; for ``ollama``, NAME;
+- that the model exists, and (Ollama) its capabilities and details from ``/api/show``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from ..config import parse_host
+from ..errors import InvalidRequest, ModelNotFound
+from ..types import ModelInfo, ModelManifest
+
+__all__ = ["manifest_for_remote", "normalise_url"]
+
+_TIMEOUT = 10.0
+
+
+def normalise_url(url: str) -> str:
+    """``host:port``, ``http://host``, ``https://api.example.com/v1``... as a full base URL."""
+    try:
+        return parse_host(url).url.rstrip("/")
+    except ValueError as exc:
+        raise InvalidRequest(f"invalid remote URL {url!r}: {exc}") from None
+
+
+def _get(client: httpx.Client, url: str) -> Any | None:
+    try:
+        r = client.get(url)
+    except httpx.HTTPError:
+        return None
+    if r.status_code != 200:
+        return None
+    try:
+        return r.json()
+    except ValueError:
+        return None
+
+
+def _detect(client: httpx.Client, url: str) -> str:
+    if isinstance(_get(client, url + "/api/version"), dict):
+        return "ollama"
+    from ..engines.remote import openai_endpoint
+
+    if isinstance(_get(client, openai_endpoint(url, "models")), dict):
+        return "openai"
+    raise InvalidRequest(
+        f"no Ollama or OpenAI-compatible server answers at {url} (tried /api/version and /v1/models); "
+        "check the URL, or pass --api"
+    )
+
+
+def _openai_models(client: httpx.Client, url: str) -> list[str]:
+    from ..engines.remote import openai_endpoint
+
+    data = _get(client, openai_endpoint(url, "models"))
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"{url} does not list its models (GET /v1/models failed)")
+    return [str(m.get("id")) for m in data.get("data") or [] if isinstance(m, dict) and m.get("id")]
+
+
+def manifest_for_remote(
+    name: str,
+    url: str,
+    model: str | None = None,
+    api: str | None = None,
+    *,
+    check: bool = True,
+    headers: dict[str, str] | None = None,
+    api_key_env: str | None = None,
+) -> ModelManifest:
+    """A manifest for the remote engine. Raises InvalidRequest/ModelNotFound when ``check`` finds
+    the server unreachable or without that model."""
+    base = normalise_url(url)
+    if api is not None and api not in ("ollama", "openai"):
+        raise InvalidRequest(f"unknown API {api!r}: use 'ollama' or 'openai'")
+    info = ModelInfo(name=name, engine="remote", family="remote", format="remote",
+                     capabilities=["completion", "vision"])  # fmt: skip
+    if check:
+        request_headers = dict(headers or {})
+        if api_key_env:
+            from ..engines.remote import _headers
+
+            request_headers.update(_headers({"api_key_env": api_key_env}))
+        with httpx.Client(timeout=_TIMEOUT, headers=request_headers, trust_env=False) as client:
+            api = api or _detect(client, base)
+            if api == "openai":
+                models = _openai_models(client, base)
+                if model is None:
+                    if len(models) != 1:
+                        listed = ", ".join(models[:10]) or "none"
+                        raise InvalidRequest(f"{base} serves {len(models)} models ({listed}): choose one with --remote-model")
+                    model = models[0]
+                elif models and model not in models and f"{model}:latest" not in models:
+                    raise ModelNotFound(model, f"on {base} (it serves: {', '.join(models[:10])})")
+            else:
+                model = model or name
+                try:
+                    r = client.post(base + "/api/show", json={"model": model})
+                except httpx.HTTPError as exc:
+                    raise InvalidRequest(f"cannot reach {base}: {exc}") from None
+                if r.status_code == 404:
+                    raise ModelNotFound(model, f"on the remote server {base}")
+                if r.status_code == 200:
+                    _fill_from_show(info, r.json())
+    else:
+        api = api or "ollama"
+        model = model or name
+    info.summary = f"{model} on {base} ({api} API)"
+    info.description = (
+        f"A remote model: requests go to {base} ({'Ollama' if api == 'ollama' else 'OpenAI-compatible'} API), "
+        f"model {model!r}. It runs there, with that server's limits."
+    )
+    info.model_info = {**info.model_info, "remote.url": base, "remote.model": model, "remote.api": api}
+    parameters: dict[str, Any] = {"url": base, "model": model, "api": api}
+    if headers:
+        parameters["headers"] = dict(headers)
+    if api_key_env:
+        parameters["api_key_env"] = api_key_env
+    return ModelManifest(name=name, engine="remote", parameters=parameters, info=info)
+
+
+def _fill_from_show(info: ModelInfo, show: dict[str, Any]) -> None:
+    caps = show.get("capabilities")
+    if isinstance(caps, list) and caps:
+        info.capabilities = [str(c) for c in caps]
+    details = show.get("details") or {}
+    info.family = str(details.get("family") or info.family)
+    info.families = [str(f) for f in details.get("families") or []]
+    info.parameter_size = str(details.get("parameter_size") or "")
+    info.quantization_level = str(details.get("quantization_level") or "")
+    model_info = show.get("model_info") or {}
+    if isinstance(model_info, dict):
+        info.model_info = {k: v for k, v in model_info.items() if isinstance(v, (int, float, str))}
+        for k, v in model_info.items():
+            if k.endswith(".context_length") and isinstance(v, int):
+                info.context_length = v
+    info.is_vlm = "vision" in info.capabilities
