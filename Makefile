@@ -36,7 +36,7 @@ run: setup
 test: test-setup
 	$(PY) -m pytest -q
 
-bench: setup
+bench: test-setup
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
 
 clean:

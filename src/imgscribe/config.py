@@ -92,6 +92,12 @@ def parse_duration(value: str | int | float | None) -> float | None:
     return math.inf if seconds < 0 else seconds
 
 
+def named_variable(name: str) -> str:
+    """The value of an environment variable a user named in a model's settings (e.g. the API key
+    of a remote model, ``api_key_env``); empty when unset."""
+    return os.environ.get(name, "")
+
+
 def _env(name: str, default: str = "") -> str:
     return os.environ.get(name, default).strip()
 

@@ -186,3 +186,25 @@ def test_remote_llama_server(tmp_path, monkeypatch):
         from imgscribe.engines.remote import RemoteRunner
 
         RemoteRunner(manifest)
+
+
+def test_create_remote_through_the_cli_and_the_api(upstream, tmp_path, monkeypatch, capsys):
+    """``imgscribe create NAME --remote URL`` and ``POST /api/create`` with ``remote``."""
+    from fastapi.testclient import TestClient
+
+    from imgscribe.cli import main
+    from imgscribe.server import create_app
+
+    monkeypatch.setenv("IMGSCRIBE_MODELS", str(tmp_path / "models"))
+    assert main(["create", "far-cli", "--remote", upstream.url, "--remote-model", "echo-a"]) == 0
+    assert "created far-cli:latest (remote" in capsys.readouterr().out
+    assert Store().resolve("far-cli").engine == "remote"
+    assert main(["create", "both", "--remote", upstream.url, "--from", str(tmp_path)]) == 2
+
+    with TestClient(create_app(Scheduler(Store(tmp_path / "api")))) as client:
+        body = {"model": "far-api", "remote": upstream.url, "remote_model": "echo-a", "stream": False}
+        assert client.post("/api/create", json=body).json()["status"] == "success"
+        answer = client.post("/api/generate", json={"model": "far-api", "prompt": "hello", "stream": False}).json()
+        assert answer["response"].startswith("echo: hello")
+        missing = {"model": "x", "remote": upstream.url, "remote_model": "nope", "stream": False}
+        assert client.post("/api/create", json=missing).status_code == 404

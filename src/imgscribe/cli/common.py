@@ -70,4 +70,6 @@ def print_stats(metrics: Metrics) -> None:
         ("eval rate", rate(metrics.eval_count, metrics.eval_duration)),
     ]
     for label, value in lines:
+        if label == "image encode duration" and not metrics.image_encode_duration:
+            continue  # not reported separately by this engine (llama.cpp counts it in the prompt)
         print(f"{label + ':':<22} {value}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""``imgscribe create NAME --from PATH``: register local model files under a name."""
+"""``imgscribe create NAME --from PATH`` or ``--remote URL``: register a model under a name."""
 
 from __future__ import annotations
 
@@ -13,16 +13,33 @@ from . import app
 def create(
     name: str = typer.Argument(..., help="The name to give the model, e.g. my-llava or qwen2-vl:2b."),
     source: Path = typer.Option(
-        ..., "--from", "-f",
+        None, "--from", "-f",
         help="A Hugging Face checkpoint folder (config.json + safetensors; run by transformers) "
         "or a .gguf file (run by llama.cpp).",
     ),  # fmt: skip
     mmproj: Path = typer.Option(None, "--mmproj", help="The vision projector of a GGUF model."),
+    remote: str = typer.Option(None, "--remote", help="An Ollama or OpenAI-compatible server's URL."),
+    remote_model: str = typer.Option(None, "--remote-model", help="The model's name on that server."),
+    api: str = typer.Option(None, "--api", help="ollama or openai (default: asked of the server)."),
+    api_key_env: str = typer.Option(None, "--api-key-env", help="Environment variable holding its API key."),
 ) -> None:
-    """Register a local model (used in place, not copied) so that run, describe and the API can use it."""
+    """Register local files (used in place, not copied) or a remote server's model, so that run,
+    describe and the API can use it."""
     from ..store import Store
-    from ..store.importer import create_from_path
 
-    info = create_from_path(Store(), name, source, mmproj=mmproj)
+    if (source is None) == (remote is None):
+        raise typer.BadParameter("give either --from PATH or --remote URL", param_hint="--from/--remote")
+    if api not in (None, "ollama", "openai"):
+        raise typer.BadParameter("expected ollama or openai", param_hint="--api")
+    store = Store()
+    if remote:
+        from ..store.import_remote import manifest_for_remote
+
+        manifest = manifest_for_remote(name, remote, remote_model, api, api_key_env=api_key_env)
+        info = store.create(name, manifest)
+    else:
+        from ..store.importer import create_from_path
+
+        info = create_from_path(store, name, source, mmproj=mmproj)
     details = ", ".join(x for x in (info.family, info.parameter_size, info.quantization_level) if x)
     typer.echo(f"created {info.name} ({info.engine}: {details})")

@@ -19,12 +19,12 @@ sent at once; default 4), ``timeout`` (seconds to wait for data; default none), 
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+from ..config import named_variable
 from ..errors import EngineFailed, InvalidRequest, ModelNotFound
 from ..types import ChatRequest, Chunk, Metrics, ModelInfo, ModelManifest
 from .llamacpp.wire import (
@@ -51,8 +51,7 @@ def _headers(parameters: dict[str, Any]) -> dict[str, str]:
     headers = {str(k): str(v) for k, v in (parameters.get("headers") or {}).items()}
     key_env = parameters.get("api_key_env")
     if key_env:
-        # TODO(lead): read through config.py (the one module that reads the environment).
-        key = os.environ.get(str(key_env), "")
+        key = named_variable(str(key_env))
         if not key:
             raise EngineFailed(f"the remote model needs an API key in ${key_env}, which is not set")
         headers["Authorization"] = f"Bearer {key}"

@@ -162,6 +162,8 @@ async def create(request: Request) -> Response:
     name = require_model(body.model)
     if body.files:
         raise NotImplementedYet("creating a model from files is not available yet: use 'from' with an existing model")
+    if body.remote:
+        return await server.respond(request, _remote_work(server, name, body), Progress(), stream=body.stream is not False)
     if not body.from_:
         raise InvalidRequest("'from' is required: the name of the model to start from")
 
@@ -194,6 +196,22 @@ def _import_work(server, name: str, body: CreateBody):
         if server.store.exists(name):
             server.scheduler.unload(name)
         create_from_path(server.store, name, body.from_, mmproj=body.mmproj)
+        yield {"status": "writing manifest"}
+        yield {"status": "success"}
+
+    return work
+
+
+def _remote_work(server, name: str, body: CreateBody):
+    """A model that lives on another Ollama or OpenAI-compatible server (imgscribe's extension)."""
+    from ..store.import_remote import manifest_for_remote
+
+    def work(cancel: threading.Event):
+        yield {"status": f"asking {body.remote} about {body.remote_model or name}"}
+        manifest = manifest_for_remote(name, body.remote, body.remote_model, body.api, api_key_env=body.api_key_env)
+        if server.store.exists(name):
+            server.scheduler.unload(name)
+        server.store.create(name, manifest)
         yield {"status": "writing manifest"}
         yield {"status": "success"}
 

@@ -128,8 +128,12 @@ class CreateBody(Body):
     license: str | list[str] | None = None
     stream: bool | None = None
     # imgscribe: ``from`` may be an absolute path on the server (a checkpoint folder or a GGUF),
-    # with the GGUF's projector here.
+    # with the GGUF's projector here; or ``remote`` names another server's model.
     mmproj: str | None = None
+    remote: str | None = None
+    remote_model: str | None = None
+    api: str | None = None
+    api_key_env: str | None = None
 
 
 class ImageUrl(Body):
