@@ -33,9 +33,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 LLAMA_FAMILIES: dict[str, str] = {
     "llava15": "serves",
     "llava_llama3": "serves",
-    # llama.cpp marks a model named "*phi3*" as Phi-3 and looks up "</s>" in its vocabulary; the tiny
-    # BPE vocabulary has none ("error loading model vocabulary: unordered_map::at"). Real Phi-3 has it.
-    "llava_phi3": "server fails",
+    "llava_phi3": "serves",
     "llava_next": "serves",
     "llava_onevision": "unsupported",  # projector: "LlavaOnevisionForConditionalGeneration is not supported"
     "qwen2_vl": "serves",

@@ -86,7 +86,9 @@ PROMPT_TOKEN_DELTA = {
     # template writes after "<image>"
     "llava15": -1,
     "llava_llama3": -1,
-    "llava_phi3": -1,
+    # measured, not traced token by token: the Phi-3 template's newlines around "<image>" are
+    # tokenised differently when llama.cpp splits the text at the image
+    "llava_phi3": -4,
     # llama.cpp's anyres packs the base image and both 336 px tiles whole (3 x 576 tokens); transformers
     # unpads the tiles to the photo's aspect and adds a newline token per row (576 + 888)
     "llava_next": 263,

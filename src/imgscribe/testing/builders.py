@@ -101,7 +101,8 @@ def llava_phi3(dest: Path) -> None:
     """llava-phi3 (xtuner/llava-phi-3-mini-hf): LLaVA-1.5 with a Phi-3-mini language model."""
     from transformers import Phi3Config
 
-    specials = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<image>"]
+    # "</s>": Phi-3's vocabulary has it, and llama.cpp looks it up when it loads a Phi-3 model
+    specials = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<image>", "</s>"]
     tok = make_tokenizer(specials, extra_special_tokens={"image_token": "<image>"}, bos="<s>", eos="<|end|>",
                          pad="<|endoftext|>")  # fmt: skip
     tc = Phi3Config(vocab_size=len(tok), max_position_embeddings=4096, original_max_position_embeddings=4096,
