@@ -104,3 +104,12 @@ def test_describe_text_for_people(imgscribe_cmd, cli_env, photos):
     assert set(by_path) == {"coffee.jpg", "broken.jpg"}
     assert by_path["broken.jpg"][0].startswith("  error: ")
     assert "espresso" in by_path["coffee.jpg"][0].lower() and not by_path["coffee.jpg"][0].lstrip().startswith("{")
+
+
+def test_show_a_model_not_downloaded_gives_catalog_facts_but_run_does_not_pretend(imgscribe_cmd, cli_env):
+    shown = run(imgscribe_cmd, "show", "llava:13b", env=cli_env)
+    assert shown.returncode == 0 and "not downloaded" in shown.stdout and "13" in shown.stdout
+    ran = run(imgscribe_cmd, "describe", "x.png", "-m", "llava:13b", env=cli_env)
+    assert ran.returncode == 1 and "model 'llava:13b' not found" in ran.stderr
+    unknown = run(imgscribe_cmd, "show", "no-such-model", env=cli_env)
+    assert unknown.returncode == 1 and "not found" in unknown.stderr

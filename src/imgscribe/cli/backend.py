@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from ..errors import ModelNotFound
 from ..types import ChatRequest, Chunk, ModelInfo
 
 
@@ -54,16 +53,7 @@ class LocalBackend:
         return self.store.list()
 
     def show(self, model: str) -> ModelInfo:
-        """A model here, else the catalog's facts about one not downloaded yet."""
-        try:
-            return self.store.resolve(model).info
-        except ModelNotFound:
-            from ..store.catalog import catalog_info
-
-            info = catalog_info(model)
-            if info is None:
-                raise
-            return info
+        return self.store.resolve(model).info
 
     def ps(self) -> list[dict[str, Any]]:
         return [

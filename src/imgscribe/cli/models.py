@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import ModelNotFound
 from ..types import ModelInfo
 from . import app
 from .backend import get_backend
@@ -53,8 +54,16 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     host: str = typer.Option(None, "--host"),
 ) -> None:
-    """Show what a model is, what it can do, and what it cannot."""
-    info = get_backend(host).show(model)
+    """Show what a model is, what it can do, and what it cannot (from the catalog when it is not
+    downloaded yet)."""
+    try:
+        info = get_backend(host).show(model)
+    except ModelNotFound:
+        from ..store.catalog import catalog_info
+
+        info = catalog_info(model)
+        if info is None:
+            raise
     if as_json:
         typer.echo(info.model_dump_json(indent=2))
         return
