@@ -172,18 +172,23 @@ def test_family_through_the_ollama_api(family, binary, tmp_path):
 
             image = photo_b64("coffee")
             together = threading.Barrier(2)
+            errors: dict[int, BaseException] = {}
 
             def ask(i: int) -> None:
                 together.wait()
-                results[i] = ollama_chat(live.url, name, f"{PROMPT} ({i})", image,
-                                         options={"num_predict": 1024, "temperature": 0.8, "seed": i})  # fmt: skip
+                try:  # 1024 tokens each: long enough to overlap, even on a loaded 2-core machine
+                    results[i] = ollama_chat(live.url, name, f"{PROMPT} ({i})", image, timeout=600,
+                                             options={"num_predict": 1024, "temperature": 0.8, "seed": i})  # fmt: skip
+                except BaseException as exc:  # reported below, not lost in the thread
+                    errors[i] = exc
 
             before = _busy_slot_decodes(runner)
             threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
             for t in threads:
                 t.start()
             for t in threads:
-                t.join(120)
+                t.join(600)
+            assert not errors, errors
             for i in range(2):
                 _final(results[i][0])
             assert len(live_children()) >= 1
