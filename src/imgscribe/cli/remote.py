@@ -35,7 +35,10 @@ def find_server(host_flag: str | None = None) -> RemoteBackend | None:
         raise InvalidRequest(str(exc)) from None
     url = address.client_url
     try:
-        response = httpx.get(url + "/", timeout=PROBE_TIMEOUT, trust_env=False)
+        # a server named with --host gets time to answer (a busy one is still the one asked for);
+        # the implicit probe stays short so commands without a server start at once
+        timeout = 10.0 if host_flag else PROBE_TIMEOUT
+        response = httpx.get(url + "/", timeout=timeout, trust_env=False)
     except httpx.HTTPError:
         response = None
     answered = response is not None and response.status_code == 200
