@@ -12,13 +12,9 @@ import base64
 import json
 import os
 import shutil
-import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -145,36 +141,8 @@ def gguf_pair(family: str) -> tuple[Path, Path | None]:
 # -- a live imgscribe server ----------------------------------------------------------------------------
 
 
-@dataclass
-class Live:
-    url: str
-    scheduler: object
-
-
-@contextmanager
-def live_server(scheduler) -> Iterator[Live]:
-    """imgscribe's app on a free loopback port, in a thread (stopped on exit)."""
-    import uvicorn
-
-    from imgscribe.server import create_app
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(scheduler), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
-    try:
-        yield Live(f"http://127.0.0.1:{port}", scheduler)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+# the same live server the server tests use: imgscribe's app on a free loopback port, in a thread
+from server.conftest import live_server  # noqa: E402,F401
 
 
 def photo_b64(name: str = "chelsea") -> str:
