@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 
 from ..errors import ImgscribeError
 from .records import Index
+from .writers.atomic import write_atomic
 
 SYNC_EVERY = 0.5  # seconds
 
@@ -126,7 +126,7 @@ class Manifest:
                     offset += length
                     yield line
 
-        _atomic_write(self.path, lines())
+        write_atomic(self.path, lines())
         self._rows = moved
 
     def _lock(self) -> None:
@@ -227,32 +227,3 @@ class Manifest:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _atomic_write(path: Path, chunks: Iterable[bytes]) -> None:
-    """Write a whole file so that a reader (or a crash) sees the old file or the new one, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        if path.exists():
-            with contextlib.suppress(OSError):
-                os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -6,9 +6,9 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+from collections.abc import Iterable
 from typing import IO, Any
 
-from ..manifest import fsync_dir
 
 
 class AtomicFile:
@@ -59,12 +59,24 @@ class AtomicFile:
             return 0o666 & ~umask
 
 
-def write_atomic(path: Path, data: bytes, like: Path | None = None) -> None:
-    """Replace ``path`` with ``data`` in one step, keeping the permissions of ``like`` (or ``path``)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".imgscribe-tmp")
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (best effort: not every file system allows it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes | Iterable[bytes], like: Path | None = None) -> None:
+    """Replace ``path`` with ``data`` (bytes, or chunks of them) in one step, keeping the permissions
+    of ``like`` (or ``path``): a reader, or a crash, sees the old file or the new one, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for chunk in [data] if isinstance(data, bytes) else data:
+                f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
         source = like or path
