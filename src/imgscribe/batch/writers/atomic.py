@@ -72,6 +72,9 @@ def fsync_dir(folder: Path) -> None:
 def write_atomic(path: Path, data: bytes | Iterable[bytes], like: Path | None = None) -> None:
     """Replace ``path`` with ``data`` (bytes, or chunks of them) in one step, keeping the permissions
     of ``like`` (or ``path``): a reader, or a crash, sees the old file or the new one, never half."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed run
+        with contextlib.suppress(OSError):
+            stale.unlink()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
