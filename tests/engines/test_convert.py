@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _llamacpp_support import LLAMA_FAMILIES, converted, gguf_pair, llama_cpp_source  # noqa: E402
+from _llamacpp_support import LLAMA_FAMILIES, SERVES, converted, gguf_pair, llama_cpp_source  # noqa: E402
 
 from imgscribe.engines.llamacpp.convert import plan  # noqa: E402
 from imgscribe.errors import InvalidRequest, Unsupported  # noqa: E402
@@ -62,7 +62,7 @@ def test_plan_picks_converter_and_fixes(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", [f for f, what in LLAMA_FAMILIES.items() if what in ("serves", "server fails")])
+@pytest.mark.parametrize("family", SERVES)
 def test_family_converts(family):
     llama_cpp_source()
     model, mmproj = gguf_pair(family)

@@ -326,7 +326,9 @@ def llama4(dest: Path) -> None:
     tc = Llama4TextConfig(
         vocab_size=len(tok), intermediate_size_mlp=128, head_dim=16, num_local_experts=2, num_experts_per_tok=1,
         interleave_moe_layer_step=1, attention_chunk_size=8192, max_position_embeddings=8192,
-        **_small_text(), **_ids(tok),
+        # 4 layers: Llama 4's pattern of 3 chunked-attention layers then 1 full (no-RoPE) one; with
+        # fewer there is no full layer and llama-server aborts ("tensor buffer not set").
+        **_small_text(num_hidden_layers=4), **_ids(tok),
     )  # fmt: skip
     cfg = Llama4Config(
         vision_config=vc, text_config=tc, boi_token_index=tok.convert_tokens_to_ids("<|image_start|>"),
