@@ -111,8 +111,27 @@ def test_published_anchor_values_match_eval_notes(cat):
 
 
 def test_models_without_a_verified_score_carry_none(cat):
-    for variant_id in ("qwen2-vl-72b", "llava-onevision-72b", "gemma-3-27b", "llama4-scout", "phi-4-multimodal", "janus-pro-7b", "pixtral-large-2411"):
+    for variant_id in ("llava-onevision-72b", "gemma-3-27b", "phi-4-multimodal", "janus-pro-7b", "pixtral-large-2411"):
         assert cat.variant(variant_id).scores == []
+
+
+def test_qwen2_vl_72b_and_llama4_scout_carry_their_publishers_scores(cat):
+    """Qwen2-VL README (72B column) and the Llama 4 model card (instruction-tuned Scout), both re-read."""
+    expected = {
+        "qwen2-vl-72b": {"MMMU val": 64.5, "DocVQA test (ANLS)": 96.5, "OCRBench": 877, "MathVista mini": 70.5},
+        "llama4-scout": {"MMMU": 69.4, "DocVQA test (ANLS)": 94.4, "ChartQA (relaxed accuracy)": 88.8, "MathVista": 70.7},
+    }
+    for variant_id, values in expected.items():
+        scores = cat.variant(variant_id).scores
+        assert scores, variant_id
+        for score in scores:
+            assert score.source in cat.sources, (variant_id, score.source)
+            assert cat.sources[score.source].checked == "read", (variant_id, score.source)
+        by_benchmark = {s.benchmark: s.value for s in scores}
+        for benchmark, value in values.items():
+            assert by_benchmark[benchmark] == value, (variant_id, benchmark)
+    assert {s.source for s in cat.variant("qwen2-vl-72b").scores} == {"qwen2-vl-readme"}
+    assert {s.source for s in cat.variant("llama4-scout").scores} == {"llama4-card"}
 
 
 # -- the survey's mistakes -------------------------------------------------------------------------
@@ -142,7 +161,10 @@ def test_other_corrections(cat):
     scout = cat.variant("llama4-scout")
     assert scout.active_params_b == 17.0 and scout.params_b > 100
     assert "llama4" in by_id["llama4-scout-17b"].applies_to
-    assert "qwen2-vl-72b" in by_id["qwen2-vl-72b-scores"].applies_to
+    qwen72 = by_id["qwen2-vl-72b-scores"]
+    assert "qwen2-vl-72b" in qwen72.applies_to and "qwen2-vl-readme" in qwen72.sources
+    assert "64.5" in qwen72.correction  # what Qwen reports, against the survey's 54.4
+    assert "no score for LLaVA-OneVision-72B" in qwen72.correction
 
 
 def test_survey_recommendations_are_data_with_our_view(cat):
