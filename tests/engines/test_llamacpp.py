@@ -284,7 +284,8 @@ def test_killed_mid_request_is_a_clear_error_then_restarts(binary, tmp_path):
 
 
 def test_cancel_stops_the_slot(binary, tmp_path):
-    store, name = _store(tmp_path, "qwen2_vl", num_parallel=1)
+    # ignore_eos: an answer that ended by itself would free the slot without any cancel
+    store, name = _store(tmp_path, "qwen2_vl", num_parallel=1, request_args={"ignore_eos": True})
     scheduler = Scheduler(store, num_parallel=0)
     try:
         from imgscribe.images import intake
