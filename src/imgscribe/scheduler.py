@@ -44,6 +44,7 @@ __all__ = ["LoadedModel", "Scheduler", "check_capabilities", "default_scheduler"
 
 log = logging.getLogger("imgscribe.scheduler")
 _POLL = 0.25  # how often a waiting request looks at its cancel event
+FOREVER = 100 * 365 * 86400.0  # a keep-alive this long (100 years) or longer is forever
 
 
 @dataclass(frozen=True)
@@ -376,7 +377,10 @@ class Scheduler:
             queue[0].notify()
 
     def _keep_alive(self, value: float | None) -> float:
-        return self.keep_alive if value is None else value
+        """Seconds to keep a model; past :data:`FOREVER` (or NaN from a caller) it is forever:
+        a wait that long overflows the clock (``threading``'s ``TIMEOUT_MAX``)."""
+        value = self.keep_alive if value is None or math.isnan(value) else value
+        return math.inf if value >= FOREVER else value
 
     # -- keep-alive ------------------------------------------------------------------------------
 
@@ -397,7 +401,7 @@ class Scheduler:
                     del self._models[m.name]
                 if not expired:
                     deadlines = [m.expires - now for m in idle]
-                    self._reaper_wake.wait(min(deadlines) if deadlines else None)
+                    self._reaper_wake.wait(min(*deadlines, FOREVER) if deadlines else None)
                     continue
                 self._wake()
             for m in expired:

@@ -44,6 +44,7 @@ def create_app(scheduler: Scheduler | None = None) -> FastAPI:
     app.add_api_route("/health", health, methods=["GET", "HEAD"])
     app.add_api_route("/metrics", metrics, methods=["GET"])
     errors.install(app)
+    app.add_middleware(errors.CatchAll)  # innermost: its answers get CORS headers too
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(cfg.origins),

@@ -12,13 +12,14 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import Busy, ImgscribeError
 
 log = logging.getLogger("imgscribe.server")
 
 RETRY_AFTER_SECONDS = 1
-_OPENAI_TYPES = {400: "invalid_request_error", 404: "not_found_error", 413: "invalid_request_error"}
+_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
 
 
 class NotImplementedYet(ImgscribeError):
@@ -43,14 +44,18 @@ def ollama_body(err: BaseException) -> dict:
 
 def openai_body(err: BaseException) -> dict:
     status = status_of(err)
-    kind = _OPENAI_TYPES.get(status, "api_error")
+    kind = _OPENAI_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
     return {"error": {"message": message_of(err), "type": kind, "param": None, "code": None}}
 
 
 def log_error(err: BaseException) -> None:
-    """Server faults (5xx) go to the log with their traceback; a client's mistakes do not."""
-    if status_of(err) >= 500:
+    """Server faults (500) go to the log with their traceback; a client's mistakes do not, nor
+    answers that are no fault (501 not offered, 502 a registry out of reach, 503 busy): one line."""
+    status = status_of(err)
+    if status == 500:
         log.error("%s", message_of(err), exc_info=err)
+    elif status > 500:
+        log.warning("%s", message_of(err))
 
 
 def error_response(err: BaseException, openai: bool = False) -> JSONResponse:
@@ -62,7 +67,50 @@ def error_response(err: BaseException, openai: bool = False) -> JSONResponse:
 
 
 def _is_openai(request: Request) -> bool:
-    return request.url.path.startswith("/v1/")
+    path = request.url.path
+    return path == "/v1" or path.startswith("/v1/")
+
+
+def _http_message(request: Request, err: HTTPException) -> str:
+    """Starlette's bare "Not Found" / "Method Not Allowed", saying what was asked."""
+    where = f"{request.method} {request.url.path}"
+    if err.status_code == 404:
+        return f"not found: {where}: no such route"
+    if err.status_code == 405:
+        allowed = (err.headers or {}).get("Allow", "")
+        return f"method not allowed: {where}" + (f"; use {allowed}" if allowed else "")
+    return str(err.detail)
+
+
+class CatchAll:
+    """Answers an unexpected error (a bug) like any other, a 500 in the route's dialect.
+
+    Starlette sends its own 500 and then raises the error again, so the server drops the
+    connection and a client's next request on it fails. Once a response has started the error is
+    raised as before: there is nothing else to do with it.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as err:
+            if started:
+                raise
+            response = error_response(err, _is_openai(Request(scope)))
+            await response(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:
@@ -72,7 +120,7 @@ def install(app: FastAPI) -> None:
         return error_response(err, _is_openai(request))
 
     async def on_http(request: Request, err: HTTPException) -> JSONResponse:
-        wrapped = ImgscribeError(str(err.detail))
+        wrapped = ImgscribeError(_http_message(request, err))
         wrapped.status = err.status_code
         response = error_response(wrapped, _is_openai(request))
         if err.headers:

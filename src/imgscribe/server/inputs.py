@@ -8,6 +8,7 @@ its own files.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..config import Settings
@@ -15,6 +16,9 @@ from ..errors import InvalidImage
 from ..images import decode_base64, intake
 from ..types import Image
 from .urls import UrlFetcher
+
+# "file:", "javascript:", "ftp:"...: base64 has no ':', so a string that starts like this is a URL.
+_SCHEME = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*):")
 
 
 class ImageReader:
@@ -28,6 +32,12 @@ class ImageReader:
         if not isinstance(value, str):
             raise InvalidImage(f"{where}: expected a base64 string, got {type(value).__name__}")
         text = value.strip()
+        scheme = _SCHEME.match(text)
+        if scheme and scheme[1].lower() not in ("http", "https", "data"):
+            raise InvalidImage(
+                f"{where}: {scheme[1]}: URLs are not accepted: send the image as base64 or a data: URI "
+                "(or an http(s) URL, where the server fetches URLs)"
+            )
         try:
             if text[:8].lower().startswith(("http://", "https://")):
                 data = self.fetcher.fetch(text)

@@ -21,8 +21,9 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.requests import ClientDisconnect
 
-from ..errors import EngineFailed, ImageTooLarge
+from ..errors import Cancelled, EngineFailed, ImageTooLarge
 from .errors import log_error
 from .render import Dialect, dump
 
@@ -141,11 +142,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     if limit > 0 and declared.isdigit() and int(declared) > limit:
         raise _too_large(int(declared), limit)
     parts, size = [], 0
-    async for part in request.stream():
-        size += len(part)
-        if limit > 0 and size > limit:
-            raise _too_large(size, limit)
-        parts.append(part)
+    try:
+        async for part in request.stream():
+            size += len(part)
+            if limit > 0 and size > limit:
+                raise _too_large(size, limit)
+            parts.append(part)
+    except ClientDisconnect:  # nobody to answer: a 499 that is not logged as a fault
+        raise Cancelled("the client closed the connection before sending the whole request body") from None
     return b"".join(parts)
 
 

@@ -17,12 +17,13 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
 from ..errors import InvalidRequest, Unsupported
-from ..types import ChatRequest, Message, Role
+from ..store import parse_name
+from ..types import ChatRequest, Message, Options, Role
 from . import render
 from .context import Server, server_of
 from .errors import NotImplementedYet
 from .render import Ollama, Progress
-from .wire import ChatBody, CopyBody, CreateBody, GenerateBody, ModelBody, require_model
+from .wire import ChatBody, CopyBody, CreateBody, GenerateBody, ModelBody, check_option, require_model
 
 router = APIRouter()
 ROLES: tuple[Role, ...] = ("system", "user", "assistant", "tool")
@@ -160,14 +161,21 @@ async def create(request: Request) -> Response:
     server = server_of(request)
     body = await server.body(request, CreateBody)
     name = require_model(body.model)
+    parse_name(name)  # a bad name is a 400 now, not an error at the end of a 200 stream
+    _check_parameters(body.parameters)
     if body.files:
         raise NotImplementedYet("creating a model from files is not available yet: use 'from' with an existing model")
     if body.remote:
+        from ..store.import_remote import normalise_url
+
+        normalise_url(body.remote)  # a malformed URL is a 400 now, not an error at the end of a 200 stream
         return await server.respond(request, _remote_work(server, name, body), Progress(), stream=body.stream is not False)
     if not body.from_:
         raise InvalidRequest("'from' is required: the name of the model to start from")
 
     if os.path.isabs(body.from_):
+        if not os.path.exists(body.from_):
+            raise InvalidRequest(f"no such file or folder on the server: {body.from_}")
         return await server.respond(request, _import_work(server, name, body), Progress(), stream=body.stream is not False)
 
     def work(cancel: threading.Event):
@@ -185,6 +193,17 @@ async def create(request: Request) -> Response:
         yield {"status": "success"}
 
     return await server.respond(request, work, Progress(), stream=body.stream is not False)
+
+
+def _check_parameters(parameters: dict | None) -> None:
+    """A model's default options are checked as a request's would be: a bad one would otherwise
+    make every request to the new model fail."""
+    for key, value in (parameters or {}).items():
+        if key in Options.model_fields and value is not None:
+            try:
+                check_option(key, value)
+            except InvalidRequest as exc:
+                raise InvalidRequest(f"parameters: {exc}") from None
 
 
 def _import_work(server, name: str, body: CreateBody):

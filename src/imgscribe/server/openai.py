@@ -25,6 +25,7 @@ from .wire import (
     ModelBody,
     OpenAIMessage,
     ResponseFormat,
+    check_int,
     parse_format,
     parse_keep_alive,
     require_model,
@@ -41,17 +42,12 @@ async def chat_completions(request: Request) -> Response:
     server = server_of(request)
     body = await server.body(request, CompletionBody)
     model = require_model(body.model)
+    if body.messages is None:
+        raise InvalidRequest("Missing required parameter: 'messages'")
     if not body.messages:
         raise InvalidRequest("[] is too short - 'messages'")
-    options = Options(
-        num_predict=body.max_completion_tokens or body.max_tokens,
-        seed=body.seed,
-        stop=[body.stop] if isinstance(body.stop, str) else body.stop,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        frequency_penalty=body.frequency_penalty,
-        presence_penalty=body.presence_penalty,
-    )
+    options = _options(body)
+    stream = bool(body.stream)
     format = _format(body.response_format)
     keep_alive = parse_keep_alive(body.keep_alive)
     images = [_check_message(m, i) for i, m in enumerate(body.messages)]
@@ -63,11 +59,11 @@ async def chat_completions(request: Request) -> Response:
     def work(cancel: threading.Event):
         messages = [_message(m, i, server.reader) for i, m in enumerate(body.messages)]
         chat = ChatRequest(
-            info.name, messages, options=options, format=format, keep_alive=keep_alive, stream=body.stream
+            info.name, messages, options=options, format=format, keep_alive=keep_alive, stream=stream
         )
         return server.answer(chat, cancel, arrived)
 
-    return await server.respond(request, work, OpenAI(model, include_usage), stream=body.stream)
+    return await server.respond(request, work, OpenAI(model, include_usage), stream=stream)
 
 
 @router.post("/embeddings")
@@ -90,6 +86,29 @@ async def model(request: Request, model: str) -> dict:
     return render.openai_model(manifest.info)
 
 
+def _options(body: CompletionBody) -> Options:
+    """OpenAI's sampling fields by Ollama's names; the limits OpenAI itself enforces."""
+    if body.n is not None and body.n != 1:
+        raise Unsupported(f"n: {body.n} choices were asked for; this server gives one choice per request")
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = getattr(body, name)
+        if value is not None and value < 1:
+            raise InvalidRequest(
+                f"Invalid '{name}': integer below minimum value. Expected a value >= 1, but got {value}"
+            )
+        check_int(name, value)
+    check_int("seed", body.seed)
+    return Options(
+        num_predict=body.max_completion_tokens or body.max_tokens,
+        seed=body.seed,
+        stop=[body.stop] if isinstance(body.stop, str) else body.stop,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        frequency_penalty=body.frequency_penalty,
+        presence_penalty=body.presence_penalty,
+    )
+
+
 def _format(value: ResponseFormat | None) -> Format:
     if value is None or value.type == "text":
         return None
@@ -106,7 +125,11 @@ def _format(value: ResponseFormat | None) -> Format:
 def _check_message(message: OpenAIMessage, index: int) -> int:
     """Check what can be checked before any image is read; the number of images."""
     if message.role not in ROLES:
-        raise InvalidRequest(f"messages[{index}].role: invalid role {message.role!r}")
+        raise InvalidRequest(
+            f"messages[{index}].role: invalid role {message.role!r}: use system, developer, user, assistant or tool"
+        )
+    if message.content is None and ROLES[message.role] != "assistant":  # an assistant's may be tool calls
+        raise InvalidRequest(f"Missing required parameter: 'messages[{index}].content'")
     if not isinstance(message.content, list):
         return 0
     for j, part in enumerate(message.content):
@@ -115,7 +138,9 @@ def _check_message(message: OpenAIMessage, index: int) -> int:
                 f"messages[{index}].content[{j}]: content of type {part.type!r} is not supported: use text or image_url"
             )
         if part.type == "image_url" and part.image_url is None:
-            raise InvalidRequest(f"messages[{index}].content[{j}].image_url is required")
+            raise InvalidRequest(f"Missing required parameter: 'messages[{index}].content[{j}].image_url'")
+        if part.type == "text" and part.text is None:
+            raise InvalidRequest(f"Missing required parameter: 'messages[{index}].content[{j}].text'")
     return sum(part.type == "image_url" for part in message.content)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -23,31 +25,147 @@ log = logging.getLogger("imgscribe.server")
 # -- requests -------------------------------------------------------------------------------------
 
 
-class Body(BaseModel):
-    """A request body: unknown fields are ignored, as Ollama ignores them."""
+# JSON deeper than this is refused: no real request comes near it, and a deep one would exhaust
+# the stack of whatever walks it (the JSON decoder, pydantic, jsonschema).
+MAX_DEPTH = 64
+INT64 = (-(2**63), 2**63 - 1)
 
-    model_config = ConfigDict(extra="ignore")
+
+class Body(BaseModel):
+    """A request body: unknown fields are ignored, as Ollama ignores them. Types are strict, as Go's
+    decoder is: ``"stream": "yes"`` or ``"seed": true`` is a 400, not a guess."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     @classmethod
     def parse(cls, raw: bytes) -> Body:
-        if not raw.strip():
-            raise InvalidRequest("missing request body")
-        try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidRequest(f"invalid JSON in the request body: {exc}") from None
+        data = load_json(raw)
         if not isinstance(data, dict):
-            raise InvalidRequest("the request body must be a JSON object")
+            raise InvalidRequest(f"the request body must be a JSON object, not {json_type(data)}")
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise InvalidRequest(validation_message(exc)) from None
+            raise InvalidRequest(validation_message(exc, data)) from None
 
 
-def validation_message(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "body"
-    return f"invalid request: {where}: {err['msg']}"
+def load_json(raw: bytes) -> Any:
+    """The body as JSON: UTF-8 only, no NaN or Infinity, at most :data:`MAX_DEPTH` deep; lone
+    UTF-16 surrogates (``"\\ud800"``) become U+FFFD, as Go's decoder (so Ollama) makes them."""
+    if not raw.strip():
+        raise InvalidRequest("missing request body")
+    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark, as some Windows tools write
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(
+            f"the request body is not UTF-8 (byte 0x{raw[exc.start]:02x} at position {exc.start}): send JSON in UTF-8"
+        ) from None
+    try:
+        data = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"invalid JSON in the request body: {exc}") from None
+    except ValueError:  # Python refuses to read an integer of more than 4,300 digits
+        raise InvalidRequest("invalid JSON in the request body: a number has too many digits") from None
+    except RecursionError:
+        raise _too_deep() from None
+    return _clean(data, 0)
+
+
+def _no_constant(name: str) -> Any:
+    raise InvalidRequest(f"invalid JSON in the request body: {name} is not a JSON value")
+
+
+def _too_deep() -> InvalidRequest:
+    return InvalidRequest(f"invalid JSON in the request body: nested more than {MAX_DEPTH} levels deep")
+
+
+def _clean(value: Any, depth: int) -> Any:
+    """``value`` with lone surrogates replaced; InvalidRequest when it nests too deep or holds a
+    number no float can hold."""
+    if depth > MAX_DEPTH:
+        raise _too_deep()
+    if isinstance(value, str):
+        return _unsurrogate(value)
+    if isinstance(value, float) and not math.isfinite(value):  # 1e400 parses as inf
+        raise InvalidRequest("invalid JSON in the request body: a number is too large for a 64-bit float")
+    if isinstance(value, list):
+        return [_clean(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {_unsurrogate(k): _clean(v, depth + 1) for k, v in value.items()}
+    return value
+
+
+def _unsurrogate(text: str) -> str:
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def validation_message(exc: ValidationError, data: Any = None) -> str:
+    """One sentence for the deepest mistake, its place written as in the request
+    (``messages[0].content[1].image_url.url``), in JSON's words, with what was sent instead."""
+    errors = [(_where(err, data), err) for err in exc.errors()]
+    depth = max(len(where) for where, _ in errors)
+    deepest = [(where, err) for where, err in errors if len(where) == depth]
+    where, err = deepest[0]
+    wanted = list(dict.fromkeys(_json_words(e["msg"]).removeprefix("Input should be ") for _, e in deepest))
+    if len(wanted) > 1 and all(e["msg"].startswith("Input should be ") for _, e in deepest):
+        msg = "Input should be " + " or ".join(wanted)
+    else:
+        msg = _json_words(err["msg"])
+    if err["type"] != "missing" and "input" in err:
+        msg += f", got {_sent(err['input'])}"
+    return f"invalid request: {_path(where) or 'body'}: {msg}"
+
+
+def _json_words(msg: str) -> str:
+    msg = re.sub(r"a valid dictionary( or instance of \w+)?", "an object", msg)
+    return msg.replace("a valid list", "an array")
+
+
+def _sent(value: Any) -> str:
+    """What a client sent, for a message: a number itself, otherwise its JSON type."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and len(str(value)) <= 20:
+        return str(value)
+    return json_type(value)
+
+
+def _where(err: dict, data: Any) -> list[str | int]:
+    """The parts of the error's place that are really in the request: pydantic's ``loc`` also holds
+    a union member's type (``content.str``) where the input matched none."""
+    parts: list[str | int] = []
+    loc = err["loc"]
+    for i, key in enumerate(loc):
+        if isinstance(data, dict) and isinstance(key, str) and key in data:
+            data = data[key]
+        elif isinstance(data, list) and isinstance(key, int) and key < len(data):
+            data = data[key]
+        elif not (err["type"] == "missing" and i == len(loc) - 1):
+            continue
+        parts.append(key)
+    return parts
+
+
+def _path(parts: list[str | int]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
+    return out
 
 
 class OllamaMessage(Body):
@@ -162,8 +280,9 @@ class StreamOptions(Body):
 
 class CompletionBody(Body):
     model: str = ""
-    messages: list[OpenAIMessage] = []
-    stream: bool = False
+    messages: list[OpenAIMessage] | None = None
+    stream: bool | None = False
+    n: int | None = None
     stream_options: StreamOptions | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
@@ -212,9 +331,12 @@ def parse_keep_alive(value: Any) -> float | None:
             f"keep_alive: unsupported type {type(value).__name__}: use seconds or a duration like '5m'"
         )
     try:
-        return parse_duration(value)
-    except ValueError as exc:
+        seconds = parse_duration(value)
+    except (ValueError, OverflowError) as exc:
         raise InvalidRequest(f"keep_alive: {exc}") from None
+    if seconds is not None and math.isnan(seconds):
+        raise InvalidRequest(f"keep_alive: invalid duration {value!r}: use seconds or a duration like '5m'")
+    return seconds
 
 
 def parse_options(value: Any) -> Options:
@@ -222,28 +344,41 @@ def parse_options(value: Any) -> Options:
     if value is None:
         return Options()
     if not isinstance(value, dict):
-        raise InvalidRequest("options must be a JSON object")
+        raise InvalidRequest(f"options must be a JSON object, not {json_type(value)}")
     fields = Options.model_fields
     unknown = sorted(k for k in value if k not in fields)
     if unknown:
         log.info("ignoring options this server does not use: %s", ", ".join(unknown))
-    known = {k: v for k, v in value.items() if k in fields and v is not None}
-    if isinstance(known.get("stop"), str):
-        known["stop"] = [known["stop"]]
-    try:
-        return Options.model_validate(known)
-    except ValidationError as exc:
-        name = str(exc.errors()[0]["loc"][0])
-        raise InvalidRequest(f'option "{name}" must be of type {_type_name(name)}') from None
+    known = {k: check_option(k, v) for k, v in value.items() if k in fields and v is not None}
+    return Options.model_validate(known)
 
 
-def _type_name(option: str) -> str:
-    kinds = get_args(Options.model_fields[option].annotation)
+def check_option(name: str, value: Any) -> Any:
+    """One known option's value, checked as Ollama checks it: a number for a number (an integral
+    one, within 64 bits, for an integer), strings for ``stop``; Ollama's messages."""
+    kinds = get_args(Options.model_fields[name].annotation)
     if int in kinds:
-        return "integer"
-    if float in kinds:
-        return "float"
-    return "array of strings"
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidRequest(f'option "{name}" must be of type integer, got {json_type(value)}')
+        check_int(f'option "{name}"', value)
+    elif float in kinds:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidRequest(f'option "{name}" must be of type float, got {json_type(value)}')
+        if isinstance(value, int) and abs(value) > 1e308:
+            raise InvalidRequest(f'option "{name}" is out of range: too large for a float')
+    else:
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidRequest(f'option "{name}" must be of type array of strings')
+    return value
+
+
+def check_int(name: str, value: int | None) -> None:
+    """Integers an engine passes on (to torch, to llama-server) must fit in 64 bits."""
+    if value is not None and not INT64[0] <= value <= INT64[1]:
+        raise InvalidRequest(f"{name} is out of range: {value} does not fit in a 64-bit integer")
 
 
 def check_think(value: bool | str | None) -> None:
