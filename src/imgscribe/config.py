@@ -54,7 +54,12 @@ def parse_host(value: str | None) -> HostAddress:
             raise ValueError(f"IMGSCRIBE_HOST: unsupported scheme {scheme!r} (use http or https)")
         default_port = 443 if scheme == "https" else 80
         value = rest
-    parts = urlsplit("//" + value)
+    if any(c.isspace() for c in value):
+        raise ValueError(f"IMGSCRIBE_HOST: invalid address {value!r} (no spaces; e.g. 127.0.0.1:11434)")
+    try:
+        parts = urlsplit("//" + value)
+    except ValueError as exc:  # an unclosed IPv6 bracket
+        raise ValueError(f"IMGSCRIBE_HOST: invalid address {value!r} ({exc}; e.g. [::1]:11434)") from exc
     try:
         port = parts.port or default_port
     except ValueError as exc:

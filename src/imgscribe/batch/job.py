@@ -19,11 +19,11 @@ from typing import Any, TextIO
 from ..errors import InvalidRequest
 from ..types import Options
 from .manifest import Manifest
-from .prompts import Prompt, check
+from .prompts import Prompt, check, check_field
 from .records import CancelChatFn, Describer, Index, Spec, display_path
 from .runner import pipeline
-from .sources import Item, Missing, expand
-from .writers import Writer, open_output, output_format
+from .sources import Item, Missing, expand, printable
+from .writers import Writer, check_target, open_output, output_format
 from .writers.jsonl import JsonlStreamWriter, TextStreamWriter
 from .writers.sidecar import SidecarWriter
 from .writers.table import columns
@@ -61,7 +61,15 @@ class Job:
         check(self.prompts)
         for out in self.outputs:
             if out != STDOUT:
+                check_target(out, "--out")
                 output_format(out)
+        if self.manifest:
+            check_target(self.manifest, "--manifest")
+        fields = (("--sidecar", self.sidecar), ("--xmp-description", self.xmp_description),
+                  ("--xmp-keywords", self.xmp_keywords))  # fmt: skip
+        for flag, spec in fields:
+            if spec:
+                check_field(spec, self.prompts, flag)
 
 
 def model_digest(backend: Any, model: str) -> str:
@@ -312,7 +320,7 @@ def execute(
     try:
         for item in items:
             if isinstance(item, Missing):
-                sink.handle(Describer(spec).error_record(item.source, item.reason))
+                sink.handle(Describer(spec).error_record(printable(item.source), item.reason))
         work = [i for i in items if not isinstance(i, Missing)]
         if ray is not None:
             from .ray_runner import ray_pipeline

@@ -52,11 +52,22 @@ class Manifest:
         self._synced = time.monotonic()
         self._dirty = False
         self._updated = False
+        self._garbage = 0  # lines that are not JSON at all
 
     # -- opening ---------------------------------------------------------------------------------
 
     def open(self, redo_paths: Iterable[str] = ()) -> Index:
         """Lock, repair and compact; the index of what is done. ``redo_paths``: rows to forget."""
+        try:
+            return self._open(redo_paths)
+        except OSError as exc:
+            self.close()
+            raise ImgscribeError(
+                f"cannot use {self.path} as the run's manifest: {exc.strerror or exc}; "
+                "choose another --out or --manifest"
+            ) from None
+
+    def _open(self, redo_paths: Iterable[str]) -> Index:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock()
         redo = set(redo_paths)
@@ -71,6 +82,12 @@ class Manifest:
                     if why:
                         self.dropped[why] += 1
                         changed = True
+        if self._garbage and not (self._rows or foreign or self.dropped["error"] or self.dropped["overwrite"]):
+            self.close()
+            raise ImgscribeError(
+                f"{self.path} is not an imgscribe manifest or JSON-lines output (it holds lines that are not JSON), "
+                "so it is left alone; choose another --out or --manifest"
+            )
         if changed:
             self._compact(foreign)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -80,12 +97,14 @@ class Manifest:
     def _scan(self, line: bytes, where: tuple[int, int], redo: set[str], foreign: list) -> str | None:
         """Why a line is dropped, or None (then it is indexed, or kept as foreign)."""
         if not line.endswith(b"\n"):
+            self._garbage += not line.lstrip().startswith(b"{")  # a cut-short record starts like one
             return "torn"  # the last write was cut short
         if not line.strip():
             return "unreadable"
         try:
             record = json.loads(line)
         except ValueError:
+            self._garbage += 1
             return "unreadable"
         rid = record.get("id") if isinstance(record, dict) else None
         if not isinstance(rid, str):

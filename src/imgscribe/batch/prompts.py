@@ -36,6 +36,7 @@ from typing import Any
 
 from ..errors import InvalidRequest
 from ..types import Format, Options
+from .sources import printable
 
 DEFAULT_NAME = "response"
 #: record keys a prompt may not be named after
@@ -83,6 +84,24 @@ def check(prompts: list[Prompt]) -> None:
                 )
 
 
+def check_field(spec: str, prompts: list[Prompt], flag: str) -> None:
+    """Refuse a ``--sidecar``/``--xmp-*`` field (or ``{field}`` template) that no record will have."""
+    names = [m.group(2) for m in _PLACEHOLDER.finditer(spec) if m.group(2)] if "{" in spec else [spec]
+    if not names:
+        raise InvalidRequest(f"{flag} {spec!r}: a template needs at least one {{field}}, e.g. '{{{prompts[0].name}}}'")
+    known = {p.name for p in prompts} | RESERVED
+    for p in prompts:
+        if isinstance(p.format, dict) and isinstance(p.format.get("properties"), dict):
+            known |= set(p.format["properties"])
+        elif p.format is not None:
+            return  # free-form JSON answers: any field may appear
+    for name in names:
+        if name.removeprefix("fields.") not in known:
+            fields = ", ".join(p.name for p in prompts)
+            raise InvalidRequest(f"{flag}: no field {name!r} in the records; use a prompt's name ({fields}) "
+                                 "or a field of its --format schema")  # fmt: skip
+
+
 def render(template: str, lookup: Callable[[str], str]) -> str:
     def one(match: re.Match) -> str:
         if match.group(1):
@@ -102,11 +121,11 @@ class Context:
     def __call__(self, name: str) -> str:
         path = self.local or Path(self.path.split("?", 1)[0])
         if name == "filename":
-            return path.name
+            return printable(path.name)
         if name == "stem":
-            return path.stem
+            return printable(path.stem)
         if name == "folder":
-            return path.parent.name
+            return printable(path.parent.name)
         if name == "path":
             return self.path
         if name == "sidecar" or name.startswith("sidecar."):
@@ -171,6 +190,8 @@ def load_prompt_file(path: str | Path, default_format: Format = None) -> list[Pr
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InvalidRequest(f"--prompts: cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise InvalidRequest(f"--prompts: cannot read {path}: not UTF-8 text (give TOML, JSON or YAML)") from None
     data = _parse(text, path)
     if not isinstance(data, Mapping) or not data:
         raise InvalidRequest(f"--prompts: {path} must name at least one prompt (name = \"text\" or a table)")
@@ -210,7 +231,15 @@ def _parse(text: str, path: Path) -> Any:
     except InvalidRequest:
         raise
     except Exception as exc:
-        raise InvalidRequest(f"--prompts: cannot parse {path}: {exc}") from None
+        raise InvalidRequest(f"--prompts: cannot parse {path}: {_parse_error(exc)}") from None
+
+
+def _parse_error(exc: Exception) -> str:
+    """One line: YAML's own messages span several lines and quote the source."""
+    mark = getattr(exc, "problem_mark", None)
+    if getattr(exc, "problem", None) and mark is not None:
+        return f"{exc.problem} (at line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(exc).split())
 
 
 def _format(value: Any, base: Path, name: str) -> Format:

@@ -28,7 +28,7 @@ from ..errors import Busy, ImgscribeError, InvalidRequest
 from ..images import intake, read_file
 from ..types import ChatRequest, Chunk, Format, Image, Message, Options
 from .prompts import Context, Prompt, render
-from .sources import Url
+from .sources import Url, printable
 
 ChatFn = Callable[[ChatRequest], Iterator[Chunk]]
 #: chat with a cancel event: the scheduler's signature
@@ -90,7 +90,7 @@ def row_id(key: str, path: str) -> str:
 
 
 def display_path(item: Path | Url) -> str:
-    return item.url if isinstance(item, Url) else os.path.normpath(str(item))
+    return item.url if isinstance(item, Url) else printable(os.path.normpath(str(item)))
 
 
 # -- the work ----------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,14 @@ def pipeline(
                 continue
         return False
 
+    def take(q: queue.Queue) -> Any:
+        while not cancel.is_set():
+            try:
+                return q.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+        return _END
+
     def feed() -> None:
         try:
             for item in items:
@@ -68,7 +77,7 @@ def pipeline(
     def read() -> None:
         try:
             while not cancel.is_set():
-                item = todo.get()
+                item = take(todo)
                 if item is _END:
                     break
                 result = describer.prepare(item)
@@ -90,7 +99,7 @@ def pipeline(
     def work(chat: CancelChatFn) -> None:
         try:
             while not cancel.is_set():
-                job = ready.get()
+                job = take(ready)
                 if job is _END:
                     break
                 done.put(describer.describe(job, chat, cancel))
@@ -123,3 +132,12 @@ def pipeline(
             yield result
     finally:
         cancel.set()  # on an early exit (Ctrl-C, an error): stop reading, let requests cancel
+        _join(threads)
+
+
+def _join(threads: list[threading.Thread], timeout: float = 30.0) -> None:
+    """Wait for the threads to see the cancel: one still inside a model call when the interpreter
+    exits can abort the process ("terminate called without an active exception")."""
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))

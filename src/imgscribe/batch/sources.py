@@ -50,6 +50,12 @@ class Url:
 Item = Path | Url | Missing
 
 
+def printable(text: str) -> str:
+    """``text`` with the undecodable bytes of a file name (or of stdin) written as ``\\xff``, so
+    that records can be written as UTF-8; a bad name fails its own row, not the run."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def is_image_name(path: Path) -> bool:
     return path.suffix.lower() in _SUFFIXES and not path.name.startswith(".")
 
@@ -72,7 +78,7 @@ def expand(arguments: Iterable[str], lists: Iterable[str] = (), stdin: TextIO | 
             seen.add(key)
             yield item
 
-    sources = [read_list(stdin or sys.stdin, Path("."), STDIN) if a == STDIN else _argument(a) for a in arguments]
+    sources = [_stdin_list(stdin) if a == STDIN else _argument(a) for a in arguments]
     sources += [_list_file(name, stdin) for name in lists]
     for items in sources:
         for item in items:
@@ -104,9 +110,16 @@ def _argument(arg: str) -> Iterator[Item]:
         yield Missing(arg, "no such file or folder")
 
 
+def _stdin_list(stdin: TextIO | None) -> Iterator[Item]:
+    stream = stdin or sys.stdin
+    if stream is None:  # started with stdin closed (``<&-``)
+        raise InvalidRequest("'-' reads image paths from stdin, but stdin is closed; pipe a list in or use --list FILE")
+    yield from read_list(stream, Path("."), STDIN)
+
+
 def _list_file(name: str, stdin: TextIO | None) -> Iterator[Item]:
     if name == STDIN:
-        yield from read_list(stdin or sys.stdin, Path("."), STDIN)
+        yield from _stdin_list(stdin)
         return
     path = Path(name).expanduser()
     try:

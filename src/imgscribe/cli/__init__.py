@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     _register()
     try:
         result = app(args=argv, prog_name="imgscribe", standalone_mode=False)
+        if result == 130:  # typer turns Ctrl-C into this exit code, silently
+            print("\nInterrupted.", file=sys.stderr)
         return result if isinstance(result, int) else 0
     except typer.Exit as exc:
         return exc.exit_code

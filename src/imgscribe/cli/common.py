@@ -17,10 +17,7 @@ def parse_format(value: str | None) -> Format:
         return None
     if value.strip() == "json":
         return "json"
-    text = value
-    path = Path(value).expanduser()
-    if not value.lstrip().startswith("{") and path.is_file():
-        text = path.read_text()
+    text = value if value.lstrip().startswith(("{", "[")) else _read_schema_file(value)
     try:
         schema = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -28,6 +25,22 @@ def parse_format(value: str | None) -> Format:
     if not isinstance(schema, dict):
         raise InvalidRequest("--format: a JSON schema must be an object")
     return schema
+
+
+def _read_schema_file(value: str) -> str:
+    """The text of a schema file; a value that is neither JSON nor a readable file is an error."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise InvalidRequest(f"--format: {value} is a folder; give 'json', a JSON schema or a .json file")
+    if not path.is_file():
+        if path.suffix or "/" in value or "\\" in value:
+            raise InvalidRequest(f"--format: no such file: {value}")
+        return value  # not a path: let the JSON parser say what is wrong with it
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise InvalidRequest(f"--format: cannot read {value}: {reason}") from None
 
 
 def parse_options(pairs: list[str] | None) -> Options:
@@ -41,6 +54,9 @@ def parse_options(pairs: list[str] | None) -> Options:
             value: Any = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
+        if key.strip() not in Options.model_fields:
+            known = ", ".join(Options.model_fields)
+            raise InvalidRequest(f"--option: unknown option {key.strip()!r} (known: {known})")
         if key.strip() == "stop" and isinstance(value, str):
             value = [value]
         values[key.strip()] = value

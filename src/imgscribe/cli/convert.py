@@ -21,8 +21,9 @@ def convert_command(
     create: str = typer.Option(None, "--create", help="Also register the result as model NAME (llamacpp engine)."),
 ) -> None:
     """Convert a checkpoint to GGUF (model + mmproj projector) for the llamacpp engine."""
-    from ..engines.llamacpp.convert import convert
+    from ..engines.llamacpp.convert import OUTTYPES, convert
 
+    _check(src, outtype.lower(), OUTTYPES)
     print(f"converting {src} with llama.cpp's convert_hf_to_gguf.py ...", file=sys.stderr)
     result = convert(src, out, outtype=outtype.lower(), quantize_to=quantize)
     typer.echo(f"model      {result.model}")
@@ -34,3 +35,16 @@ def convert_command(
 
         info = create_from_path(Store(), create, result.model, mmproj=result.mmproj)
         typer.echo(f"created    {info.name}")
+
+
+def _check(src: Path, outtype: str, outtypes: tuple[str, ...]) -> None:
+    """Say what is wrong with the arguments before announcing a conversion."""
+    if not src.exists():
+        raise typer.BadParameter(f"no such folder: {src}", param_hint="SRC")
+    if not (src / "config.json").is_file():
+        raise typer.BadParameter(
+            f"{src} is not a Hugging Face checkpoint folder (no config.json); give the folder holding "
+            "config.json and the .safetensors files", param_hint="SRC",
+        )  # fmt: skip
+    if outtype not in outtypes:
+        raise typer.BadParameter(f"expected one of {', '.join(outtypes)}, got {outtype!r}", param_hint="--outtype")

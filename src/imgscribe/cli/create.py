@@ -26,7 +26,9 @@ def create(
     """Register local files (used in place, not copied) or a remote server's model, so that run,
     describe and the API can use it."""
     from ..store import Store
+    from ..store.names import parse_name
 
+    parse_name(name)  # a bad name is refused before any file is read or server asked
     if (source is None) == (remote is None):
         raise typer.BadParameter("give either --from PATH or --remote URL", param_hint="--from/--remote")
     if api not in (None, "ollama", "openai"):

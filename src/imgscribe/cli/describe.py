@@ -68,8 +68,8 @@ def describe(
     ray: bool = typer.Option(False, "--ray", help="Run on Ray Data (a private local instance unless --ray-address/RAY_ADDRESS).", rich_help_panel=_RAY),
     ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster to join (default: RAY_ADDRESS).", rich_help_panel=_RAY),
     ray_actors: int = typer.Option(1, "--ray-actors", min=1, help="Actors, each holding one loaded model (or server clients).", rich_help_panel=_RAY),
-    ray_cpus: float = typer.Option(None, "--ray-cpus", help="CPUs per actor (default: a share that leaves Ray one CPU).", rich_help_panel=_RAY),
-    ray_gpus: float = typer.Option(0, "--ray-gpus", help="GPUs per actor.", rich_help_panel=_RAY),
+    ray_cpus: float = typer.Option(None, "--ray-cpus", min=0, help="CPUs per actor (default: a share that leaves Ray one CPU).", rich_help_panel=_RAY),
+    ray_gpus: float = typer.Option(0, "--ray-gpus", min=0, help="GPUs per actor.", rich_help_panel=_RAY),
     ray_batch: int = typer.Option(16, "--ray-batch-size", min=1, help="Images per actor call.", rich_help_panel=_RAY),
 ) -> None:
     """Describe every image: one record per image (path, sha256, answers, timings, error).
@@ -115,8 +115,12 @@ def describe(
         if progress and task is not None:
             progress.update(task, advance=1, description=str(record["path"]).rsplit("/", 1)[-1])
 
-    with progress or nullcontext():
-        stats, sink = execute(job, backends, ray=ray_options, on_record=on_record, on_total=on_total)
+    try:
+        with progress or nullcontext():
+            stats, sink = execute(job, backends, ray=ray_options, on_record=on_record, on_total=on_total)
+    except KeyboardInterrupt:
+        print("Stopped: the images finished so far are saved; run the same command again to resume.", file=sys.stderr)
+        raise
     where = sink.where
     print(stats.summary() + (f"; results in {where}" if where else ""), file=sys.stderr)
     for writer in sink.effects:

@@ -21,7 +21,7 @@ def eval_command(
     dirs: list[str] = typer.Argument(None, help="With --compare: result folders to show side by side."),
     models: str = typer.Option(None, "--models", "-m", help="Models to compare, comma-separated."),
     dataset: list[str] = typer.Option(None, "--dataset", "-d", help=_DATASETS_HELP),
-    limit: int = typer.Option(None, "--limit", "-n", help="Only the first N samples of each data set."),
+    limit: int = typer.Option(None, "--limit", "-n", min=1, help="Only the first N samples of each data set."),
     out: Path = typer.Option(Path("eval-results"), "--out", "-O",
                              help="Folder for results.json, samples.jsonl, report.html and the answer cache "
                              "(run again with the same folder to resume)."),  # fmt: skip
@@ -53,6 +53,7 @@ def eval_command(
     if not sets:
         raise typer.BadParameter("give at least one --dataset (see --list-datasets)", param_hint="--dataset")
     options = parse_options(option).model_dump(exclude_none=True) if option else None
+    _check_folders(out, images)
 
     from ..evaluate import evaluate
 
@@ -61,6 +62,13 @@ def eval_command(
     print_table([(str(out), outcome["results"])])
     paths = outcome["paths"]
     print(f"report: {paths['html']}\nresults: {paths['results']}\nper sample: {paths['samples']}", file=sys.stderr)
+
+
+def _check_folders(out: Path, images: Path | None) -> None:
+    if out.exists() and not out.is_dir():
+        raise typer.BadParameter(f"{out} is a file; give a folder for the results", param_hint="--out")
+    if images is not None and not images.expanduser().is_dir():
+        raise typer.BadParameter(f"no such folder: {images}", param_hint="--images")
 
 
 def _split(spec: str) -> list[str]:

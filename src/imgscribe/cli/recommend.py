@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from enum import Enum
 
 import typer
@@ -42,10 +43,10 @@ _MARK = {
 def _hardware(ram: float | None, vram: float | None):
     from ..hardware import GPU, Hardware, probe
 
-    if ram is not None and ram <= 0:
-        raise typer.BadParameter("must be more than 0", param_hint="--ram")
-    if vram is not None and vram < 0:
-        raise typer.BadParameter("must be 0 (no GPU) or more", param_hint="--vram")
+    if ram is not None and not (0 < ram < math.inf):
+        raise typer.BadParameter(f"must be a number of GB more than 0, got {ram:g}", param_hint="--ram")
+    if vram is not None and not (0 <= vram < math.inf):
+        raise typer.BadParameter(f"must be a number of GB, 0 (no GPU) or more, got {vram:g}", param_hint="--vram")
     if ram is not None and vram is not None:
         return Hardware.given(ram, vram)
     hw = probe()
@@ -77,7 +78,7 @@ def recommend(
     task: Task = typer.Option(Task.describe, "--task", "-t", help="What the model will do."),
     ram: float = typer.Option(None, "--ram", help="RAM in GB (default: probed)."),
     vram: float = typer.Option(None, "--vram", help="GPU memory in GB; 0 = no GPU (default: probed NVIDIA GPUs)."),
-    ctx: int = typer.Option(None, "--ctx", help="Context length to plan the KV cache for (default: by task)."),
+    ctx: int = typer.Option(None, "--ctx", min=1, help="Context length to plan the KV cache for (default: by task)."),
     limit: int = typer.Option(5, "--limit", "-n", min=1, help="How many models to list."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:

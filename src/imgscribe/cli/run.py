@@ -93,6 +93,15 @@ def chat_loop(
             print_stats(metrics)
 
 
+def _text(raw: str) -> str:
+    """Input as valid text: bytes that are not UTF-8 become U+FFFD instead of failing later."""
+    return raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _read_line(prompt: str) -> str:
+    return _text(input(prompt))
+
+
 def _stdout(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
@@ -114,11 +123,14 @@ def run(
     backend = get_backend(host, local)
     options, fmt = parse_options(option), parse_format(format)
     text = " ".join(prompt or [])
-    if not text and not image and sys.stdin.isatty():
-        chat_loop(backend, model, input, _stdout, options, fmt, system, verbose)
+    if not text and sys.stdin is None:  # started with stdin closed (``<&-``)
+        if not image:
+            raise typer.BadParameter("no prompt, and stdin is closed: give a PROMPT or --image", param_hint="PROMPT")
+    elif not text and not image and sys.stdin.isatty():
+        chat_loop(backend, model, _read_line, _stdout, options, fmt, system, verbose)
         return
-    if not text and not sys.stdin.isatty():
-        text = sys.stdin.read()
+    elif not text and not sys.stdin.isatty():
+        text = _text(sys.stdin.read())
     messages = [Message("system", system)] if system else []
     request = ChatRequest(model, [*messages, _user_turn(text, image)], options, fmt)
     _, metrics = _stream(backend, request, _stdout)

@@ -16,6 +16,7 @@ The runner calls them in this order for each record:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,6 +43,20 @@ def output_format(path: str | Path) -> str:
     return FORMATS[suffix]
 
 
+def check_target(path: str | Path, flag: str) -> None:
+    """Refuse, before any work, a file that cannot be written: a folder, or a place we cannot write."""
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise InvalidRequest(f"{flag} {path} is a folder; give a file name, e.g. {target / 'captions.jsonl'}")
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # missing folders are created
+    if not parent.is_dir():
+        raise InvalidRequest(f"{flag} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InvalidRequest(f"{flag} {path}: no permission to write in {parent}; choose another place")
+
+
 def open_output(path: str | Path, columns: list[tuple[str, str]]) -> Writer:
     """The writer for an output file, by its extension."""
     kind = output_format(path)
@@ -58,4 +73,4 @@ def open_output(path: str | Path, columns: list[tuple[str, str]]) -> Writer:
     return JsonlFileWriter(Path(path))
 
 
-__all__ = ["FORMATS", "Writer", "open_output", "output_format"]
+__all__ = ["FORMATS", "Writer", "check_target", "open_output", "output_format"]

@@ -166,6 +166,23 @@ BUILTIN: dict[str, str] = {
 }
 
 
+def _load(fmt: str, path: Path, images: Path | None, limit: int | None) -> Task:
+    """The task in ``path`` (``fmt`` "": recognised from the content); a file of the wrong shape is
+    one clear error, not a KeyError."""
+    from . import formats
+
+    try:
+        fmt = fmt or formats.detect(path)
+        return formats.LOADERS[fmt](path, images, limit)
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
+        what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise InvalidRequest(
+            f"{path} is not a {fmt or 'known'} data set ({what}); check the file, or name its format as FORMAT:PATH"
+        ) from None
+    except OSError as exc:
+        raise InvalidRequest(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def load_task(spec: str, *, limit: int | None = None, images: Path | None = None) -> Task:
     """A task from a built-in name, ``FORMAT:PATH`` or a path (format recognised from content)."""
     from . import formats
@@ -176,13 +193,14 @@ def load_task(spec: str, *, limit: int | None = None, images: Path | None = None
     else:
         fmt, sep, rest = spec.partition(":")
         if sep and fmt in formats.LOADERS and not Path(spec).exists():
-            task = formats.LOADERS[fmt](Path(rest).expanduser(), images, limit)
+            path = Path(rest).expanduser()
         else:
             path = Path(spec).expanduser()
             if not path.exists():
                 known = ", ".join([*BUILTIN, *(f"{f}:PATH" for f in formats.LOADERS)])
                 raise InvalidRequest(f"data set {spec!r}: no such built-in set or path (known: {known})")
-            task = formats.LOADERS[formats.detect(path)](path, images, limit)
+            fmt = ""
+        task = _load(fmt, path, images, limit)
     if limit is not None and limit >= 0:
         task.samples = task.samples[:limit]
     return task
