@@ -85,7 +85,10 @@ def build_request(
     msgs = [to_message(m) for m in messages]
     if system:
         msgs = [Message("system", system), *[m for m in msgs if m.role != "system"]]
-    opts = options if isinstance(options, Options) else Options.model_validate(dict(options or {}))
+    try:
+        opts = options if isinstance(options, Options) else Options.checked(dict(options or {}))
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
     return ChatRequest(model=model, messages=msgs, options=opts, format=format, keep_alive=keep_alive, stream=stream)
 
 

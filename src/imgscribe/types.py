@@ -6,11 +6,12 @@ Front doors turn their input into a :class:`ChatRequest`; runners answer with a 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from PIL import Image as PILImage
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 #: File name extensions taken as images when scanning folders or prompts (content still decides).
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "heic", "heif", "avif")
@@ -39,23 +40,38 @@ class Image:
 
 
 class Options(BaseModel):
-    """Sampling and runtime options, with Ollama's names. Unknown keys are ignored, as Ollama does."""
+    """Sampling and runtime options, with Ollama's names. Unknown keys are ignored, as Ollama does.
+
+    Values outside their meaning (a negative temperature, top_p above 1) are refused here rather
+    than by an engine halfway through a request; where Ollama gives a value a meaning (num_predict
+    -1: no limit, -2: fill the context; num_ctx 0: the model's default) it is allowed."""
 
     model_config = ConfigDict(extra="ignore")
 
-    temperature: float | None = None
+    temperature: float | None = Field(None, ge=0)
     seed: int | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    min_p: float | None = None
-    num_predict: int | None = None
-    num_ctx: int | None = None
+    top_k: int | None = Field(None, ge=0)
+    top_p: float | None = Field(None, ge=0, le=1)
+    min_p: float | None = Field(None, ge=0, le=1)
+    num_predict: int | None = Field(None, ge=-2)
+    num_ctx: int | None = Field(None, ge=0)
     stop: list[str] | None = None
-    repeat_penalty: float | None = None
-    repeat_last_n: int | None = None
+    repeat_penalty: float | None = Field(None, gt=0)
+    repeat_last_n: int | None = Field(None, ge=-1)
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
-    num_thread: int | None = None
+    num_thread: int | None = Field(None, ge=0)
+
+    @classmethod
+    def checked(cls, values: Mapping[str, Any]) -> Options:
+        """Options from a user's values; ValueError names the first bad one in one sentence."""
+        try:
+            return cls.model_validate(dict(values))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            name = err["loc"][0] if err["loc"] else "options"
+            got = f", got {err['input']!r}" if "input" in err and not isinstance(err["input"], dict) else ""
+            raise ValueError(f'option "{name}": {err["msg"]}{got}') from None
 
 
 @dataclass

@@ -10,20 +10,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-
-def _builtin_ready() -> bool:
-    try:
-        from imgscribe.engines.builtin import ENGINE, MANIFEST  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.timeout(600),
-    pytest.mark.skipif(not _builtin_ready(), reason="imgscribe.engines.builtin does not define ENGINE/MANIFEST yet"),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")

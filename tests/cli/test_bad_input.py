@@ -72,6 +72,8 @@ def files(tmp_path) -> Path:
         (["--format", "{folder}"], ["--format", "is a folder"]),
         (["-o", "temprature=0.2"], ["--option", "unknown option 'temprature'", "temperature"]),
         (["-o", "temperature=hot"], ["--option", "temperature"]),
+        (["-o", "num_ctx=-5"], ["--option", 'option "num_ctx"', "greater than or equal to 0", "-5"]),
+        (["-o", "top_p=1.5"], ["--option", 'option "top_p"', "less than or equal to 1"]),
         (["-o", "nokey"], ["--option expects KEY=VALUE"]),
     ],
 )

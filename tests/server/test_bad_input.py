@@ -111,6 +111,11 @@ FIELDS = [
     ("/api/generate", {**GENERATE, "options": {"seed": 10**30}}, 'option "seed" is out of range'),
     ("/api/generate", {**GENERATE, "options": {"temperature": 10**400}}, 'option "temperature" is out of range'),
     ("/api/chat", {**CHAT, "options": [1]}, "options must be a JSON object, not an array"),
+    # values outside their meaning, refused before an engine trips on them
+    ("/api/generate", {**GENERATE, "options": {"temperature": -1}}, 'option "temperature": Input should be greater than or equal to 0, got -1'),
+    ("/api/chat", {**CHAT, "options": {"top_p": 2}}, 'option "top_p": Input should be less than or equal to 1, got 2'),
+    ("/api/chat", {**CHAT, "options": {"num_predict": -3}}, 'option "num_predict": Input should be greater than or equal to -2'),
+    ("/api/chat", {**CHAT, "options": {"repeat_penalty": 0}}, 'option "repeat_penalty": Input should be greater than 0'),
     ("/api/generate", {**GENERATE, "keep_alive": "nan"}, "keep_alive: invalid duration 'nan'"),
     ("/api/generate", {**GENERATE, "images": ["file:///etc/passwd"]}, "images[0]: file: URLs are not accepted"),
     ("/api/chat", {**CHAT, "messages": [{"role": "user", "content": "x", "images": ["javascript:alert(1)"]}]},
@@ -123,6 +128,8 @@ FIELDS = [
     ("/v1/chat/completions", {**V1, "max_tokens": 10**30}, "max_tokens is out of range"),
     ("/v1/chat/completions", {**V1, "seed": 10**30}, "seed is out of range"),
     ("/v1/chat/completions", {**V1, "n": 3}, "n: 3 choices were asked for"),
+    ("/v1/chat/completions", {**V1, "temperature": -0.5}, 'option "temperature": Input should be greater than or equal to 0'),
+    ("/v1/chat/completions", {**V1, "top_p": 1.5}, 'option "top_p": Input should be less than or equal to 1'),
     ("/v1/chat/completions", {**V1, "messages": [{"role": "user"}]}, "Missing required parameter: 'messages[0].content'"),
     ("/v1/chat/completions", {**V1, "messages": [{"role": "user", "content": 5}]},
      "messages[0].content: Input should be a valid string or an array, got 5"),
@@ -170,6 +177,7 @@ CREATES = [
     ({"model": "a:b:c", "from": "llava"}, "invalid model name 'a:b:c'"),
     ({"model": "hot", "from": "llava", "parameters": {"temperature": "hot"}}, 'parameters: option "temperature" must be of type float'),
     ({"model": "big", "from": "llava", "parameters": {"num_ctx": "big"}}, 'parameters: option "num_ctx" must be of type integer'),
+    ({"model": "cold", "from": "llava", "parameters": {"temperature": -1}}, 'parameters: option "temperature": Input should be greater than or equal to 0'),
     ({"model": "x", "from": "/no/such/folder"}, "no such file or folder on the server: /no/such/folder"),
     ({"model": "x", "remote": "file:///etc"}, "invalid remote URL 'file:///etc'"),
 ]

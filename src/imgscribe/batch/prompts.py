@@ -207,9 +207,9 @@ def load_prompt_file(path: str | Path, default_format: Format = None) -> list[Pr
         fmt = _format(spec["format"], path.parent, name) if "format" in spec else default_format
         options = dict(spec.get("options") or {})
         try:
-            Options.model_validate(options)
+            Options.checked(options)
         except ValueError as exc:
-            raise InvalidRequest(f"--prompts: {path}: prompt {name!r}: bad options: {exc}") from None
+            raise InvalidRequest(f"--prompts: {path}: prompt {name!r}: {exc}") from None
         prompts.append(Prompt(str(name), spec["prompt"], fmt, options, str(spec.get("system") or "")))
     return prompts
 

@@ -61,9 +61,9 @@ def parse_options(pairs: list[str] | None) -> Options:
             value = [value]
         values[key.strip()] = value
     try:
-        return Options.model_validate(values)
+        return Options.checked(values)
     except ValueError as exc:
-        raise InvalidRequest(f"--option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
+        raise InvalidRequest(f"--option: {exc}") from None
 
 
 def print_stats(metrics: Metrics) -> None:

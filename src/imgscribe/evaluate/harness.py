@@ -210,7 +210,7 @@ class ModelRun:
 def _options(task: Task, overrides: dict[str, Any] | None) -> dict[str, Any]:
     merged = {**task.options, **(overrides or {})}
     try:
-        return Options.model_validate(merged).model_dump(exclude_none=True)
+        return Options.checked(merged).model_dump(exclude_none=True)
     except ValueError as exc:
         raise InvalidRequest(f"options for {task.name}: {exc}") from None
 

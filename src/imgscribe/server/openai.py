@@ -26,6 +26,7 @@ from .wire import (
     OpenAIMessage,
     ResponseFormat,
     check_int,
+    checked_options,
     parse_format,
     parse_keep_alive,
     require_model,
@@ -98,7 +99,7 @@ def _options(body: CompletionBody) -> Options:
             )
         check_int(name, value)
     check_int("seed", body.seed)
-    return Options(
+    return checked_options(dict(
         num_predict=body.max_completion_tokens or body.max_tokens,
         seed=body.seed,
         stop=[body.stop] if isinstance(body.stop, str) else body.stop,
@@ -106,7 +107,7 @@ def _options(body: CompletionBody) -> Options:
         top_p=body.top_p,
         frequency_penalty=body.frequency_penalty,
         presence_penalty=body.presence_penalty,
-    )
+    ))  # fmt: skip
 
 
 def _format(value: ResponseFormat | None) -> Format:

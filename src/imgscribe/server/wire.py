@@ -350,7 +350,15 @@ def parse_options(value: Any) -> Options:
     if unknown:
         log.info("ignoring options this server does not use: %s", ", ".join(unknown))
     known = {k: check_option(k, v) for k, v in value.items() if k in fields and v is not None}
-    return Options.model_validate(known)
+    return checked_options(known)
+
+
+def checked_options(values: dict[str, Any]) -> Options:
+    """:class:`Options` whose values are within their meaning (a negative temperature is a 400)."""
+    try:
+        return Options.checked(values)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
 
 
 def check_option(name: str, value: Any) -> Any:
@@ -372,6 +380,7 @@ def check_option(name: str, value: Any) -> Any:
         value = [value] if isinstance(value, str) else value
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise InvalidRequest(f'option "{name}" must be of type array of strings')
+    checked_options({name: value})  # and within its range
     return value
 
 
