@@ -179,7 +179,7 @@ CREATES = [
     ({"model": "big", "from": "llava", "parameters": {"num_ctx": "big"}}, 'parameters: option "num_ctx" must be of type integer'),
     ({"model": "cold", "from": "llava", "parameters": {"temperature": -1}}, 'parameters: option "temperature": Input should be greater than or equal to 0'),
     ({"model": "x", "from": "/no/such/folder"}, "no such file or folder on the server: /no/such/folder"),
-    ({"model": "x", "remote": "file:///etc"}, "invalid remote URL 'file:///etc'"),
+    ({"model": "x", "remote": "file:///etc"}, "invalid remote URL 'file:///etc': unsupported scheme 'file' (use http or https)"),
 ]
 
 

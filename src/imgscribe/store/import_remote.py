@@ -29,7 +29,8 @@ def normalise_url(url: str) -> str:
     try:
         return parse_host(url).url.rstrip("/")
     except ValueError as exc:
-        raise InvalidRequest(f"invalid remote URL {url!r}: {exc}") from None
+        reason = str(exc).removeprefix("IMGSCRIBE_HOST: ")  # parse_host speaks of the setting; here it is a URL
+        raise InvalidRequest(f"invalid remote URL {url!r}: {reason}") from None
 
 
 def _get(client: httpx.Client, url: str) -> Any | None:
