@@ -48,6 +48,9 @@ from .wire import StreamedPost, encode_image, get_json, json_schema, merged_opti
 
 __all__ = ["LlamaCppEngine", "LlamaCppRunner", "server_args"]
 
+#: llama-server keeps repeat_penalty in a float32 and refuses 0 or inf: values beyond these (1e-40, 1e300)
+#: are taken as these, which already mean "only repeats" / "never repeat"
+_REPEAT_PENALTY_RANGE = (1e-30, 1e30)
 _PLACEHOLDER = "data:image/png;base64,AAAA"  # /apply-template only places the marker: no pixels needed
 DEFAULT_CTX = 4096
 DEFAULT_PARALLEL = 4
@@ -154,9 +157,17 @@ class LlamaCppRunner:
             **openai_sampling(options, llama=True),
             **(self.manifest.parameters.get("request_args") or {}),
         }
+        if body.get("repeat_last_n") == -1:  # Ollama's "the whole context"; llama-server wants a count
+            body["repeat_last_n"] = int(self.manifest.parameters.get("num_ctx") or DEFAULT_CTX)
+        if "repeat_penalty" in body:
+            low, high = _REPEAT_PENALTY_RANGE
+            body["repeat_penalty"] = min(max(float(body["repeat_penalty"]), low), high)
         schema = json_schema(request.format)
         if schema is not None:
+            _check_schema(schema)
             body["json_schema"] = schema
+        if options.num_predict == 0:  # llama-server would still generate one token
+            return _nothing()
         return _Answer(self, process, body, cancel)
 
     def _render(self, process: ServerProcess, request: ChatRequest) -> str:
@@ -173,7 +184,7 @@ class LlamaCppRunner:
         if r.status_code != 200:
             message = _error_text(r)
             if 400 <= r.status_code < 500:
-                raise InvalidRequest(f"llama-server refused the request: {message}")
+                raise _refused(message)
             raise EngineFailed(f"llama-server error {r.status_code}: {message}")
         return str(r.json().get("prompt", ""))
 
@@ -240,7 +251,7 @@ class _Answer(Iterator[Chunk]):
             if post.status != 200:
                 message = post.error_text()
                 if 400 <= post.status < 500:
-                    raise InvalidRequest(f"llama-server refused the request: {message}")
+                    raise _refused(message)
                 raise EngineFailed(f"llama-server error {post.status}: {message}")
         except BaseException:
             self._finish()
@@ -306,6 +317,37 @@ class _Answer(Iterator[Chunk]):
             reason = "length" if final.get("stop_type") == "limit" else "stop"
         data = {"cached_tokens": int(timings.get("cache_n") or 0)} if timings else None
         yield Chunk(done=True, done_reason=reason, metrics=metrics, data=data)
+
+
+def _nothing() -> Iterator[Chunk]:
+    """The answer to num_predict 0: no tokens, cut by the limit."""
+    yield Chunk(done=True, done_reason="length", metrics=Metrics(total_duration=1))
+
+
+def _check_schema(schema: dict[str, Any]) -> None:
+    """Refuse a JSON schema that cannot be compiled (llama-server would quietly drop what it cannot
+    convert, such as a broken ``pattern``, and answer unconstrained). llguidance is the checker."""
+    try:
+        import llguidance
+    except ImportError:  # then llama-server's own conversion is the only check
+        return
+    try:
+        grammar = llguidance.LLMatcher.grammar_from_json_schema(schema)
+        is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, None)
+    except (ValueError, TypeError) as exc:
+        is_error, messages = True, [str(exc)]
+    if is_error:
+        raise InvalidRequest(f"invalid JSON schema in format: {'; '.join(messages)}")
+
+
+def _refused(message: str) -> InvalidRequest:
+    """llama-server's 400 as the user's error; a prompt over the context names the option to change."""
+    if "exceeds the available context size" in message:
+        return InvalidRequest(
+            f"the prompt does not fit the model's context: {message} (num_ctx, set when the model is loaded: "
+            "send fewer or smaller images, a shorter conversation, or create the model with a larger num_ctx)"
+        )
+    return InvalidRequest(f"llama-server refused the request: {message}")
 
 
 def _crashed(runner: LlamaCppRunner, p: ServerProcess, during: str) -> EngineFailed:

@@ -145,8 +145,9 @@ def openai_sampling(options: Options, *, llama: bool) -> dict[str, Any]:
         body.pop("seed", None)  # Ollama's -1 means random; llama-server's default is random too
     if options.num_predict is not None and options.num_predict >= 0:
         body["max_tokens"] = options.num_predict
-    if options.stop:
-        body["stop"] = list(options.stop)
+    stops = [s for s in options.stop or [] if s]  # "" would match at once and end every answer empty
+    if stops:
+        body["stop"] = stops
     return body
 
 

@@ -1,13 +1,14 @@
 """Ollama's options as transformers ``generate`` arguments, and the pieces of a streamed answer.
 
-- temperature 0: greedy; > 0: sampling at that temperature, with top_k / top_p / min_p; unset:
-  the checkpoint's own generation_config.json (its authors' choice, as a Modelfile's parameters are
-  Ollama's defaults).
+- temperature 0: greedy; > 0: sampling at that temperature (at least MIN_TEMPERATURE), with
+  top_k / top_p / min_p (top_p 0: the top token only); unset: the checkpoint's own
+  generation_config.json (its authors' choice, as a Modelfile's parameters are Ollama's defaults).
 - num_predict: max_new_tokens (unset or negative: up to the context length); num_ctx: the context.
 - repeat_penalty over the last repeat_last_n tokens (Ollama's default window 64; -1 the whole
   context), presence_penalty and frequency_penalty (OpenAI's): one processor, applied as llama.cpp does.
 - stop: text is held back while it could still become a stop sequence, and never sent past one.
-- seed: seeds torch's generator right before generating.
+- seed: seeds torch's generator right before generating (negative: random, as Ollama's -1).
+- num_predict 0: no generation at all (an empty answer, done_reason "length").
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ from ...errors import InvalidRequest
 from ...types import Options
 
 DEFAULT_REPEAT_LAST_N = 64
+#: the lowest sampling temperature used: logits divided by less overflow float32 (inf, then NaN in softmax);
+#: at 1e-4 sampling is already greedy in all but exact ties
+MIN_TEMPERATURE = 1e-4
+#: penalised logits are kept within +-LOGIT_LIMIT (finite even after division by MIN_TEMPERATURE)
+LOGIT_LIMIT = 1e30
 
 
 @dataclass
@@ -51,13 +57,13 @@ def plan(options: Options, prompt_tokens: int, context_length: int, generation_c
         kwargs["do_sample"] = False
     elif t is not None:
         kwargs["do_sample"] = True
-        kwargs["temperature"] = float(t)
+        kwargs["temperature"] = max(float(t), MIN_TEMPERATURE)
     sampling = kwargs.get("do_sample", bool(getattr(generation_config, "do_sample", False)))
     if sampling:
         if options.top_k is not None:
             kwargs["top_k"] = max(options.top_k, 0)  # 0: no top-k, as in Ollama
         if options.top_p is not None:
-            kwargs["top_p"] = options.top_p if 0 < options.top_p < 1 else 1.0
+            kwargs["top_p"] = float(options.top_p)  # 0: the most likely token only, as in llama.cpp
         if options.min_p is not None and options.min_p > 0:
             kwargs["min_p"] = options.min_p
     elif t is not None:  # greedy: no sampling knobs, so transformers has nothing to warn about
@@ -70,7 +76,15 @@ def plan(options: Options, prompt_tokens: int, context_length: int, generation_c
             last_n = ctx or 1 << 30
         penalty = RepeatPenalty(rp if rp else 1.0, last_n, pp or 0.0, fp or 0.0, prompt_tokens)
     stops = [s for s in options.stop or [] if s]
-    return Plan(kwargs, max_new, stops, options.seed, penalty)
+    return Plan(kwargs, max_new, stops, torch_seed(options.seed), penalty)
+
+
+def torch_seed(seed: int | None) -> int | None:
+    """The seed for torch's generator: None (random) for a negative seed, as Ollama's -1 and llama.cpp
+    mean; others wrapped into torch's unsigned 64-bit range (larger ones overflow it)."""
+    if seed is None or seed < 0:
+        return None
+    return seed % (1 << 64)
 
 
 class RepeatPenalty:
@@ -92,11 +106,14 @@ class RepeatPenalty:
             ids, counts = torch.unique(window[row], return_counts=True)
             ids = ids[ids < scores.shape[-1]]
             counts = counts[: ids.numel()]
-            logits = scores[row, ids]
+            logits = original = scores[row, ids]
             if self.repeat != 1.0:
                 logits = torch.where(logits > 0, logits / self.repeat, logits * self.repeat)
             logits = logits - self.presence - self.frequency * counts.to(logits.dtype)
-            scores[row, ids] = logits
+            # extreme penalties (1e-40, 1e300) overflow float32: keep the logits finite, or sampling fails
+            logits = torch.nan_to_num(logits, nan=-LOGIT_LIMIT, posinf=LOGIT_LIMIT, neginf=-LOGIT_LIMIT)
+            masked = original == float("-inf")  # a token already ruled out stays out
+            scores[row, ids] = torch.where(masked, original, logits.clamp(-LOGIT_LIMIT, LOGIT_LIMIT))
         return scores
 
 

@@ -68,6 +68,8 @@ class TransformersRunner:
         schema = schema_of(request.format)
         if schema is not None:
             processors.append(self._grammar.processor(schema))
+        if plan.max_new_tokens == 0:  # num_predict 0: nothing to generate (generate() refuses 0 new tokens)
+            return self._nothing(start, prompt_tokens)
         return self._stream(inputs, plan, processors, cancel, start, preprocess_ns if n_images else 0, prompt_tokens)
 
     def close(self) -> None:
@@ -86,6 +88,12 @@ class TransformersRunner:
                 torch.cuda.empty_cache()
 
     # -- generation --------------------------------------------------------------------------------
+
+    def _nothing(self, start: int, prompt_tokens: int) -> Iterator[Chunk]:
+        """The answer to num_predict 0: no tokens (``generate`` refuses max_new_tokens 0)."""
+        metrics = Metrics(total_duration=time.perf_counter_ns() - start, prompt_eval_count=prompt_tokens)
+        data = {"device": self.device, "dtype": str(self.loaded.dtype).removeprefix("torch.")}
+        yield Chunk(done=True, done_reason="length", metrics=metrics, data=data)
 
     def _stream(self, inputs, plan, processors, cancel, start, preprocess_ns, prompt_tokens) -> Iterator[Chunk]:
         import torch
