@@ -166,3 +166,36 @@ def test_llamacpp_uncompilable_schema_is_refused(gguf, photo, schema):
 def test_llamacpp_prompt_over_the_context_names_num_ctx(gguf):
     with pytest.raises(InvalidRequest, match="num_ctx"):
         ask(*gguf, text="word " * 6000, num_predict=2)
+
+
+def test_llamacpp_a_request_for_another_num_ctx_restarts_llama_server_with_it(tmp_path, photo):
+    """As Ollama reloads its runner for another num_ctx; a request that does not ask keeps it, and
+    one beyond the model's trained context is capped there."""
+    from imgscribe.store.import_gguf import manifest_for_gguf, read_gguf
+
+    llama_support.llama_server_binary()
+    model, mmproj = llama_support.gguf_pair("qwen2_vl")
+    head = read_gguf(model)
+    trained = int(head.metadata[f"{head.architecture}.context_length"])
+    store = Store(tmp_path / "models")
+    store.create("ctx", manifest_for_gguf("ctx", model, mmproj))
+    scheduler = Scheduler(store, keep_alive=600, num_parallel=1)
+    try:
+        ask(scheduler, "ctx", photo, num_predict=1)
+        runner = scheduler.runner("ctx")
+        assert runner.ctx == 4096 and runner.reloads == 0
+        long_text = "word " * 600  # several hundred tokens: more than llama-server's smallest context (256)
+        ask(scheduler, "ctx", text=long_text, num_predict=1)
+        with pytest.raises(InvalidRequest, match="num_ctx"):
+            ask(scheduler, "ctx", text=long_text, num_predict=1, num_ctx=64)
+        assert runner.ctx == 64 and runner.reloads == 1
+        _, final = ask(scheduler, "ctx", photo, num_predict=1, num_ctx=1024)
+        assert final.metrics.prompt_eval_count > 64 and runner.ctx == 1024
+        assert runner.props()["default_generation_settings"]["n_ctx"] == 1024
+        ask(scheduler, "ctx", photo, num_predict=1)  # no num_ctx asked: the loaded one stays
+        assert runner.ctx == 1024 and runner.reloads == 2
+        ask(scheduler, "ctx", text="hi", num_predict=1, num_ctx=trained * 4)
+        assert runner.ctx == trained and runner.reloads == 3
+        assert runner.restarts == 0  # none of this was a crash
+    finally:
+        scheduler.close()

@@ -16,7 +16,11 @@ text-only). Manifest ``parameters`` (all optional): the default options (``tempe
 ``num_parallel``      llama-server slots (``--parallel``), so that concurrent requests are decoded together
                       in one batch; default ``IMGSCRIBE_NUM_PARALLEL`` (1, as Ollama; 0 means 4). Each
                       slot has ``num_ctx`` tokens of context, so memory grows with it (as Ollama's).
-``num_ctx``           context per slot; default 4096
+``num_ctx``           context per slot; default 4096. A request that asks for another ``num_ctx``
+                      restarts llama-server with it once the answers in flight are done (Ollama
+                      reloads its runner then too); one that does not ask keeps the loaded context.
+                      Capped at the context the model was trained for, as Ollama caps it
+                      (llama-server itself gives a slot at least 256).
 ``num_thread``        CPU threads (``-t``); default: llama-server's choice
 ``num_gpu``           layers to offload to a GPU (``-ngl``); default: llama-server's choice
 ``chat_template``     a Jinja chat template to use instead of the GGUF's
@@ -29,6 +33,7 @@ text-only). Manifest ``parameters`` (all optional): the default options (``tempe
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import threading
 import time
@@ -39,7 +44,7 @@ from typing import Any
 import httpx
 
 from ...config import settings
-from ...errors import EngineFailed, InvalidRequest, Unsupported
+from ...errors import Cancelled, EngineFailed, InvalidRequest, Unsupported
 from ...types import ChatRequest, Chunk, Metrics, ModelInfo, ModelManifest
 from .binary import server_binary
 from .process import ServerProcess
@@ -48,6 +53,7 @@ from .wire import StreamedPost, encode_image, get_json, json_schema, merged_opti
 
 __all__ = ["LlamaCppEngine", "LlamaCppRunner", "server_args"]
 
+log = logging.getLogger("imgscribe.llamacpp")
 #: llama-server keeps repeat_penalty in a float32 and refuses 0 or inf: values beyond these (1e-40, 1e300)
 #: are taken as these, which already mean "only repeats" / "never repeat"
 _REPEAT_PENALTY_RANGE = (1e-30, 1e30)
@@ -60,15 +66,16 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
 
 
-def server_args(manifest: ModelManifest, parallel: int, log_dir: Path) -> list[str]:
-    """llama-server's command line for a manifest (without host and port)."""
+def server_args(manifest: ModelManifest, parallel: int, log_dir: Path, ctx: int | None = None) -> list[str]:
+    """llama-server's command line for a manifest (without host and port); ``ctx``: tokens of
+    context per slot (default: the manifest's ``num_ctx``, else 4096)."""
     p = manifest.parameters
     model = manifest.files.get("model")
     if not model:
         raise EngineFailed(f"model '{manifest.name}' has no GGUF file in its manifest (files.model)")
     if not Path(model).is_file():
         raise EngineFailed(f"model '{manifest.name}': GGUF file {model} is missing")
-    ctx = int(p.get("num_ctx") or DEFAULT_CTX)
+    ctx = ctx or int(p.get("num_ctx") or DEFAULT_CTX)
     args = ["-m", str(model), "-c", str(ctx * parallel), "-np", str(parallel), "--jinja", "--metrics",
             "--no-webui", "--alias", manifest.name]  # fmt: skip
     projector = manifest.files.get("projector")
@@ -111,12 +118,15 @@ class LlamaCppRunner:
         self.vision = bool(manifest.files.get("projector"))
         self.log_dir = settings().models_dir / "logs"
         self.binary = binary or server_binary()
-        self._args = server_args(manifest, self.parallel, self.log_dir)
+        self.ctx = int(p.get("num_ctx") or DEFAULT_CTX)  # per slot, as llama-server runs now
+        self._args = server_args(manifest, self.parallel, self.log_dir, self.ctx)
         self._files_size = sum(Path(f).stat().st_size for f in manifest.files.values() if f and Path(f).is_file())
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._active = 0
         self._closed = False
-        self.restarts = 0
+        self.restarts = 0  # after a crash
+        self.reloads = 0  # for another num_ctx
         self.process = self._new_process()
         self.process.start()
 
@@ -146,9 +156,16 @@ class LlamaCppRunner:
                 "(recreate it with --mmproj FILE)"
             )
         cancel = cancel or threading.Event()
-        process = self._ensure_running()
         options = merged_options(request, self.manifest.parameters)
-        prompt = self._render(process, request)
+        schema = json_schema(request.format)
+        if schema is not None:
+            _check_schema(schema)
+        process = self._acquire(request.options.num_ctx, cancel)  # holds a slot from here
+        try:
+            prompt = self._render(process, request)
+        except BaseException:
+            self._leave()
+            raise
         images = [base64.b64encode(encode_image(img)[0]).decode() for img in request.images]
         body: dict[str, Any] = {
             "prompt": {"prompt_string": prompt, "multimodal_data": images} if images else prompt,
@@ -158,17 +175,16 @@ class LlamaCppRunner:
             **(self.manifest.parameters.get("request_args") or {}),
         }
         if body.get("repeat_last_n") == -1:  # Ollama's "the whole context"; llama-server wants a count
-            body["repeat_last_n"] = int(self.manifest.parameters.get("num_ctx") or DEFAULT_CTX)
+            body["repeat_last_n"] = self.ctx
         if "repeat_penalty" in body:
             low, high = _REPEAT_PENALTY_RANGE
             body["repeat_penalty"] = min(max(float(body["repeat_penalty"]), low), high)
-        schema = json_schema(request.format)
         if schema is not None:
-            _check_schema(schema)
             body["json_schema"] = schema
         if options.num_predict == 0:  # llama-server would still generate one token
+            self._leave()
             return _nothing()
-        return _Answer(self, process, body, cancel)
+        return _Answer(self, process, body, cancel)  # gives the slot back when the answer ends
 
     def _render(self, process: ServerProcess, request: ChatRequest) -> str:
         """The prompt, by the model's own chat template, with llama-server's media marker where each
@@ -190,17 +206,40 @@ class LlamaCppRunner:
 
     # -- the child ---------------------------------------------------------------------------------
 
-    def _ensure_running(self) -> ServerProcess:
-        """The live child; one that crashed is restarted here (on the next request)."""
+    def _acquire(self, num_ctx: int | None, cancel: threading.Event) -> ServerProcess:
+        """The live child, with a slot counted as busy. One that crashed is restarted here (on the
+        next request); a request for another ``num_ctx`` restarts it with that context once the
+        answers in flight are done."""
         with self._lock:
             if self._closed:
                 raise EngineFailed(f"model '{self.info.name}' has been unloaded")
-            if not self.process.running:
+            wanted = min(num_ctx, self._trained_ctx()) if num_ctx else self.ctx
+            if wanted != self.ctx:
+                while self._active and not cancel.is_set():
+                    self._idle.wait(0.25)
+                if cancel.is_set():
+                    raise Cancelled("request canceled")
+                log.info("restarting llama-server for '%s' with num_ctx %d (was %d)", self.info.name, wanted, self.ctx)
+                self.process.stop()
+                self.ctx = wanted
+                self._args = server_args(self.manifest, self.parallel, self.log_dir, self.ctx)
+                self.process = self._new_process()
+                self.reloads += 1
+                self.process.start()
+            elif not self.process.running:
                 self.process.stop()
                 self.process = self._new_process()
                 self.restarts += 1
                 self.process.start()
+            self._active += 1
             return self.process
+
+    def _trained_ctx(self) -> int:
+        """The context the model was trained for (the GGUF's ``<arch>.context_length``), or no cap."""
+        from ...store.import_gguf import read_gguf
+
+        head = read_gguf(self.manifest.files["model"])
+        return int(head.metadata.get(f"{head.architecture}.context_length") or 1 << 30)
 
     def props(self) -> dict[str, Any]:
         return get_json(self.process.url + "/props", self.process.headers)
@@ -211,13 +250,10 @@ class LlamaCppRunner:
             r.raise_for_status()
             return r.text
 
-    def _enter(self) -> None:
-        with self._lock:
-            self._active += 1
-
     def _leave(self) -> None:
         with self._lock:
             self._active -= 1
+            self._idle.notify_all()
 
     @property
     def active(self) -> int:
@@ -236,8 +272,7 @@ class _Answer(Iterator[Chunk]):
         self._closed = False
         self._post: StreamedPost | None = None
         self._start = time.perf_counter_ns()
-        runner._enter()
-        try:
+        try:  # the slot is already counted (chat() acquired it); every way out below gives it back
             post = StreamedPost(process.url + "/completion", body, cancel, headers=process.headers)
             post.__enter__()
         except ConnectionError:
