@@ -33,6 +33,7 @@ text-only). Manifest ``parameters`` (all optional): the default options (``tempe
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import re
 import threading
@@ -46,6 +47,7 @@ import httpx
 from ...config import settings
 from ...errors import Cancelled, EngineFailed, InvalidRequest, Unsupported
 from ...types import ChatRequest, Chunk, Metrics, ModelInfo, ModelManifest
+from ..schema import compile_json_schema
 from .binary import server_binary
 from .process import ServerProcess
 from .templates import for_llama_cpp
@@ -159,7 +161,7 @@ class LlamaCppRunner:
         options = merged_options(request, self.manifest.parameters)
         schema = json_schema(request.format)
         if schema is not None:
-            _check_schema(schema)
+            compile_json_schema(schema)  # refused here if llama-server could not honour it
         process = self._acquire(request.options.num_ctx, cancel)  # holds a slot from here
         try:
             prompt = self._render(process, request)
@@ -213,7 +215,7 @@ class LlamaCppRunner:
         with self._lock:
             if self._closed:
                 raise EngineFailed(f"model '{self.info.name}' has been unloaded")
-            wanted = min(num_ctx, self._trained_ctx()) if num_ctx else self.ctx
+            wanted = min(num_ctx, self._trained_ctx) if num_ctx else self.ctx
             if wanted != self.ctx:
                 while self._active and not cancel.is_set():
                     self._idle.wait(0.25)
@@ -234,8 +236,10 @@ class LlamaCppRunner:
             self._active += 1
             return self.process
 
+    @functools.cached_property
     def _trained_ctx(self) -> int:
-        """The context the model was trained for (the GGUF's ``<arch>.context_length``), or no cap."""
+        """The context the model was trained for (the GGUF's ``<arch>.context_length``), or no cap;
+        read from the file once."""
         from ...store.import_gguf import read_gguf
 
         head = read_gguf(self.manifest.files["model"])
@@ -357,22 +361,6 @@ class _Answer(Iterator[Chunk]):
 def _nothing() -> Iterator[Chunk]:
     """The answer to num_predict 0: no tokens, cut by the limit."""
     yield Chunk(done=True, done_reason="length", metrics=Metrics(total_duration=1))
-
-
-def _check_schema(schema: dict[str, Any]) -> None:
-    """Refuse a JSON schema that cannot be compiled (llama-server would quietly drop what it cannot
-    convert, such as a broken ``pattern``, and answer unconstrained). llguidance is the checker."""
-    try:
-        import llguidance
-    except ImportError:  # then llama-server's own conversion is the only check
-        return
-    try:
-        grammar = llguidance.LLMatcher.grammar_from_json_schema(schema)
-        is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, None)
-    except (ValueError, TypeError) as exc:
-        is_error, messages = True, [str(exc)]
-    if is_error:
-        raise InvalidRequest(f"invalid JSON schema in format: {'; '.join(messages)}")
 
 
 def _refused(message: str) -> InvalidRequest:

@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 from ...errors import InvalidRequest, Unsupported
+from ..schema import compile_json_schema
 
 # Compact separators and no free whitespace: a model cannot wander into endless blank lines.
 _JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
@@ -67,14 +68,8 @@ class GrammarCompiler:
     def processor(self, schema: dict[str, Any]) -> JsonLogitsProcessor:
         import llguidance
 
-        try:
-            grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=_JSON_OPTIONS)
-        except ValueError as exc:
-            raise InvalidRequest(f"invalid JSON schema in format: {exc}") from exc
         tokenizer = self._ll_tokenizer()
-        is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, tokenizer)
-        if is_error:
-            raise InvalidRequest(f"unsupported JSON schema in format: {'; '.join(messages)}")
+        grammar = compile_json_schema(schema, tokenizer, defaults=_JSON_OPTIONS)
         return JsonLogitsProcessor(llguidance.LLMatcher(tokenizer, grammar, log_level=0), self._vocab_size)
 
 
