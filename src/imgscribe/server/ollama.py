@@ -18,12 +18,12 @@ from starlette.concurrency import run_in_threadpool
 from .. import __version__
 from ..errors import InvalidRequest, Unsupported
 from ..store import parse_name
-from ..types import ChatRequest, Message, Options, Role
+from ..types import ChatRequest, Message, Role
 from . import render
 from .context import Server, server_of
 from .errors import NotImplementedYet
 from .render import Ollama, Progress
-from .wire import ChatBody, CopyBody, CreateBody, GenerateBody, ModelBody, check_option, require_model
+from .wire import ChatBody, CopyBody, CreateBody, GenerateBody, ModelBody, known_options, require_model
 
 router = APIRouter()
 ROLES: tuple[Role, ...] = ("system", "user", "assistant", "tool")
@@ -197,13 +197,11 @@ async def create(request: Request) -> Response:
 
 def _check_parameters(parameters: dict | None) -> None:
     """A model's default options are checked as a request's would be: a bad one would otherwise
-    make every request to the new model fail."""
-    for key, value in (parameters or {}).items():
-        if key in Options.model_fields and value is not None:
-            try:
-                check_option(key, value)
-            except InvalidRequest as exc:
-                raise InvalidRequest(f"parameters: {exc}") from None
+    make every request to the new model fail. (Its other parameters are the engine's.)"""
+    try:
+        known_options(parameters or {})
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"parameters: {exc}") from None
 
 
 def _import_work(server, name: str, body: CreateBody):

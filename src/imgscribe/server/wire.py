@@ -345,12 +345,16 @@ def parse_options(value: Any) -> Options:
         return Options()
     if not isinstance(value, dict):
         raise InvalidRequest(f"options must be a JSON object, not {json_type(value)}")
-    fields = Options.model_fields
-    unknown = sorted(k for k in value if k not in fields)
+    unknown = sorted(k for k in value if k not in Options.model_fields)
     if unknown:
         log.info("ignoring options this server does not use: %s", ", ".join(unknown))
-    known = {k: check_option(k, v) for k, v in value.items() if k in fields and v is not None}
-    return checked_options(known)
+    return known_options(value)
+
+
+def known_options(values: dict[str, Any]) -> Options:
+    """The options among ``values`` (other keys are left out), each of its type and within its range."""
+    fields = Options.model_fields
+    return checked_options({k: check_option(k, v) for k, v in values.items() if k in fields and v is not None})
 
 
 def checked_options(values: dict[str, Any]) -> Options:
@@ -362,8 +366,9 @@ def checked_options(values: dict[str, Any]) -> Options:
 
 
 def check_option(name: str, value: Any) -> Any:
-    """One known option's value, checked as Ollama checks it: a number for a number (an integral
-    one, within 64 bits, for an integer), strings for ``stop``; Ollama's messages."""
+    """One known option's value, of the type Ollama checks: a number for a number (an integral
+    one, within 64 bits, for an integer), strings for ``stop``; Ollama's messages. Its range is
+    :func:`checked_options`'s."""
     kinds = get_args(Options.model_fields[name].annotation)
     if int in kinds:
         if isinstance(value, float) and value.is_integer():
@@ -380,7 +385,6 @@ def check_option(name: str, value: Any) -> Any:
         value = [value] if isinstance(value, str) else value
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise InvalidRequest(f'option "{name}" must be of type array of strings')
-    checked_options({name: value})  # and within its range
     return value
 
 
