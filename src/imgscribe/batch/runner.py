@@ -74,12 +74,15 @@ def pipeline(
             for _ in range(readers):
                 put(todo, _END)
 
+    def last_out(role: str) -> bool:
+        """Count one reader or worker out; True for the last of them."""
+        with lock:
+            left[role] -= 1
+            return left[role] == 0
+
     def read() -> None:
         try:
-            while not cancel.is_set():
-                item = take(todo)
-                if item is _END:
-                    break
+            while (item := take(todo)) is not _END:  # _END also once cancelled
                 result = describer.prepare(item)
                 if isinstance(result, Prepared):
                     if not put(ready, result):
@@ -89,27 +92,18 @@ def pipeline(
         except BaseException as exc:
             done.put(("crash", exc))
         finally:
-            with lock:
-                left["readers"] -= 1
-                last = left["readers"] == 0
-            if last:
+            if last_out("readers"):
                 for _ in range(parallel):
                     put(ready, _END)
 
     def work(chat: CancelChatFn) -> None:
         try:
-            while not cancel.is_set():
-                job = take(ready)
-                if job is _END:
-                    break
+            while (job := take(ready)) is not _END:
                 done.put(describer.describe(job, chat, cancel))
         except BaseException as exc:
             done.put(("crash", exc))
         finally:
-            with lock:
-                left["workers"] -= 1
-                last = left["workers"] == 0
-            if last:
+            if last_out("workers"):
                 done.put(_END)
 
     threads = [threading.Thread(target=feed, name="imgscribe-feed", daemon=True)]
