@@ -1,7 +1,9 @@
-"""Every setting and its default. The only module that reads the environment.
+"""Every setting and its default, in one table (:data:`TABLE`). The only module that reads the
+environment.
 
 Settings are read afresh by :func:`settings` (cheap), so a test or a long-lived server sees the
-environment it was started with, and nothing caches a stale value at import time.
+environment it was started with, and nothing caches a stale value at import time. A bad value is a
+:class:`ConfigError` that names the variable and what it accepts.
 """
 
 from __future__ import annotations
@@ -9,9 +11,13 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
+
+from .errors import ImgscribeError
 
 DEFAULT_PORT = 11434
 MB = 1_000_000
@@ -98,27 +104,154 @@ def parse_duration(value: str | int | float | None) -> float | None:
 
 
 def named_variable(name: str) -> str:
-    """The value of an environment variable a user named in a model's settings (e.g. the API key
-    of a remote model, ``api_key_env``); empty when unset."""
+    """The value of an environment variable the server's owner named in a model's settings (the
+    API key of a remote model, ``api_key_env``); empty when unset."""
     return os.environ.get(name, "")
 
 
-def _env(name: str, default: str = "") -> str:
-    return os.environ.get(name, default).strip()
+class ConfigError(ImgscribeError):
+    """A setting has a value it does not accept: a usage error (exit 2) naming the variable."""
+
+    exit_code = 2
 
 
-def _int(name: str, default: int) -> int:
-    raw = _env(name)
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+# -- value parsers: each takes the variable's text (never empty) and says what it accepts ----------
 
 
-def _bool(name: str) -> bool:
-    return _env(name).lower() in ("1", "true", "yes", "on")
+def _text(raw: str) -> str:
+    return raw
+
+
+def _whole(minimum: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if value < minimum:
+            raise ValueError(f"below {minimum}")
+        return value
+
+    parse.accepts = f"a whole number, {minimum} or more"  # type: ignore[attr-defined]
+    return parse
+
+
+def _seconds(raw: str) -> float:
+    value = float(raw)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError("not a positive number")
+    return value
+
+
+def _duration(raw: str) -> float:
+    value = parse_duration(raw)
+    assert value is not None
+    return value
+
+
+def _flag(raw: str) -> bool:
+    word = raw.lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(word)
+
+
+def _list(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _folders(raw: str) -> tuple[Path, ...]:
+    return tuple(Path(part).expanduser().resolve() for part in _list(raw))
+
+
+def _folder(raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+def _base_url(raw: str) -> str:
+    if not raw.startswith(("http://", "https://")):
+        raise ValueError(raw)
+    return raw.rstrip("/")
+
+
+_text.accepts = "any text"  # type: ignore[attr-defined]
+_seconds.accepts = "a number of seconds above 0"  # type: ignore[attr-defined]
+_duration.accepts = "seconds or a duration like '5m', '1h30m'; negative means forever"  # type: ignore[attr-defined]
+_flag.accepts = "1, true, yes, on or 0, false, no, off"  # type: ignore[attr-defined]
+_list.accepts = "a comma-separated list"  # type: ignore[attr-defined]
+_folders.accepts = "a comma-separated list of folders"  # type: ignore[attr-defined]
+_folder.accepts = "a folder"  # type: ignore[attr-defined]
+_base_url.accepts = "an http(s) URL"  # type: ignore[attr-defined]
+parse_host.accepts = "[http://]host[:port], e.g. 127.0.0.1:11434 or 0.0.0.0"  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of :data:`TABLE`: an environment variable, how it is read, and what it means."""
+
+    name: str
+    field: str  # the :class:`Settings` attribute it fills
+    parse: Callable[[str], Any]
+    default: str  # as it would be written in the environment; "" means unset
+    help: str
+    also: str = ""  # another variable read when this one is unset (HF_TOKEN...)
+
+    @property
+    def accepts(self) -> str:
+        return getattr(self.parse, "accepts", "a valid value")
+
+
+_HOME_MODELS = "~/.imgscribe/models"
+
+#: Every setting: the one table ``Settings`` is built from, ``imgscribe serve --help`` prints and
+#: the README's settings table is checked against.
+TABLE: tuple[Setting, ...] = (
+    Setting("IMGSCRIBE_HOST", "host", parse_host, "127.0.0.1:11434", "server address, parsed like OLLAMA_HOST"),
+    Setting("IMGSCRIBE_MODELS", "models_dir", _folder, _HOME_MODELS, "model store"),
+    Setting("IMGSCRIBE_KEEP_ALIVE", "keep_alive", _duration, "5m", "how long a model stays loaded after use"),
+    Setting("IMGSCRIBE_MAX_LOADED_MODELS", "max_loaded_models", _whole(1), "3", "models loaded at once"),
+    Setting("IMGSCRIBE_NUM_PARALLEL", "num_parallel", _whole(0), "1",
+            "requests served at once per model (0: the engine's choice)"),
+    Setting("IMGSCRIBE_MAX_QUEUE", "max_queue", _whole(0), "512", "queued requests before `503 server busy`"),
+    Setting("IMGSCRIBE_API_KEY", "api_key", _text, "",
+            "a key every request must send (`Authorization: Bearer KEY`, or `x-api-key`); / and /health excepted"),
+    Setting("IMGSCRIBE_ORIGINS", "origins", _list, "",
+            "extra browser origins allowed (comma-separated, `*` wildcards), beyond this machine's, "
+            "like `OLLAMA_ORIGINS`; any other origin gets 403"),
+    Setting("IMGSCRIBE_REMOTES", "remotes", _list, "",
+            "servers that `/api/create` may register as remote models (`host[:port]` or a base URL, "
+            "comma-separated; `*` wildcards), like `OLLAMA_REMOTES`; the local CLI may register any"),
+    Setting("IMGSCRIBE_REMOTE_KEYS", "remote_keys", _list, "",
+            "environment variables that `/api/create` may name as a remote model's `api_key_env`"),
+    Setting("IMGSCRIBE_IMPORT_ROOTS", "import_roots", _folders, "",
+            "folders whose files `/api/create` may register by path (`from`, `mmproj`); the local CLI "
+            "registers any file"),
+    Setting("IMGSCRIBE_MAX_IMAGE_BYTES", "max_image_bytes", _whole(0), str(100 * MB), "largest image file accepted"),
+    Setting("IMGSCRIBE_MAX_IMAGE_PIXELS", "max_image_pixels", _whole(0), str(50 * MB),
+            "largest image accepted, in pixels"),
+    Setting("IMGSCRIBE_MAX_REQUEST_IMAGES", "max_request_images", _whole(0), "32", "images in one request"),
+    Setting("IMGSCRIBE_MAX_REQUEST_PIXELS", "max_request_pixels", _whole(0), str(100 * MB),
+            "pixels of all the images in one request together"),
+    Setting("IMGSCRIBE_DECODE_PIXELS", "decode_pixels", _whole(0), str(200 * MB),
+            "pixels being decoded or held at once, all requests together; more waits its turn "
+            "(503 when the queue is full)"),
+    Setting("IMGSCRIBE_BODY_TIMEOUT", "body_timeout", _seconds, "120",
+            "seconds a client has to send a whole request body (408 after)"),
+    Setting("IMGSCRIBE_HEADER_TIMEOUT", "header_timeout", _seconds, "10",
+            "seconds a client has to send a request's headers (the connection is closed after)"),
+    Setting("IMGSCRIBE_ALLOW_URLS", "allow_urls", _flag, "off",
+            "let the server fetch `http(s)` image URLs (SSRF-guarded)"),
+    Setting("IMGSCRIBE_ALLOW_PRIVATE_URLS", "allow_private_urls", _flag, "off",
+            "with URLs on, also allow loopback and private addresses"),
+    Setting("IMGSCRIBE_URL_TIMEOUT", "url_timeout", _seconds, "20", "seconds allowed for fetching one image URL"),
+    Setting("IMGSCRIBE_HF_ENDPOINT", "hf_endpoint", _base_url, "https://huggingface.co",
+            "Hugging Face Hub for `hf.co/...` pulls", also="HF_ENDPOINT"),
+    Setting("IMGSCRIBE_HF_TOKEN", "hf_token", _text, "", "token for gated or private repos", also="HF_TOKEN"),
+    Setting("IMGSCRIBE_IGNORE_MEMORY", "ignore_memory", _flag, "off",
+            "load a model even when the memory estimate says it will not fit"),
+    Setting("IMGSCRIBE_LLAMA_SERVER", "llama_server", _text, "",
+            "an existing `llama-server` binary (default: built by `scripts/build-llama-server.sh`)"),
+    Setting("IMGSCRIBE_DEBUG", "debug", _flag, "off", "verbose logs"),
+)
 
 
 @dataclass(frozen=True)
@@ -129,38 +262,56 @@ class Settings:
     max_loaded_models: int
     num_parallel: int
     max_queue: int
+    api_key: str
+    origins: tuple[str, ...]
+    remotes: tuple[str, ...]
+    remote_keys: tuple[str, ...]
+    import_roots: tuple[Path, ...]
     max_image_bytes: int
     max_image_pixels: int
+    max_request_images: int
+    max_request_pixels: int
+    decode_pixels: int
+    body_timeout: float
+    header_timeout: float
     allow_urls: bool
     allow_private_urls: bool
     url_timeout: float
-    origins: tuple[str, ...]
-    llama_server: str
+    hf_endpoint: str  # where hf.co/... names are pulled from
+    hf_token: str  # for gated and private Hugging Face repositories
     ignore_memory: bool  # load even when the memory estimate says it will not fit
+    llama_server: str
     debug: bool
-    hf_endpoint: str = "https://huggingface.co"  # where hf.co/... names are pulled from
-    hf_token: str = ""  # for gated and private Hugging Face repositories
 
 
-def settings() -> Settings:
-    models = _env("IMGSCRIBE_MODELS") or str(Path.home() / ".imgscribe" / "models")
-    keep_alive = parse_duration(_env("IMGSCRIBE_KEEP_ALIVE") or "5m")
-    return Settings(
-        host=parse_host(_env("IMGSCRIBE_HOST")),
-        models_dir=Path(models).expanduser(),
-        keep_alive=keep_alive if keep_alive is not None else 300.0,
-        max_loaded_models=_int("IMGSCRIBE_MAX_LOADED_MODELS", 3),
-        num_parallel=_int("IMGSCRIBE_NUM_PARALLEL", 1),
-        max_queue=_int("IMGSCRIBE_MAX_QUEUE", 512),
-        max_image_bytes=_int("IMGSCRIBE_MAX_IMAGE_BYTES", 100 * MB),
-        max_image_pixels=_int("IMGSCRIBE_MAX_IMAGE_PIXELS", 50 * MB),
-        allow_urls=_bool("IMGSCRIBE_ALLOW_URLS"),
-        allow_private_urls=_bool("IMGSCRIBE_ALLOW_PRIVATE_URLS"),
-        url_timeout=float(_env("IMGSCRIBE_URL_TIMEOUT") or 20),
-        origins=tuple(o for o in _env("IMGSCRIBE_ORIGINS").split(",") if o),
-        llama_server=_env("IMGSCRIBE_LLAMA_SERVER"),
-        ignore_memory=_bool("IMGSCRIBE_IGNORE_MEMORY"),
-        debug=_bool("IMGSCRIBE_DEBUG"),
-        hf_endpoint=(_env("IMGSCRIBE_HF_ENDPOINT") or _env("HF_ENDPOINT") or "https://huggingface.co").rstrip("/"),
-        hf_token=_env("IMGSCRIBE_HF_TOKEN") or _env("HF_TOKEN"),
-    )
+def _value(row: Setting, env: Mapping[str, str]) -> Any:
+    raw = env.get(row.name, "").strip() or (env.get(row.also, "").strip() if row.also else "")
+    if not raw:
+        return row.parse(row.default) if row.default else _empty(row)
+    try:
+        return row.parse(raw)
+    except (ValueError, OverflowError):
+        raise ConfigError(f"{row.name}={raw!r} is not valid: it accepts {row.accepts}") from None
+
+
+def _empty(row: Setting) -> Any:
+    """The value of a setting that is unset and has no default: empty text, an empty list."""
+    return () if row.parse in (_list, _folders) else ""
+
+
+def settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """The settings from ``env`` (default: this process's environment), with ``overrides`` (a
+    command's flags, by field name) over them. ConfigError names a variable with a bad value."""
+    env = os.environ if env is None else env
+    values = {row.field: _value(row, env) for row in TABLE}
+    return Settings(**{**values, **overrides})
+
+
+def help_table() -> str:
+    """The settings as ``imgscribe serve --help`` prints them."""
+    width = max(len(row.name) for row in TABLE)
+    lines = []
+    for row in TABLE:
+        default = row.default or "unset"
+        lines.append(f"  {row.name:<{width}}  {row.help} (default: {default}; {row.accepts})")
+    return "\n".join(lines)

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except ImgscribeError as exc:
         _fail(str(exc), debug)
-        return 1
+        return getattr(exc, "exit_code", 1)  # 2 for a setting with a bad value (ConfigError)
     except Exception as exc:  # a bug: say so plainly, keep the traceback for --debug
         _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)", debug)
         return 1
