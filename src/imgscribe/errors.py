@@ -48,3 +48,21 @@ class Cancelled(ImgscribeError):
 
 class EngineFailed(ImgscribeError):
     status = 500
+
+
+class RequestTimeout(InvalidRequest):
+    """A client took longer than its setting allows to send a request."""
+
+    status = 408
+
+
+class Forbidden(ImgscribeError):
+    """The server's owner has not allowed this over the API (the message names the setting)."""
+
+    status = 403
+
+
+class Unauthorized(ImgscribeError):
+    """The request lacks the server's API key, or sends a wrong one."""
+
+    status = 401
