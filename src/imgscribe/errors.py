@@ -8,9 +8,25 @@ from __future__ import annotations
 
 
 class ImgscribeError(Exception):
-    """Base class: the message is meant for a user, so it says what is wrong and what to do."""
+    """Base class: the message is meant for a user, so it says what is wrong and what to do.
+
+    ``detail`` holds what only the machine's owner should see (a log file's path and its last
+    lines): ``str(err)`` includes it, for the CLI and the server's log; a client over HTTP gets
+    ``err.message`` alone.
+    """
 
     status = 500
+
+    def __init__(self, message: str = "", *, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __str__(self) -> str:
+        return f"{self.message}\n{self.detail}" if self.detail else self.message
 
 
 class InvalidRequest(ImgscribeError):
@@ -66,3 +82,9 @@ class Unauthorized(ImgscribeError):
     """The request lacks the server's API key, or sends a wrong one."""
 
     status = 401
+
+
+class RemoteFailed(EngineFailed):
+    """Another server (a remote model, a registry) answered with something unusable: a bad gateway."""
+
+    status = 502

@@ -52,9 +52,11 @@ def find_server(host_flag: str | None = None) -> RemoteBackend | None:
 class RemoteBackend:
     """The :class:`~imgscribe.cli.backend.Backend` protocol over Ollama's REST API."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, api_key: str | None = None):
         self.where = url
-        self._http = httpx.Client(base_url=url, timeout=TIMEOUT, trust_env=False)
+        key = settings().api_key if api_key is None else api_key
+        headers = {"Authorization": f"Bearer {key}"} if key else None  # IMGSCRIBE_API_KEY, as the server checks it
+        self._http = httpx.Client(base_url=url, timeout=TIMEOUT, trust_env=False, headers=headers)
 
     def chat(self, request: ChatRequest) -> Iterator[Chunk]:
         body = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import socket
 import sys
@@ -31,6 +32,9 @@ def serve(host: str | None = None) -> None:
             "set IMGSCRIBE_HOST to an http address and put a TLS proxy in front if you need one"
         )
     sock = listen(address)
+    warning = exposure_warning(address.host, cfg.api_key)
+    if warning:
+        print(warning, file=sys.stderr)
     config = uvicorn.Config(
         create_app(),  # its scheduler unloads every model when the server shuts down
         log_level="debug" if cfg.debug else "info",
@@ -44,6 +48,18 @@ def serve(host: str | None = None) -> None:
         pass
     finally:
         sock.close()
+
+
+def exposure_warning(host: str, api_key: str) -> str | None:
+    """What to say when the server listens beyond this machine with no API key."""
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback or api_key:
+        return None
+    return (f"Warning: listening on {host}, reachable from other machines, without an API key: anyone who "
+            "can reach it can use and change its models (set IMGSCRIBE_API_KEY)")  # fmt: skip
 
 
 def listen(address: HostAddress) -> socket.socket:

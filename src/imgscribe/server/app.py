@@ -17,9 +17,7 @@ from . import errors, ollama, openai
 from .context import Server, server_of
 from .hosts import HostCheck
 from .metrics import MetricsMiddleware
-
-# Browser origins allowed by default, as Ollama allows them: this machine, and desktop-app schemes.
-LOCAL_ORIGINS = r"^(https?://(localhost|127\.0\.0\.1|\[::1\]|0\.0\.0\.0)(:\d+)?|(app|file|tauri|vscode-webview)://.*)$"
+from .security import ApiKeyCheck, OriginCheck, allowed_origins
 
 
 def create_app(scheduler: Scheduler | None = None) -> FastAPI:
@@ -44,14 +42,18 @@ def create_app(scheduler: Scheduler | None = None) -> FastAPI:
     app.add_api_route("/health", health, methods=["GET", "HEAD"])
     app.add_api_route("/metrics", metrics, methods=["GET"])
     errors.install(app)
+    # Outermost last: metrics see every answer; the host, origin and key checks refuse a request
+    # before its body is read; CORS headers go on every answer a page may read.
     app.add_middleware(errors.CatchAll)  # innermost: its answers get CORS headers too
     app.add_middleware(
         CORSMiddleware,
-        allow_origins=list(cfg.origins),
-        allow_origin_regex=LOCAL_ORIGINS,
+        allow_origin_regex=allowed_origins(cfg.origins),
         allow_methods=["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS"],
-        allow_headers=["Authorization", "Content-Type", "User-Agent", "Accept", "X-Requested-With", "OpenAI-Beta"],
+        allow_headers=["Authorization", "Content-Type", "User-Agent", "Accept", "X-Requested-With",
+                       "OpenAI-Beta", "x-api-key", "anthropic-version"],  # fmt: skip
     )
+    app.add_middleware(ApiKeyCheck, key=cfg.api_key)
+    app.add_middleware(OriginCheck, origins=cfg.origins)
     app.add_middleware(HostCheck)
     app.add_middleware(MetricsMiddleware, metrics=server.metrics)
     return app

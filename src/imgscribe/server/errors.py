@@ -33,9 +33,11 @@ def status_of(err: BaseException) -> int:
 
 
 def message_of(err: BaseException) -> str:
+    """What a client is told: the error's one sentence. An unexpected error's text (a bug's
+    ``AttributeError: ...``) and an error's details (log paths, a child's log) stay in the log."""
     if isinstance(err, ImgscribeError):
-        return str(err)
-    return f"internal error: {type(err).__name__}: {err}"
+        return err.message
+    return "internal error: the server failed to answer this request (the server's log has the details)"
 
 
 def ollama_body(err: BaseException) -> dict:
@@ -49,13 +51,21 @@ def openai_body(err: BaseException) -> dict:
 
 
 def log_error(err: BaseException) -> None:
-    """Server faults (500) go to the log with their traceback; a client's mistakes do not, nor
-    answers that are no fault (501 not offered, 502 a registry out of reach, 503 busy): one line."""
+    """Server faults (500) go to the log in one line, their traceback and details at debug level;
+    answers that are no fault (501 not offered, 502 another server's fault, 503 busy) are one
+    warning; a client's mistakes are not logged."""
     status = status_of(err)
+    if status < 500:
+        return
+    text = str(err) if isinstance(err, ImgscribeError) else f"unexpected {type(err).__name__}: {err}"
+    first, _, detail = text.partition("\n")
     if status == 500:
-        log.error("%s", message_of(err), exc_info=err)
-    elif status > 500:
-        log.warning("%s", message_of(err))
+        log.error("%s", first)
+        log.debug("details: %s", detail or "-", exc_info=err)
+    else:
+        log.warning("%s", first)
+        if detail:
+            log.debug("details: %s", detail)
 
 
 def error_response(err: BaseException, openai: bool = False) -> JSONResponse:
@@ -66,9 +76,12 @@ def error_response(err: BaseException, openai: bool = False) -> JSONResponse:
     return JSONResponse(body, status_code=status_of(err), headers=headers)
 
 
-def _is_openai(request: Request) -> bool:
-    path = request.url.path
+def is_openai_path(path: str) -> bool:
     return path == "/v1" or path.startswith("/v1/")
+
+
+def _is_openai(request: Request) -> bool:
+    return is_openai_path(request.url.path)
 
 
 def _http_message(request: Request, err: HTTPException) -> str:
