@@ -255,8 +255,8 @@ class ServerProcess:
             while True:
                 if not self.running:
                     raise EngineFailed(
-                        f"llama-server for '{self.name}' {self.exit_description()} while loading "
-                        f"(log: {self.log_path}):\n{self.log_tail()}"
+                        f"llama-server for '{self.name}' {self.exit_description()} while loading",
+                        detail=f"log: {self.log_path}\n{self.log_tail()}",
                     )
                 try:
                     if client.get(self.url + "/health").status_code == 200:
@@ -265,8 +265,8 @@ class ServerProcess:
                     pass
                 if time.monotonic() > deadline:
                     raise EngineFailed(
-                        f"llama-server for '{self.name}' was not ready after {self.ready_timeout:.0f} s "
-                        f"(log: {self.log_path}):\n{self.log_tail()}"
+                        f"llama-server for '{self.name}' was not ready after {self.ready_timeout:.0f} s",
+                        detail=f"log: {self.log_path}\n{self.log_tail()}",
                     )
                 time.sleep(delay)
                 delay = min(delay * 1.5, 0.25)

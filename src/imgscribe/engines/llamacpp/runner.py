@@ -382,7 +382,8 @@ def _crashed(runner: LlamaCppRunner, p: ServerProcess, during: str) -> EngineFai
         return EngineFailed(f"lost the connection to llama-server for '{runner.info.name}' {during}")
     return EngineFailed(
         f"llama-server for model '{runner.info.name}' {p.exit_description()} {during}; "
-        f"it will be restarted by the next request (log: {p.log_path}). Last log lines:\n{p.log_tail(8)}"
+        "it will be restarted by the next request",
+        detail=f"log: {p.log_path}; last lines:\n{p.log_tail(8)}",
     )
 
 
