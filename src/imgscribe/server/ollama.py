@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -22,6 +23,7 @@ from ..types import ChatRequest, Message, Role
 from . import render
 from .context import Server, server_of
 from .errors import NotImplementedYet
+from .paths import importable
 from .render import Ollama, Progress
 from .wire import ChatBody, CopyBody, CreateBody, GenerateBody, ModelBody, known_options, require_model
 
@@ -173,10 +175,11 @@ async def create(request: Request) -> Response:
     if not body.from_:
         raise InvalidRequest("'from' is required: the name of the model to start from")
 
-    if os.path.isabs(body.from_):
-        if not os.path.exists(body.from_):
-            raise InvalidRequest(f"no such file or folder on the server: {body.from_}")
-        return await server.respond(request, _import_work(server, name, body), Progress(), stream=body.stream is not False)
+    if os.path.isabs(body.from_) or body.mmproj:
+        source = importable(server.settings.import_roots, body.from_, "from")
+        mmproj = importable(server.settings.import_roots, body.mmproj, "mmproj") if body.mmproj else None
+        return await server.respond(request, _import_work(server, name, source, mmproj), Progress(),
+                                    stream=body.stream is not False)  # fmt: skip
 
     def work(cancel: threading.Event):
         manifest = server.store.resolve(body.from_).model_copy(deep=True)
@@ -204,15 +207,15 @@ def _check_parameters(parameters: dict | None) -> None:
         raise InvalidRequest(f"parameters: {exc}") from None
 
 
-def _import_work(server, name: str, body: CreateBody):
-    """``from`` a local checkpoint folder or GGUF file on the server's disk (imgscribe's extension)."""
+def _import_work(server, name: str, source: Path, mmproj: Path | None):
+    """``from`` a checkpoint folder or GGUF file under ``IMGSCRIBE_IMPORT_ROOTS`` (imgscribe's extension)."""
     from ..store.importer import create_from_path
 
     def work(cancel: threading.Event):
-        yield {"status": f"importing {body.from_}"}
+        yield {"status": f"importing {source}"}
         if server.store.exists(name):
             server.scheduler.unload(name)
-        create_from_path(server.store, name, body.from_, mmproj=body.mmproj)
+        create_from_path(server.store, name, source, mmproj=mmproj)
         yield {"status": "writing manifest"}
         yield {"status": "success"}
 
