@@ -61,6 +61,64 @@ def test_settings_read_from_environment(monkeypatch, tmp_path):
 
 
 def test_bad_integer_setting_names_the_variable(monkeypatch):
+    from imgscribe.config import ConfigError
+
     monkeypatch.setenv("IMGSCRIBE_MAX_QUEUE", "lots")
-    with pytest.raises(ValueError, match="IMGSCRIBE_MAX_QUEUE"):
+    with pytest.raises(ConfigError, match="IMGSCRIBE_MAX_QUEUE='lots'"):
         settings()
+
+
+# -- the table of settings ------------------------------------------------------------------------
+
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from imgscribe.cli import main  # noqa: E402
+from imgscribe.config import TABLE, ConfigError, Settings  # noqa: E402
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def test_every_setting_has_a_row_and_every_row_a_field():
+    assert sorted(row.field for row in TABLE) == sorted(Settings.__dataclass_fields__)
+    assert len({row.name for row in TABLE}) == len(TABLE)
+
+
+def test_the_readme_table_is_the_settings_table():
+    rows = re.findall(r"^\| `(IMGSCRIBE_\w+)` \| (.*?) \| (.*) \|$", README.read_text(), re.MULTILINE)
+    documented = {name: (default, meaning) for name, default, meaning in rows}
+    assert list(documented) == [row.name for row in TABLE]
+    for row in TABLE:
+        default, meaning = documented[row.name]
+        assert default == (f"`{row.default}`" if row.default else "–"), row.name
+        assert meaning.startswith(row.help), row.name
+
+
+@pytest.mark.parametrize("name, bad", [("IMGSCRIBE_URL_TIMEOUT", "abc"), ("IMGSCRIBE_MAX_QUEUE", "-3"),
+                                       ("IMGSCRIBE_ALLOW_URLS", "maybe"), ("IMGSCRIBE_KEEP_ALIVE", "soon"),
+                                       ("IMGSCRIBE_HOST", "ftp://x"), ("IMGSCRIBE_HF_ENDPOINT", "hub.local")])  # fmt: skip
+def test_a_bad_value_names_the_variable_and_what_it_accepts(monkeypatch, name, bad):
+    monkeypatch.setenv(name, bad)
+    with pytest.raises(ConfigError, match=rf"^{name}='{re.escape(bad)}' is not valid: it accepts \w"):
+        settings()
+
+
+def test_a_bad_setting_is_a_usage_error_for_the_cli(monkeypatch, capsys):
+    monkeypatch.setenv("IMGSCRIBE_URL_TIMEOUT", "abc")
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "IMGSCRIBE_URL_TIMEOUT='abc' is not valid" in err and "unexpected" not in err
+
+
+def test_settings_from_a_mapping_and_overrides(tmp_path):
+    s = settings({"IMGSCRIBE_MODELS": str(tmp_path), "IMGSCRIBE_ORIGINS": "a, b,,"}, ignore_memory=True)
+    assert s.models_dir == tmp_path and s.origins == ("a", "b") and s.ignore_memory is True
+    assert settings({}).keep_alive == 300 and settings({"HF_TOKEN": "t"}).hf_token == "t"
+
+
+def test_serve_help_prints_every_setting(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    main(["serve", "--help"])
+    out = capsys.readouterr().out
+    for row in TABLE:
+        assert row.name in out

@@ -181,7 +181,7 @@ _list.accepts = "a comma-separated list"  # type: ignore[attr-defined]
 _folders.accepts = "a comma-separated list of folders"  # type: ignore[attr-defined]
 _folder.accepts = "a folder"  # type: ignore[attr-defined]
 _base_url.accepts = "an http(s) URL"  # type: ignore[attr-defined]
-parse_host.accepts = "[http://]host[:port], e.g. 127.0.0.1:11434 or 0.0.0.0"  # type: ignore[attr-defined]
+parse_host.accepts = "host:port or http://host:port, e.g. 127.0.0.1:11434 or 0.0.0.0"  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

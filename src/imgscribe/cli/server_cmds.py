@@ -9,12 +9,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..config import help_table
 from . import app
 from .backend import get_backend
 from .models import human_size
 
 
-@app.command("serve")
+@app.command("serve", epilog="Environment variables:\n\n" + help_table())
 def serve_command(
     host: str = typer.Option(
         None, "--host", help="Address to listen on (default: IMGSCRIBE_HOST, or 127.0.0.1:11434)."
