@@ -27,9 +27,9 @@ def test_wildcard_bind_means_loopback_for_clients():
     assert parse_host("0.0.0.0:9999").client_url == "http://127.0.0.1:9999"
 
 
-@pytest.mark.parametrize("bad", ["ftp://x", "host:notaport"])
-def test_parse_host_rejects_nonsense(bad):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("bad, why", [("ftp://x", "unsupported scheme 'ftp'"), ("host:notaport", "invalid port")])
+def test_parse_host_rejects_nonsense(bad, why):
+    with pytest.raises(ValueError, match=why):
         parse_host(bad)
 
 
@@ -48,7 +48,7 @@ def test_negative_duration_is_forever(value):
 
 @pytest.mark.parametrize("bad", ["soon", "5 minutes", "m5", True])
 def test_bad_duration_says_how(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(bad)
 
 

@@ -235,7 +235,7 @@ def test_context_changes_the_plan():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="priority must be one of"):
         recommend(TIERS["ram-8"], "fastest")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="task must be one of"):
         recommend(TIERS["ram-8"], "balanced", "poetry")

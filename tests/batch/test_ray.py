@@ -12,13 +12,13 @@ import subprocess
 
 import pytest
 
-ray = pytest.importorskip("ray")
+import ray  # the test extras install it: a missing ray is a failure here, not a skip
 
-from imgscribe.batch.job import Job, execute  # noqa: E402
-from imgscribe.batch.prompts import Prompt  # noqa: E402
-from imgscribe.cli.backend import LocalBackend  # noqa: E402
-from imgscribe.scheduler import Scheduler  # noqa: E402
-from imgscribe.store import Store  # noqa: E402
+from imgscribe.batch.job import Job, execute
+from imgscribe.batch.prompts import Prompt
+from imgscribe.cli.backend import LocalBackend
+from imgscribe.scheduler import Scheduler
+from imgscribe.store import Store
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}  # a throwaway node: no token in ~/.ray
@@ -26,13 +26,14 @@ RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}  # a thr
 
 @pytest.fixture(scope="module")
 def ray_local(tmp_path_factory):
-    if os.environ.get("RAY_ADDRESS"):
-        pytest.skip("RAY_ADDRESS is set; refusing to run tests against a real cluster")
-    os.environ.update(RAY_ENV)
-    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
-             object_store_memory=200 * 1024**2, _temp_dir=str(tmp_path_factory.mktemp("ray")))  # fmt: skip
-    yield ray
-    ray.shutdown()
+    with pytest.MonkeyPatch.context() as env:  # a throwaway local node, never a cluster named by RAY_ADDRESS
+        env.delenv("RAY_ADDRESS", raising=False)
+        for name, value in RAY_ENV.items():
+            env.setenv(name, value)
+        ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
+                 object_store_memory=200 * 1024**2, _temp_dir=str(tmp_path_factory.mktemp("ray")))  # fmt: skip
+        yield ray
+        ray.shutdown()
 
 
 def read_jsonl(path) -> list[dict]:

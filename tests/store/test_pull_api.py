@@ -156,12 +156,7 @@ def test_a_pulled_gguf_model_answers_through_the_api(store, registry, hub):
 def test_a_pulled_checkpoint_answers_through_the_api(store, hub):
     """A tiny llava15 transformers checkpoint on the Hub stand-in, pulled, then asked about a photo."""
     from imgscribe import testing
-    from imgscribe.engines import get_engine
 
-    try:
-        get_engine("transformers")
-    except ImportError as exc:
-        pytest.skip(f"the transformers engine is not in this checkout yet ({exc})")
     folder = testing.build("llava15", store.root.parent / "ckpt")
     hub.add_repo("Org/Tiny-Llava", {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()})
     with live(store) as url:
