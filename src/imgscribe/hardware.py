@@ -55,10 +55,6 @@ class Hardware:
     def vram_total(self) -> int:
         return sum(g.memory_total for g in self.gpus)
 
-    @property
-    def vram_free(self) -> int:
-        return sum(g.memory_free for g in self.gpus)
-
     @classmethod
     def given(
         cls,

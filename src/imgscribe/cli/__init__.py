@@ -6,7 +6,6 @@ traceback only with ``--debug``.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import traceback
@@ -41,14 +40,8 @@ def _root(
 
 
 def _register() -> None:
-    from . import describe, models, recommend, run  # noqa: F401  (each adds its commands to `app`)
-
-    for optional in ("server_cmds", "create", "convert", "eval", "pull"):  # arrive with their issues
-        try:
-            importlib.import_module(f"{__name__}.{optional}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{optional}":
-                raise
+    from . import convert, create, describe, eval, models, pull, recommend, run, server_cmds  # noqa: F401, A004
+    # (each adds its commands to `app`)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -124,7 +124,6 @@ class ServerProcess:
         self.api_key = secrets.token_hex(16)  # nobody else on this machine can use the child
         self.port = 0
         self.proc: subprocess.Popen | None = None
-        self.started_at = 0.0
         self._log_start = 0  # offset in the log where this run's lines begin
 
     # -- state -----------------------------------------------------------------------------------
@@ -169,21 +168,6 @@ class ServerProcess:
         except OSError:
             return ""
         return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
-
-    def log_offset(self) -> int:
-        try:
-            return self.log_path.stat().st_size
-        except OSError:
-            return 0
-
-    def read_log(self, start: int, end: int | None = None) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(start)
-                data = f.read() if end is None else f.read(max(0, end - start))
-        except OSError:
-            return ""
-        return data.decode("utf-8", "replace")
 
     def memory(self) -> int:
         """Resident memory of the child in bytes (0 when unknown)."""
@@ -244,7 +228,6 @@ class ServerProcess:
             raise EngineFailed(f"could not start {self.binary}: {exc}") from exc
         finally:
             log.close()
-        self.started_at = time.monotonic()
         with _children_lock:
             _children.add(self)
 
