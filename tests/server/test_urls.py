@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import logging
+import socket
 import sys
 import threading
 import time
@@ -14,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
+from imgscribe.config import settings
 from imgscribe.errors import ImageTooLarge, InvalidImage, InvalidRequest
 from imgscribe.scheduler import Scheduler
 from imgscribe.server.urls import UrlFetcher, refusal
@@ -25,7 +28,7 @@ PNG = image_bytes((32, 16))
 
 
 class Handler(BaseHTTPRequestHandler):
-    """/cat.png, /big (20 kB, no length), /slow, /redirect?to=URL, /missing (404)."""
+    """/cat.png, /big (20 kB, no length), /slow, /dawdle/N, /redirect?to=URL, /missing (404)."""
 
     seen_hosts: list[str] = []
 
@@ -38,6 +41,10 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/slow":
             time.sleep(2)
             self._send(200, PNG, {"Content-Length": str(len(PNG))})
+        elif self.path.startswith("/dawdle/"):  # /dawdle/N: 0.4 s, then a redirect to /dawdle/N-1
+            hops = int(self.path.rsplit("/", 1)[1])
+            time.sleep(0.4)
+            self._send(302, b"", {"Location": f"/dawdle/{hops - 1}" if hops > 1 else "/cat.png", "Content-Length": "0"})
         elif self.path.startswith("/redirect?to="):
             self._send(302, b"", {"Location": self.path.split("=", 1)[1], "Content-Length": "0"})
         else:
@@ -152,8 +159,9 @@ def test_connects_to_the_checked_address_keeping_the_name():
 
 def test_a_name_with_any_private_address_is_refused():
     fetcher = UrlFetcher(enabled=True, resolver=lambda host, port: ["8.8.8.8", "10.0.0.1"])
-    with pytest.raises(InvalidRequest, match="10.0.0.1 is a private address"):
+    with pytest.raises(InvalidRequest, match="mixed.invalid: it resolves to a private address") as caught:
         fetcher.fetch("http://mixed.invalid/cat.png")
+    assert "10.0.0.1" not in str(caught.value)
 
 
 def test_size_time_and_status_limits():
@@ -199,3 +207,95 @@ def test_data_uri_of_any_supported_format(server):
         server.url + "/v1/chat/completions", json={"model": "llava", "messages": [{"role": "user", "content": content}]}
     )
     assert r.status_code == 200 and "1 image(s): 8x8" in r.json()["choices"][0]["message"]["content"]
+
+
+@contextmanager
+def trickler(head: bytes, every: float) -> Iterator[str]:
+    """A server on 127.0.0.1 that reads a request, sends ``head``, then one more byte every
+    ``every`` seconds (``X``: a header, or a body, that never ends)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                try:
+                    conn.recv(65536)
+                    conn.sendall(head)
+                    while not stop.wait(every):
+                        conn.sendall(b"X")
+                except OSError:  # the fetcher gave up
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/cat.png"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def fetcher_with(timeout: str) -> UrlFetcher:
+    env = {"IMGSCRIBE_ALLOW_URLS": "1", "IMGSCRIBE_ALLOW_PRIVATE_URLS": "1", "IMGSCRIBE_URL_TIMEOUT": timeout}
+    return UrlFetcher.from_settings(settings(env))
+
+
+@pytest.mark.parametrize(
+    ("head", "every"),
+    [
+        (b"HTTP/1.1 200 OK\r\n", 1.0),  # header bytes, one a second: each read gets one in time
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n", 0.2),  # the body, a byte at a time
+    ],
+)
+def test_a_trickling_server_is_cut_at_the_url_timeout(head, every):
+    """IMGSCRIBE_URL_TIMEOUT bounds the whole fetch, not each read: a server that keeps sending
+    a little could otherwise hold it for as long as it likes."""
+    with trickler(head, every) as url:
+        start = time.monotonic()
+        with pytest.raises(InvalidImage, match=r"took longer than 2s \(IMGSCRIBE_URL_TIMEOUT\)"):
+            fetcher_with("2").fetch(url)
+        assert time.monotonic() - start < 2 + 3
+
+
+def test_the_url_timeout_spans_every_redirect():
+    """Five hops of 0.4 s each: under the limit one by one, over it together."""
+    with image_host() as base:
+        start = time.monotonic()
+        with pytest.raises(InvalidImage, match="IMGSCRIBE_URL_TIMEOUT"):
+            fetcher_with("1").fetch(base + "/dawdle/5")
+        assert time.monotonic() - start < 1 + 3
+        assert fetcher_with("10").fetch(base + "/dawdle/5") == PNG
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        ("127.0.0.1", "a loopback address"),
+        ("10.20.30.40", "a private address"),
+        ("fe80::1", "a link-local address"),
+        ("169.254.169.254", "a cloud metadata address"),
+        ("::ffff:192.168.7.7", "a private address"),
+    ],
+)
+def test_refusals_name_the_host_but_not_what_it_resolved_to(answer, why, caplog):
+    """What a name resolves to is this server's DNS talking: a client could map the network
+    behind it. The message says which host and why; the address goes to the debug log only."""
+    fetcher = UrlFetcher(enabled=True, resolver=lambda host, port: ["93.184.216.34", answer])
+    with caplog.at_level(logging.DEBUG, logger="imgscribe.server"), pytest.raises(InvalidRequest) as caught:
+        fetcher.fetch("http://inside.invalid/cat.png")
+    message = str(caught.value)
+    assert f"inside.invalid: it resolves to {why}" in message
+    assert answer not in message and "93.184.216.34" not in message
+    assert answer in caplog.text
+
+
+def test_an_address_in_the_url_is_named_as_given():
+    with pytest.raises(InvalidRequest, match=r"from 10.1.2.3: 10.1.2.3 is a private address"):
+        UrlFetcher(enabled=True).fetch("http://10.1.2.3/cat.png")

@@ -23,7 +23,7 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 
-from ..errors import Cancelled, EngineFailed, ImageTooLarge
+from ..errors import Cancelled, EngineFailed, ImageTooLarge, RequestTimeout
 from .errors import log_error
 from .render import Dialect, dump
 
@@ -136,20 +136,28 @@ async def _stream(job: Job, first: Any, dialect: Dialect) -> AsyncIterator[bytes
         job.close()
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 once it passes ``limit`` bytes (0: no limit)."""
+async def read_body(request: Request, limit: int, timeout: float | None = None) -> bytes:
+    """The request body, refused with 413 once it passes ``limit`` bytes (0: no limit), and with
+    408 when all of it has not arrived within ``timeout`` seconds (``IMGSCRIBE_BODY_TIMEOUT``; None:
+    no limit). One limit for the whole body: a client sending a byte a second would pass any limit
+    on the wait for each piece."""
     declared = request.headers.get("content-length", "")
     if limit > 0 and declared.isdigit() and int(declared) > limit:
         raise _too_large(int(declared), limit)
     parts, size = [], 0
     try:
-        async for part in request.stream():
-            size += len(part)
-            if limit > 0 and size > limit:
-                raise _too_large(size, limit)
-            parts.append(part)
+        async with asyncio.timeout(timeout):
+            async for part in request.stream():
+                size += len(part)
+                if limit > 0 and size > limit:
+                    raise _too_large(size, limit)
+                parts.append(part)
     except ClientDisconnect:  # nobody to answer: a 499 that is not logged as a fault
         raise Cancelled("the client closed the connection before sending the whole request body") from None
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request body took longer than {timeout:g}s to arrive (IMGSCRIBE_BODY_TIMEOUT)"
+        ) from None
     return b"".join(parts)
 
 

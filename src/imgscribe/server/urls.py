@@ -11,15 +11,18 @@ Off unless ``IMGSCRIBE_ALLOW_URLS`` is on. Then, for every URL and every redirec
   exploit), with the name kept for the ``Host`` header and TLS; proxies from the environment are
   not used, since they would connect elsewhere;
 - redirects are followed by hand, at most :data:`MAX_REDIRECTS`;
-- the whole fetch has a time limit (``IMGSCRIBE_URL_TIMEOUT``) and the body a size limit
-  (``IMGSCRIBE_MAX_IMAGE_BYTES``), checked while reading.
+- the whole fetch (connecting, headers, redirects and body together) has one time limit
+  (``IMGSCRIBE_URL_TIMEOUT``) that bounds every socket read and write, so a server trickling bytes
+  cannot hold it longer (:mod:`imgscribe.wire.transport`); the body has a size limit
+  (``IMGSCRIBE_MAX_IMAGE_BYTES``), checked while reading;
+- a refusal says which host and why, never the addresses it resolved to (those go to the debug log).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
-import time
 from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
@@ -27,6 +30,7 @@ import httpx
 
 from ..config import Settings
 from ..errors import ImageTooLarge, InvalidImage, InvalidRequest
+from ..wire.transport import DeadlineClient
 
 MAX_REDIRECTS = 5
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -39,6 +43,7 @@ METADATA = {ipaddress.ip_address(a) for a in (
     "fd00:ec2::254",  # AWS over IPv6
 )}  # fmt: skip
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+log = logging.getLogger("imgscribe.server")
 
 
 def resolve(host: str, port: int) -> list[str]:
@@ -73,7 +78,7 @@ def refusal(ip: IPAddress, allow_private: bool) -> str | None:
                        ("unspecified", ip.is_unspecified), ("reserved", ip.is_reserved)):  # fmt: skip
         if flag:
             return f"a {kind} address"
-    return None if ip.is_global else "not a public address"
+    return None if ip.is_global else "an address that is not public"
 
 
 class UrlFetcher:
@@ -111,10 +116,10 @@ class UrlFetcher:
                 "this server does not fetch image URLs: send the image as base64 or a data: URI, "
                 "or start the server with IMGSCRIBE_ALLOW_URLS=1"
             )
-        deadline = time.monotonic() + self.timeout
-        with httpx.Client(follow_redirects=False, trust_env=False, verify=True) as client:
+        # One deadline for everything below; no timeout of httpx's own per operation.
+        with DeadlineClient(self.timeout, timeout=None, follow_redirects=False, trust_env=False, verify=True) as client:
             for _ in range(MAX_REDIRECTS + 1):
-                response = self._get(client, url, deadline)
+                response = self._get(client, url)
                 try:
                     location = response.headers.get("location")
                     if response.is_redirect and location:
@@ -122,12 +127,12 @@ class UrlFetcher:
                         continue
                     if response.status_code >= 400:
                         raise InvalidImage(f"cannot fetch the image at {_short(url)}: HTTP {response.status_code}")
-                    return self._read(response, url, deadline)
+                    return self._read(response, url)
                 finally:
                     response.close()
         raise InvalidImage(f"cannot fetch the image at {_short(url)}: more than {MAX_REDIRECTS} redirects")
 
-    def _get(self, client: httpx.Client, url: str, deadline: float) -> httpx.Response:
+    def _get(self, client: DeadlineClient, url: str) -> httpx.Response:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidRequest(f"cannot fetch {_short(url)}: only http and https URLs are accepted")
@@ -135,8 +140,10 @@ class UrlFetcher:
         address = self._check(parts.hostname, port)
         target = httpx.URL(url).copy_with(host=address)
         headers = {"Host": parts.netloc.rpartition("@")[2], "User-Agent": "imgscribe", "Accept": "image/*"}
-        request = client.build_request("GET", target, headers=headers, timeout=self._left(deadline, url),
-                                       extensions={"sni_hostname": parts.hostname})  # fmt: skip
+        left = client.deadline.left()
+        if left is not None and left <= 0:  # spent on earlier hops
+            raise self._timed_out(url)
+        request = client.build_request("GET", target, headers=headers, extensions={"sni_hostname": parts.hostname})
         try:
             return client.send(request, stream=True)
         except httpx.TimeoutException:
@@ -152,11 +159,15 @@ class UrlFetcher:
         for address in addresses:
             why = self.refusal(ipaddress.ip_address(address.split("%")[0]))
             if why:
+                # The client learns the host and the kind of address, not what the name resolved
+                # to: that would map this server's network (and its DNS) for whoever asks.
+                log.debug("refused an image URL: %s resolves to %s, %s", host, address, why)
                 hint = "" if "metadata" in why else " (set IMGSCRIBE_ALLOW_PRIVATE_URLS=1 to allow it)"
-                raise InvalidRequest(f"refusing to fetch an image from {host}: {address} is {why}{hint}")
+                what = f"{host} is" if _is_address(host) else "it resolves to"
+                raise InvalidRequest(f"refusing to fetch an image from {host}: {what} {why}{hint}")
         return addresses[0]
 
-    def _read(self, response: httpx.Response, url: str, deadline: float) -> bytes:
+    def _read(self, response: httpx.Response, url: str) -> bytes:
         declared = response.headers.get("content-length", "")
         if self.max_bytes > 0 and declared.isdigit() and int(declared) > self.max_bytes:
             raise self._too_large(int(declared))
@@ -166,20 +177,12 @@ class UrlFetcher:
                 size += len(part)
                 if self.max_bytes > 0 and size > self.max_bytes:
                     raise self._too_large(size)
-                if time.monotonic() > deadline:
-                    raise self._timed_out(url)
                 parts.append(part)
         except httpx.TimeoutException:
             raise self._timed_out(url) from None
         except httpx.HTTPError as exc:
             raise InvalidImage(f"cannot fetch the image at {_short(url)}: {exc}") from None
         return b"".join(parts)
-
-    def _left(self, deadline: float, url: str) -> float:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise self._timed_out(url)
-        return left
 
     def _timed_out(self, url: str) -> InvalidImage:
         return InvalidImage(
@@ -191,6 +194,15 @@ class UrlFetcher:
             f"the image at the URL is {size:,} bytes or more, over the limit of {self.max_bytes:,} bytes "
             "(set IMGSCRIBE_MAX_IMAGE_BYTES to change it)"
         )
+
+
+def _is_address(host: str) -> bool:
+    """Whether the URL named an address itself (then saying it tells the client nothing new)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _short(url: str) -> str:

@@ -1,0 +1,1 @@
+"""The dialects spoken on the network and one cancellable streaming transport on httpx."""
