@@ -20,6 +20,7 @@ def serve(host: str | None = None) -> None:
     import uvicorn
 
     from ..server import create_app
+    from ..server.protocol import uvicorn_config
 
     cfg = settings()
     try:
@@ -35,8 +36,9 @@ def serve(host: str | None = None) -> None:
     warning = exposure_warning(address.host, cfg.api_key)
     if warning:
         print(warning, file=sys.stderr)
-    config = uvicorn.Config(
+    config = uvicorn_config(
         create_app(),  # its scheduler unloads every model when the server shuts down
+        cfg,
         log_level="debug" if cfg.debug else "info",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
