@@ -9,7 +9,8 @@ import pytest
 
 from imgscribe import memory
 from imgscribe.store import catalog
-from imgscribe.store.catalog import NOT_DOWNLOADED, catalog_info, load, lookup
+from imgscribe.cli.catalog_show import catalog_info
+from imgscribe.store.catalog import NOT_DOWNLOADED, load, lookup
 from imgscribe.types import ModelInfo
 
 

@@ -59,7 +59,7 @@ def show(
     try:
         info = get_backend(host).show(model)
     except ModelNotFound:
-        from ..store.catalog import catalog_info
+        from .catalog_show import catalog_info
 
         info = catalog_info(model)
         if info is None:

@@ -1,9 +1,9 @@
 """The catalog of known vision-language models (``catalog.json`` beside this file).
 
 It answers "what is this model and what does it need?" for models that are not downloaded yet:
-``imgscribe show NAME`` (through :func:`catalog_info`), the memory estimate (``memory.py``) and
-``imgscribe recommend`` (``recommend.py``). The data file holds every number with its source; this
-module only types it, indexes it and looks names up.
+``imgscribe show NAME`` (``cli/catalog_show.py`` writes its text), the memory estimate
+(``memory.py``) and ``imgscribe recommend`` (``recommend.py``). The data file holds every number
+with its source; this module types and checks it, ``catalog_lookup.py`` finds names in it.
 
 Names that find a model (case-insensitive)::
 
@@ -18,15 +18,13 @@ Names that find a model (case-insensitive)::
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from ..types import ModelInfo
+from .catalog_lookup import Match, build_index, candidate_keys
 
 __all__ = [
     "Catalog",
@@ -35,7 +33,6 @@ __all__ = [
     "Match",
     "load",
     "lookup",
-    "catalog_info",
     "NOT_DOWNLOADED",
 ]
 
@@ -373,138 +370,19 @@ class Catalog(BaseModel):
         """normalised name -> (kind, variant id). Built once per catalog object."""
         cached = self.__dict__.get("_index_cache")
         if cached is None:
-            cached = _build_index(self)
+            cached = build_index(self)
             self.__dict__["_index_cache"] = cached
         return cached
 
     def lookup(self, name: str) -> Match | None:
         if not isinstance(name, str) or not name.strip():
             return None
-        for key, quant in _candidate_keys(name):
+        for key, quant in candidate_keys(name):
             hit = self._index.get(key)
             if hit is not None:
                 kind, variant_id = hit
                 return Match(self.variant(variant_id), kind, quant, name)
         return None
-
-
-@dataclass(frozen=True)
-class Match:
-    variant: Variant
-    kind: str  # "ollama", "alias", "id", "hf-gguf", "hf-checkpoint", "family"
-    quant: str | None  # a quantisation named in the request (an hf.co tag), else None
-    query: str
-
-    @property
-    def ollama_tag(self) -> OllamaTag | None:
-        """The Ollama tag asked for, when the query was one."""
-        if self.kind != "ollama":
-            return None
-        key = _ollama_key(self.query)
-        for tag in self.variant.ollama:
-            if key in {tag.tag.lower(), *(t.lower() for t in tag.also)}:
-                return tag
-        return None
-
-    @property
-    def quantization(self) -> str:
-        if self.quant:
-            return self.quant
-        if self.kind == "hf-checkpoint":
-            return "BF16"  # a transformers checkpoint is loaded as it is published
-        tag = self.ollama_tag
-        if tag is not None:
-            return tag.quant
-        return self.variant.default_quant
-
-
-def _norm_alias(text: str) -> str:
-    return re.sub(r"[\s_]+", "-", text.strip().lower())
-
-
-def _ollama_key(name: str) -> str | None:
-    """``model:tag`` for names in Ollama's default library namespace, else None."""
-    from .names import DEFAULT_HOST, DEFAULT_NAMESPACE, parse_name
-
-    try:
-        parsed = parse_name(name)
-    except Exception:  # not a valid model name: not an Ollama tag
-        return None
-    if parsed.host != DEFAULT_HOST or parsed.namespace != DEFAULT_NAMESPACE:
-        return None
-    return f"{parsed.model}:{parsed.tag}".lower()
-
-
-_HF_PREFIXES = ("https://", "http://", "huggingface.co/", "hf.co/", "www.huggingface.co/")
-
-
-def _hf_key(name: str) -> tuple[str, str | None] | None:
-    """``org/repo`` (lower case) and an optional ``:QUANT`` tag, for Hugging Face names."""
-    text = name.strip()
-    lowered = text.lower()
-    stripped = True
-    while stripped:
-        stripped = False
-        for prefix in _HF_PREFIXES:
-            if lowered.startswith(prefix):
-                text, lowered = text[len(prefix) :], lowered[len(prefix) :]
-                stripped = True
-    quant = None
-    if ":" in text:
-        text, quant = text.rsplit(":", 1)
-        quant = quant.upper() if quant and quant.lower() != "latest" else None
-    parts = [p for p in text.split("/") if p]
-    if len(parts) < 2:
-        return None
-    return f"{parts[0]}/{parts[1]}".lower(), quant
-
-
-def _candidate_keys(name: str) -> list[tuple[str, str | None]]:
-    keys: list[tuple[str, str | None]] = []
-    ollama = _ollama_key(name)
-    if ollama:
-        keys.append((f"ollama:{ollama}", None))
-    hf = _hf_key(name)
-    if hf:
-        keys.append((f"hf:{hf[0]}", hf[1]))
-    alias = _norm_alias(name)
-    keys.append((f"alias:{alias}", None))
-    if alias.endswith(":latest"):
-        keys.append((f"alias:{alias[: -len(':latest')]}", None))
-    return keys
-
-
-def _build_index(catalog: Catalog) -> dict[str, tuple[str, str]]:
-    index: dict[str, tuple[str, str]] = {}
-
-    def add(key: str, kind: str, variant_id: str) -> None:
-        previous = index.get(key)
-        if previous is not None:
-            if previous[1] != variant_id:
-                raise ValueError(f"catalog.json: {key!r} names both {previous[1]} and {variant_id}")
-            return  # the same variant twice (an id repeated as an alias): keep the first kind
-        index[key] = (kind, variant_id)
-
-    for model in catalog.models:
-        for variant in model.variants:
-            for tag in variant.ollama:
-                for name in (tag.tag, *tag.also):
-                    add(f"ollama:{name.lower()}", "ollama", variant.id)
-            for kind, repo in (
-                ("hf-checkpoint", variant.hf.checkpoint),
-                ("hf-checkpoint", variant.hf.original),
-                ("hf-gguf", variant.hf.gguf),
-            ):
-                if repo:
-                    add(f"hf:{repo.lower()}", kind, variant.id)
-            add(f"alias:{_norm_alias(variant.id)}", "id", variant.id)
-            for alias in variant.aliases:
-                add(f"alias:{_norm_alias(alias)}", "alias", variant.id)
-    for model in catalog.models:  # families last: a variant alias wins over a family id
-        key = f"alias:{_norm_alias(model.id)}"
-        if key not in index:
-            index[key] = ("family", model.default_variant)
-    return index
 
 
 @lru_cache(maxsize=1)
@@ -517,133 +395,3 @@ def load() -> Catalog:
 def lookup(name: str) -> Match | None:
     """Find a catalog variant by Ollama tag, alias, catalog id, family id or HF repository."""
     return load().lookup(name)
-
-
-# -- show ---------------------------------------------------------------------------------------
-
-
-def _gb(value: float) -> str:
-    return f"{value:.1f} GB" if value < 100 else f"{value:.0f} GB"
-
-
-def describe(match: Match, catalog: Catalog | None = None) -> str:
-    """The long text ``imgscribe show`` prints for a model that is not downloaded."""
-    from .. import memory  # memory imports this module; import here to keep the order one-way
-
-    catalog = catalog or load()
-    v = match.variant
-    m = v.family
-    lines = [
-        f"NOT DOWNLOADED - facts from imgscribe's catalog (as of {catalog.as_of}).",
-        f"Get it with: imgscribe pull {v.pull_name}",
-        "",
-        f"{v.name}  [{m.name}, {m.org}, released {m.released}]",
-        m.summary,
-        "",
-    ]
-    source = catalog.sources.get(v.facts_source)
-    params = f"{v.parameter_size} (text {v.text_params_b:g}B + vision {v.vision_params_b:g}B"
-    params += ", vision size estimated)" if v.vision_params_estimate else ")"
-    inputs = ["image"] + (["several images"] if m.inputs.multi_image else []) + (
-        ["video (transformers)"] if m.inputs.video else []
-    )
-    facts = [
-        ("parameters", params),
-        ("context", f"{v.context_length:,} tokens"),
-        ("inputs", ", ".join(inputs) + ("" if m.inputs.multi_image else "; one image per prompt")),
-        ("licence", v.license or "-"),
-        ("engines", ", ".join(v.run_engines)),
-    ]
-    if v.ollama:
-        tags = []
-        for tag in v.ollama:
-            size = f", {tag.size_gb:g} GB" if tag.size_gb else ""
-            also = f" (also {', '.join(tag.also)})" if tag.also else ""
-            tags.append(f"{tag.tag}{also} [{tag.quant}{size}]")
-        facts.append(("Ollama", "; ".join(tags)))
-    else:
-        facts.append(("Ollama", "not in the Ollama library"))
-    repos = [f"{k} {r}" for k, r in (("checkpoint", v.hf.checkpoint), ("original", v.hf.original), ("GGUF", v.hf.gguf)) if r]
-    facts.append(("Hugging Face", "; ".join(repos) or "-"))
-    facts.append(("facts from", (source.title + f" [{source.checked}]") if source else v.facts_source))
-    lines += [f"  {key:<13} {value}" for key, value in facts]
-
-    ctx = min(memory.default_ctx(catalog), v.context_length)
-    lines += ["", f"Memory needed (estimate, {ctx}-token context):"]
-    asked = match.quantization
-    rows = []
-    if "llamacpp" in v.local_engines:
-        first = [] if match.kind == "hf-checkpoint" else [asked]
-        for quant in dict.fromkeys([*first, "Q4_K_M", "Q8_0", "F16"]):
-            if "llamacpp" not in catalog.quantizations[quant].engines:
-                continue
-            est = memory.estimate(v, quant=quant, ctx=ctx, engine="llamacpp", catalog=catalog)
-            mark = "  <- this name" if quant == asked else ""
-            rows.append(f"  llama.cpp    {quant:<7} {est.summary()}{mark}")
-    if "transformers" in v.local_engines:
-        est = memory.estimate(v, quant="BF16", ctx=ctx, engine="transformers", catalog=catalog)
-        mark = "  <- this name" if match.kind == "hf-checkpoint" else ""
-        rows.append(f"  transformers BF16    {est.summary()}{mark}")
-    if not rows:
-        est = memory.estimate(v, quant="Q4_K_M", ctx=ctx, engine="llamacpp", catalog=catalog)
-        rows.append(f"  no local engine; a 4-bit build would need {est.summary()}")
-    lines += rows
-
-    lines += ["", "Published scores (authors' own harness and FP16/BF16 weights; quantised GGUF scores lower):"]
-    if v.scores:
-        lines += [f"  {s.text(catalog.sources)}" for s in v.scores]
-    else:
-        lines.append("  none verified for this catalog")
-    lines.append(f"  ranking basis: {m.quality_basis}")
-    corrections = catalog.corrections_for(v)
-    if corrections:
-        lines += ["", "Where the founding survey is wrong about it:"]
-        lines += [f"  - (survey section {c.section}) {c.claim} -> {c.correction}" for c in corrections]
-    notes = m.limits + v.notes
-    if m.superseded_by:
-        notes.append(f"Superseded by {catalog.model(m.superseded_by).name}.")
-    if notes:
-        lines += ["", "Limits and notes:"] + [f"  - {n}" for n in notes]
-    return "\n".join(lines)
-
-
-def catalog_info(name: str) -> ModelInfo | None:
-    """A :class:`ModelInfo` for a model that is known to the catalog but not downloaded, else None.
-
-    The info says so three times: ``summary`` starts with "not downloaded", ``model_info``
-    carries ``{"downloaded": False}`` and ``description`` opens with "NOT DOWNLOADED".
-    """
-    match = lookup(name)
-    if match is None:
-        return None
-    catalog = load()
-    v = match.variant
-    m = v.family
-    engine = v.local_engines[0] if v.local_engines else "remote"
-    quant = match.quantization
-    capabilities = ["completion", "vision"]
-    return ModelInfo(
-        name=name.strip(),
-        engine=engine,
-        family=m.family,
-        families=list(m.families),
-        parameter_size=v.parameter_size,
-        quantization_level=quant,
-        format="gguf" if engine == "llamacpp" else ("safetensors" if engine == "transformers" else ""),
-        capabilities=capabilities,
-        is_vlm=True,
-        summary=f"{NOT_DOWNLOADED}: {v.name} ({m.org}); get it with 'imgscribe pull {v.pull_name}'",
-        description=describe(match, catalog),
-        context_length=v.context_length,
-        size=0,
-        license=v.license,
-        model_info={
-            "downloaded": False,
-            "catalog_id": v.id,
-            "catalog_family": m.id,
-            "pull": v.pull_name,
-            "inputs": m.inputs.model_dump(),
-            "params_b": v.params_b,
-            "scores": [s.model_dump() for s in v.scores],
-        },
-    )
