@@ -6,7 +6,6 @@ traceback only with ``--debug``.
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 
@@ -18,26 +17,7 @@ except ImportError:  # pragma: no cover - older typer uses click itself
     from click import ClickException
 
 from ..errors import ImgscribeError
-
-app = typer.Typer(
-    name="imgscribe",
-    help="Describe and answer questions about images with local vision models.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-@app.callback()
-def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and where commands run."),
-    force: bool = typer.Option(False, "--force", help="Load models even when the memory estimate says they will not fit."),
-) -> None:
-    """imgscribe: local image description, Ollama-compatible."""
-    if force:  # read by config like any setting, so an in-process load sees it
-        os.environ["IMGSCRIBE_IGNORE_MEMORY"] = "1"
-
+from .app import app
 
 def _register() -> None:
     from . import convert, create, describe, eval, models, pull, recommend, run, server_cmds  # noqa: F401, A004

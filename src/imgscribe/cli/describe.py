@@ -18,7 +18,7 @@ from ..batch.job import Job, execute
 from ..batch.prompts import DEFAULT_NAME, Prompt, load_prompt_file
 from ..batch.writers.sidecar import MODES as SIDECAR_MODES
 from ..batch.writers.xmp import MODES as XMP_MODES
-from . import app
+from .app import app
 from .backend import get_backend
 from .common import parse_format, parse_options
 

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..errors import ModelNotFound
 from ..types import ModelInfo
-from . import app
+from .app import app
 from .backend import get_backend
 
 

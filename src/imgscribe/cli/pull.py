@@ -17,7 +17,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from . import app
+from .app import app
 from .backend import get_backend
 
 

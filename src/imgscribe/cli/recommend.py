@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import app
+from .app import app
 
 
 class Priority(str, Enum):

@@ -12,7 +12,7 @@ from ..api import DEFAULT_PROMPT
 from ..errors import ImgscribeError
 from ..images import intake
 from ..types import ChatRequest, Format, Image, Message, Metrics, Options
-from . import app
+from .app import app
 from .backend import Backend, get_backend
 from .common import parse_format, parse_options, print_stats
 from .prompt_paths import extract_image_paths

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..config import help_table
-from . import app
+from .app import app
 from .backend import get_backend
 from .models import human_size
 

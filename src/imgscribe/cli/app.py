@@ -1,0 +1,26 @@
+"""The Typer application every command module adds itself to (``cli/__init__.py`` runs it)."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+app = typer.Typer(
+    name="imgscribe",
+    help="Describe and answer questions about images with local vision models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and where commands run."),
+    force: bool = typer.Option(False, "--force", help="Load models even when the memory estimate says they will not fit."),
+) -> None:
+    """imgscribe: local image description, Ollama-compatible."""
+    if force:  # read by config like any setting, so an in-process load sees it
+        os.environ["IMGSCRIBE_IGNORE_MEMORY"] = "1"
