@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from ...errors import InvalidRequest
-from . import Sample, Task
+from .task import Sample, Task
 
 DOCS_SEED = 2026
 DOCS_COUNT = 20

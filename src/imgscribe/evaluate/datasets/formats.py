@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import InvalidRequest
-from . import SHORT_ANSWER, Sample, Task
+from .task import SHORT_ANSWER, Sample, Task
 
 __all__ = ["LOADERS", "detect"]
 

@@ -24,28 +24,11 @@ metric      reference per sample                           values
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-__all__ = ["LOWER_IS_BETTER", "Metric", "Score", "get_metric", "metric_names"]
+from .base import LOWER_IS_BETTER, Metric, Score, mean
 
-#: values where a smaller number is the better model (everything else: larger is better).
-LOWER_IS_BETTER = frozenset({"chair_i", "chair_s"})
-
-
-@dataclass
-class Score:
-    values: dict[str, float]
-    per_sample: list[dict[str, float]] | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-@runtime_checkable
-class Metric(Protocol):
-    name: str
-
-    def score(self, predictions: Sequence[str], references: Sequence[Any]) -> Score: ...
+__all__ = ["LOWER_IS_BETTER", "Metric", "Score", "get_metric", "mean", "metric_names"]
 
 
 def get_metric(name: str, **settings: Any) -> Metric:
@@ -79,7 +62,3 @@ def get_metric(name: str, **settings: Any) -> Metric:
 
 def metric_names() -> list[str]:
     return ["vqa", "anls", "exact", "caption", "chair", "pope"]
-
-
-def mean(values: Sequence[float]) -> float:
-    return float(sum(values) / len(values)) if values else 0.0

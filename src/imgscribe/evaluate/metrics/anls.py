@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from . import Score, mean
+from .base import Score, mean
 
 __all__ = ["ANLS", "anls_score", "levenshtein"]
 

@@ -36,7 +36,7 @@ from functools import cache
 from pathlib import Path
 
 from ...errors import InvalidRequest
-from . import Score
+from .base import Score
 
 __all__ = ["CaptionMetrics", "close_meteor", "java_available", "ptb_tokenize", "simple_tokenize"]
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from . import Score
+from .base import Score
 
 __all__ = ["Chair", "Vocabulary", "extract_objects", "vocabulary"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from . import Score, mean
+from .base import Score, mean
 from .vqa import normalize_answer
 
 __all__ = ["ExactMatch", "exact_match"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from . import Score
+from .base import Score
 
 __all__ = ["Pope", "parse_yes_no"]
 

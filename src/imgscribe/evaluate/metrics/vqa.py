@@ -43,7 +43,7 @@ from functools import cache
 from importlib import resources
 from typing import Literal
 
-from . import Score, mean
+from .base import Score, mean
 
 __all__ = ["VQAAccuracy", "normalize_answer", "process_punctuation", "vqa_accuracy"]
 
