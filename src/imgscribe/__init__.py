@@ -13,7 +13,7 @@ from .errors import (
     Unsupported,
 )
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "Busy",

@@ -8,7 +8,7 @@ import logging
 import socket
 import sys
 
-from .. import __version__
+from ..version import __version__
 from ..config import HostAddress, parse_host, settings
 from ..errors import ImgscribeError, InvalidRequest
 

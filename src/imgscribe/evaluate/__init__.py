@@ -73,7 +73,7 @@ def evaluate(
 
 
 def _run(scheduler, models, tasks, out, options, progress, meteor, tokenizer, command) -> dict[str, Any]:
-    from .. import __version__
+    from ..version import __version__
     from .harness import PredictionCache, read_model_stats, run_predictions, write_json
     from .report import SCHEMA, host_facts, write_report
     from .scoring import score_task

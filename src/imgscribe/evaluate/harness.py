@@ -68,7 +68,7 @@ def model_digest(scheduler: Any, model: str) -> str:
             described = info.model_dump(mode="json", exclude={"name", "modified_at"})
         digest = "sha256:" + hashlib.sha256(_canonical(described).encode()).hexdigest()
     if info.engine == "builtin":  # its weights and pipeline ship with the package: a new release re-runs
-        from .. import __version__
+        from ..version import __version__
 
         digest = "sha256:" + hashlib.sha256(f"{digest}|imgscribe {__version__}".encode()).hexdigest()
     return digest

@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from .. import __version__
+from ..version import __version__
 from ..config import settings
 from ..scheduler import Scheduler
 from . import errors, ollama, openai

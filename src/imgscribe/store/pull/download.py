@@ -58,7 +58,7 @@ TIMEOUT = httpx.Timeout(connect=15.0, read=60.0, write=60.0, pool=None)
 
 
 def _user_agent() -> str:
-    from ... import __version__
+    from ...version import __version__
 
     return f"imgscribe/{__version__} (+https://github.com/imgscribe)"
 
