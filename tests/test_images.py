@@ -18,7 +18,7 @@ import pytest
 from PIL import Image as PILImage
 
 from imgscribe.errors import ImageTooLarge, InvalidImage
-from imgscribe.images import SUPPORTED_FORMATS, decode_base64, intake
+from imgscribe.images import SUPPORTED_FORMATS, decode_base64, header, intake
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 T = PILImage.Transpose
@@ -376,3 +376,102 @@ def test_corrupted_data_never_leaks_a_raw_error(fmt):
         except InvalidImage:
             continue
         assert img.pil.mode == "RGB"
+
+
+# Reduced decoding for a model that looks at less (max_side), and header() (the server's checks
+# before decoding: security finding 6).
+
+
+def exif_with(orientation: int) -> bytes:
+    exif = PILImage.Exif()
+    exif[0x0112] = orientation
+    return exif.tobytes()
+
+
+def test_a_large_jpeg_decodes_at_reduced_size_keeping_the_original_bytes():
+    data = encode(marked(4000, 3000), "JPEG", quality=90)
+    img = intake(data, max_side=900)  # 1/4 keeps 1000 >= 900 on the long side; 1/8 would not
+    assert img.size == (1000, 750) and img.original_size == (4000, 3000)
+    assert img.sha256 == hashlib.sha256(data).hexdigest() and img.data == data and img.byte_size == len(data)
+    assert_marked(img.pil, 1000, 750)
+    assert intake(data).size == (4000, 3000)  # no hint: full size
+    assert intake(data, max_side=2001).size == (4000, 3000)  # half would be under 2001
+
+
+def test_reduced_jpeg_is_upright_and_predicted_by_its_header():
+    data = encode(marked(1200, 800).transpose(T.ROTATE_90), "JPEG", quality=90, exif=exif_with(6))
+    img = intake(data, max_side=300)
+    assert_marked(img.pil, 300, 200)
+    assert img.original_size == (800, 1200)
+    head = header(data, max_side=300)
+    assert head.size == (800, 1200) and head.decoded_size == (200, 300) and head.held == 60_000
+
+
+def test_a_large_webp_is_reduced_after_decoding_and_others_keep_their_size():
+    webp = encode(marked(2000, 1000), "WEBP", lossless=True)
+    img = intake(webp, max_side=500)
+    assert_marked(img.pil, 500, 250)
+    assert img.original_size == (2000, 1000) and img.data == webp
+    assert type(img.pil) is PILImage.Image  # not the WebP reader, whose decoder holds two more copies
+    png = encode(marked(2000, 1000), "PNG")
+    assert intake(png, max_side=500).size == (2000, 1000)  # decoded as it is
+    assert header(png, max_side=500).held == 2_000_000
+
+
+def test_an_animation_keeps_every_frame_at_full_size():
+    frames = [PILImage.new("RGB", (800, 600), c) for c in (RED, GREEN)]
+    data = encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True)
+    img = intake(data, all_frames=True, max_side=100)
+    assert img.size == (800, 600) and [f.size for f in img.frames] == [(800, 600)] * 2
+
+
+@pytest.mark.parametrize(
+    "kind, save, alpha",
+    [
+        ("VP8 ", {"quality": 50}, False),
+        ("VP8L", {"lossless": True}, False),
+        ("VP8L", {"lossless": True, "alpha": True}, True),
+        ("VP8X", {"quality": 50, "alpha": True}, True),
+        ("VP8X", {"quality": 50, "exif": True}, False),
+    ],
+)
+def test_webp_header_is_read_without_pillows_reader(kind, save, alpha, monkeypatch):
+    save = dict(save)
+    im = marked(301, 203)
+    if save.pop("alpha", False):
+        im.putalpha(128)
+    if save.pop("exif", False):
+        save["exif"] = exif_with(1)
+    data = encode(im, "WEBP", **save)
+    assert data[12:16] == kind.encode()
+    monkeypatch.setattr(PILImage, "open", lambda *a, **k: pytest.fail("opened with Pillow"))
+    head = header(data)
+    assert head.format == "WEBP" and head.size == (301, 203) and head.decoded_size == (301, 203)
+    # decoder canvas + frame bytes + frame, + a flattened copy with alpha
+    assert head.cost == -(-301 * 203 * (21 if alpha else 17) // 4)
+
+
+def test_header_checks_what_intake_checks_without_decoding(monkeypatch):
+    big = encode(PILImage.new("RGB", (400, 300)), "PNG")
+    with pytest.raises(ImageTooLarge, match="IMGSCRIBE_MAX_IMAGE_PIXELS"):
+        header(big, max_pixels=100_000)
+    with pytest.raises(InvalidImage, match="not a supported image"):
+        header(b"GIF-ish but not really an image at all")
+    monkeypatch.setattr(PILImage.Image, "load", lambda self: pytest.fail("decoded"))
+    head = header(big)
+    assert head.format == "PNG" and head.pixels == 120_000 and head.cost == 150_000  # 1.25 x
+
+
+@pytest.mark.parametrize(
+    "mode, quarters", [("RGB", 5), ("RGBA", 9), ("L", 9), ("P", 9), ("I;16", 17), ("I", 21), ("F", 21)]
+)
+def test_header_cost_grows_with_the_conversions_decoding_needs(mode, quarters):
+    fmt = "TIFF" if mode in ("I", "F") else "PNG"
+    data = encode(PILImage.new(mode, (40, 20)), fmt)
+    assert header(data).cost == 40 * 20 * quarters // 4
+
+
+@pytest.mark.parametrize("size", [(4000, 3000), (3000, 4000), (20000, 3), (13000, 5), (6143, 100), (6144, 100)])
+def test_header_predicts_the_reduced_jpeg_size(size):
+    data = encode(PILImage.new("RGB", size, RED), "JPEG")
+    assert intake(data, max_side=3072).size == header(data, max_side=3072).decoded_size

@@ -3,6 +3,13 @@
 The format is sniffed from the content, never the name. Limits are checked before anything large is
 allocated: the byte size before reading or base64-decoding, the pixel count from the header before
 decoding. The result is RGB, upright (EXIF orientation applied) and flattened on white.
+
+:func:`header` reads what decoding will cost without decoding (a server checks a whole request's
+images, and waits for room to decode them, before it decodes any). With ``max_side`` (what a model
+looks at, at most, on an image's long side), a JPEG much larger than that is decoded at 1/2, 1/4 or
+1/8 of its size by the JPEG decoder itself, and a WebP is reduced as soon as it is decoded (Pillow
+cannot decode WebP at a reduced size); never below ``max_side``. ``sha256``, ``data`` and
+``original_size`` stay those of the image as sent.
 """
 
 from __future__ import annotations
@@ -10,9 +17,11 @@ from __future__ import annotations
 import binascii
 import hashlib
 import io
+import math
 import os
 import re
 import threading
+from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
 import numpy as np
@@ -22,7 +31,7 @@ from .config import settings
 from .errors import ImageTooLarge, ImgscribeError, InvalidImage
 from .types import Image
 
-__all__ = ["SUPPORTED_FORMATS", "decode_base64", "intake"]
+__all__ = ["SUPPORTED_FORMATS", "Header", "decode_base64", "header", "intake"]
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
 _SUPPORTED_TEXT = "JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF, AVIF"
@@ -71,11 +80,14 @@ def intake(
     max_bytes: int | None = None,
     max_pixels: int | None = None,
     source_name: str | None = None,
+    max_side: int = 0,
 ) -> Image:
     """Read, check and normalise one image (see the module docstring). Limits <= 0 turn a check off.
 
-    Raises InvalidImage (unreadable, unsupported, not an image) or ImageTooLarge (over a limit).
-    A server that fetches URLs passes the downloaded bytes here.
+    ``max_side`` > 0: a large JPEG or WebP may come out smaller, down to no less than ``max_side``
+    pixels on its long side (the module docstring). Raises InvalidImage (unreadable, unsupported,
+    not an image) or ImageTooLarge (over a limit). A server that fetches URLs passes the downloaded
+    bytes here.
     """
     if max_bytes is None or max_pixels is None:
         cfg = settings()
@@ -87,7 +99,18 @@ def intake(
     im = _open(data, fmt, label)
     original_size = _stored_size(im)
     _check_pixels(im.size[0] * im.size[1], max_pixels)
+    factor = _reduction(im.size, max_side, fmt) if not all_frames else 1
+    if factor > 1 and fmt == "JPEG":
+        w, h = im.size
+        try:
+            im.draft(None, (max(1, w // factor), max(1, h // factor)))  # libjpeg decodes at 1/factor
+        except Exception:  # noqa: BLE001 - a header draft cannot use: decoded at full size
+            pass
+        factor = 1
     frames = _decode(im, fmt, label, all_frames, max_pixels)
+    del im  # the reader and its decoder's buffers (a WebP canvas) go now, not with the result
+    if factor > 1:
+        frames[0] = frames[0].reduce(factor)
     return Image(
         pil=frames[0],
         sha256=hashlib.sha256(data).hexdigest(),
@@ -98,6 +121,81 @@ def intake(
         frames=tuple(frames) if all_frames else (),
         source=label,
     )
+
+
+@dataclass(frozen=True)
+class Header:
+    """What decoding an image will cost, read from its header without decoding it."""
+
+    format: str
+    size: tuple[int, int]  # (width, height) in the file
+    decoded_size: tuple[int, int]  # what intake(max_side=...) decodes to, before orientation
+    cost: int  # room the decode needs at its peak, in pixels of 4 bytes (Pillow's RGB)
+
+    @property
+    def pixels(self) -> int:
+        return self.size[0] * self.size[1]
+
+    @property
+    def held(self) -> int:
+        """Pixels the decoded image keeps once decoding is over."""
+        return self.decoded_size[0] * self.decoded_size[1]
+
+
+def header(
+    source: str | bytes | os.PathLike,
+    *,
+    max_bytes: int | None = None,
+    max_pixels: int | None = None,
+    source_name: str | None = None,
+    max_side: int = 0,
+) -> Header:
+    """The format, size and decoding cost of an image, checked against the limits as
+    :func:`intake` checks them (the same errors), without decoding its pixels.
+
+    ``cost`` counts each pixel once per copy of it that exists at the worst moment of decoding,
+    measured with Pillow 13: the decoded frame; a converted copy for a frame not in RGB (palette,
+    grey, alpha; transparency without alpha goes through RGBA: one more; 16- and 32-bit grey go
+    through NumPy: two and three more); a turned copy for an EXIF orientation; WebP's decoder keeps its own canvas
+    and a copy of the frame's bytes (three more); HEIF/AVIF decoders keep one. A quarter more
+    covers the readers' small buffers.
+    """
+    if max_bytes is None or max_pixels is None:
+        cfg = settings()
+        max_bytes = cfg.max_image_bytes if max_bytes is None else max_bytes
+        max_pixels = cfg.max_image_pixels if max_pixels is None else max_pixels
+    data, label = _read(source, max_bytes)
+    label = source_name or label
+    fmt = _sniff(data, label)
+    facts = _webp_header(data) if fmt == "WEBP" else None
+    if facts is None:  # the others read their header lazily (pillow's WebP reader allocates its canvas)
+        im = _open(data, fmt, label)
+        size, mode = im.size, im.mode
+        transparent = im.has_transparency_data
+        turned = _header_orientation(im, fmt) != 1
+        im.close()
+    else:
+        size, transparent, turned = facts
+        mode = "RGBA" if transparent else "RGB"
+    _check_pixels(size[0] * size[1], max_pixels)
+    factor = _reduction(size, max_side, fmt)
+    if fmt == "JPEG":
+        factor = _jpeg_scale(size, factor)
+    decoded = (-(-size[0] // factor), -(-size[1] // factor))
+    decoding = size if fmt == "WEBP" else decoded  # a WebP is reduced after decoding
+    quarters = 5
+    if mode != "RGB" or transparent:
+        quarters += 4 + (8 if mode.startswith("I;16") else 12 if mode[:1] in ("I", "F") else 0)
+        if transparent and mode != "RGBA":
+            quarters += 4  # made RGBA first, then flattened on white
+    if turned:
+        quarters += 4
+    if fmt == "WEBP":
+        quarters += 12
+    elif fmt in ("HEIF", "AVIF"):
+        quarters += 4
+    cost = math.ceil(decoding[0] * decoding[1] * quarters / 4)
+    return Header(fmt, size, decoded, max(cost, decoded[0] * decoded[1]))
 
 
 def decode_base64(text: str, *, max_bytes: int | None = None) -> bytes:
@@ -344,6 +442,8 @@ def _decode(im: PILImage.Image, fmt: str, label: str, all_frames: bool, max_pixe
             rgb = _to_rgb(im)
             if rgb is im and all_frames:
                 rgb = im.copy()  # the reader is about to move on to the next frame
+            elif rgb is im:  # the same pixels, without the reader (WebP's keeps two more copies)
+                rgb = im._new(im.im)
             frames.append(_upright(rgb, orientation))
             if not all_frames:
                 return frames
@@ -358,6 +458,66 @@ def _decode(im: PILImage.Image, fmt: str, label: str, all_frames: bool, max_pixe
     except Exception as exc:
         why = "it is truncated (cut short)" if "truncated" in str(exc) else f"it is damaged ({exc})"
         raise InvalidImage(f"{_where(label)} could not be decoded as {fmt}: {why}") from exc
+
+
+def _reduction(size: tuple[int, int], max_side: int, fmt: str) -> int:
+    """The largest of 8, 4, 2 (else 1) that keeps a JPEG's or WebP's long side at max_side or more."""
+    if max_side <= 0 or fmt not in ("JPEG", "WEBP"):
+        return 1
+    for factor in (8, 4, 2):
+        if max(size) // factor >= max_side:
+            return factor
+    return 1
+
+
+def _jpeg_scale(size: tuple[int, int], factor: int) -> int:
+    """The scale Pillow's JPEG draft picks when asked for 1/factor (as JpegImageFile.draft)."""
+    if factor == 1:
+        return 1
+    w, h = size
+    scale = min(w // max(1, w // factor), h // max(1, h // factor))
+    return next(s for s in (8, 4, 2, 1) if scale >= s)
+
+
+def _webp_header(data: bytes) -> tuple[tuple[int, int], bool, bool] | None:
+    """(size, has alpha, may have an EXIF orientation) from a WebP's first chunk, or None."""
+    kind = data[12:16]
+    if kind == b"VP8X" and len(data) >= 30:
+        flags = data[20]
+        size = (int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1)
+        return size, bool(flags & 0x10), bool(flags & 0x08) and _webp_orientation(data) != 1
+    if kind == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return ((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1), bool(bits >> 28 & 1), False
+    if kind == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+        w, h = int.from_bytes(data[26:28], "little"), int.from_bytes(data[28:30], "little")
+        return (w & 0x3FFF, h & 0x3FFF), False, False
+    return None
+
+
+def _webp_orientation(data: bytes) -> int:
+    """The orientation in a WebP's EXIF chunk (the chunks are walked by their sizes, not read)."""
+    at = 12
+    while at + 8 <= len(data):
+        size = int.from_bytes(data[at + 4 : at + 8], "little")
+        if data[at : at + 4] == b"EXIF":
+            exif = PILImage.Exif()
+            try:
+                exif.load(data[at + 8 : at + 8 + size])
+            except Exception:  # noqa: BLE001 - a damaged chunk: assume the worst
+                return 0
+            value = exif.get(0x0112, 1)
+            return value if value in _UPRIGHT else 1
+        at += 8 + size + (size & 1)
+    return 1
+
+
+def _header_orientation(im: PILImage.Image, fmt: str) -> int:
+    """The EXIF orientation, if the header has it (a PNG's eXIf chunk may come after its pixels,
+    and Pillow decodes the image to find it: not here)."""
+    if fmt == "PNG" and "exif" not in im.info:
+        return 1
+    return _orientation(im)
 
 
 def _orientation(im: PILImage.Image) -> int:

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from ..config import Settings
 from ..scheduler import Scheduler, check_capabilities
 from ..types import ChatRequest, Chunk, ModelInfo
+from .budget import Lease, map_large_blocks
 from .inputs import ImageReader
 from .jobs import Work, read_body, respond
 from .metrics import Metrics
@@ -29,6 +30,7 @@ class Server:
         self.store = scheduler.store
         self.settings = cfg
         self.reader = ImageReader(cfg)
+        map_large_blocks()  # decoded images' memory goes back to the system when they are freed
         self.metrics = Metrics(scheduler)
         # One thread per request being answered or waiting in the queue (see jobs.py).
         self.threads = ThreadPoolExecutor(cfg.max_queue + 64, thread_name_prefix="imgscribe-request")
@@ -56,10 +58,19 @@ class Server:
         check_capabilities(info, images=images, think=think, name=name)
         return info
 
-    def answer(self, request: ChatRequest, cancel: threading.Event, arrived: int) -> Iterator[Chunk]:
+    def answer(
+        self, request: ChatRequest, cancel: threading.Event, arrived: int, held: Lease | None = None
+    ) -> Iterator[Chunk]:
         """The scheduler's answer, counted in the metrics; ``total_duration`` counts from
-        ``arrived`` (``perf_counter_ns`` when the request came in), so it includes reading images."""
-        chunks = self.scheduler.chat(request, cancel)
+        ``arrived`` (``perf_counter_ns`` when the request came in), so it includes reading images.
+        ``held``: the request's room in the pixel budget (``reader.read_request``), given back when
+        the answer is finished, or fails, or its client leaves (the work's iterator is closed)."""
+        try:
+            chunks = self.scheduler.chat(request, cancel)
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
         try:
             for chunk in chunks:
                 if chunk.done:
@@ -69,7 +80,11 @@ class Server:
                     self.metrics.answered(request.model, chunk.metrics, len(request.images))
                 yield chunk
         finally:
-            getattr(chunks, "close", lambda: None)()
+            try:
+                getattr(chunks, "close", lambda: None)()
+            finally:
+                if held is not None:
+                    held.release()
 
 
 def server_of(request: Request) -> Server:

@@ -4,31 +4,121 @@ routes too, where Ollama fails with "illegal base64 data"), or http(s) URLs fetc
 
 A string is never read as a path on the server: a client must not be able to make the server read
 its own files.
+
+A request's images are read together (:meth:`ImageReader.read_request`), in three steps, so that a
+small body cannot make the server allocate a lot: every image's header first (the count against
+``IMGSCRIBE_MAX_REQUEST_IMAGES`` before anything, then each image's size against the per-image and
+per-request pixel limits, before any pixel is decoded); then the room to decode them from the
+machine-wide :class:`~.budget.PixelBudget` (``IMGSCRIBE_DECODE_PIXELS``; waiting its turn, or a 503
+when too many wait); then decoding, at a reduced size where the model looks at less. The room is
+kept until the answer is finished, since the images live until then.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 from ..config import Settings
-from ..errors import InvalidImage
-from ..images import decode_base64, intake
+from ..errors import ImageTooLarge, InvalidImage
+from ..images import Header, decode_base64, header, intake
 from ..types import Image
+from .budget import Lease, PixelBudget
 from .urls import UrlFetcher
 
 # "file:", "javascript:", "ftp:"...: base64 has no ':', so a string that starts like this is a URL.
 _SCHEME = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*):")
+
+# One image as a route found it: the value the client sent, and where (for messages).
+Labelled = tuple[Any, str]
 
 
 class ImageReader:
     def __init__(self, cfg: Settings, fetcher: UrlFetcher | None = None):
         self.max_bytes = cfg.max_image_bytes
         self.max_pixels = cfg.max_image_pixels
+        self.max_request_images = cfg.max_request_images
+        self.max_request_pixels = cfg.max_request_pixels
+        self.budget = PixelBudget(cfg.decode_pixels, max_waiting=cfg.max_queue)
         self.fetcher = fetcher or UrlFetcher.from_settings(cfg)
 
+    @staticmethod
+    def labelled(values: list[Any] | None, where: str) -> list[Labelled]:
+        """``values`` named ``where[0]``, ``where[1]``... (one group of :meth:`read_request`)."""
+        return [(v, f"{where}[{i}]") for i, v in enumerate(values or [])]
+
+    def read_request(
+        self,
+        groups: Sequence[Sequence[Labelled]],
+        cancel: threading.Event | None = None,
+        max_side: int = 0,
+    ) -> tuple[list[list[Image]], Lease]:
+        """Every image of one request (in groups, e.g. one per message), checked as a whole, decoded
+        under the pixel budget (the module docstring); ``max_side``: the model's
+        :attr:`~imgscribe.types.ModelInfo.max_image_side`. The caller releases the lease when the
+        answer is finished (``Server.answer`` does).
+
+        Raises ImageTooLarge (413) over a limit, InvalidImage (400), Busy (503) when too many requests
+        wait for the budget, Cancelled when ``cancel`` is set while waiting.
+        """
+        count = sum(len(group) for group in groups)
+        if count == 0:
+            return [[] for _ in groups], Lease.none()
+        if 0 < self.max_request_images < count:
+            raise ImageTooLarge(
+                f"the request has {count:,} images, over the limit of {self.max_request_images:,} images "
+                "in one request (set IMGSCRIBE_MAX_REQUEST_IMAGES to change it)"
+            )
+        found: list[tuple[bytes, Header, str]] = []
+        pixels = need = held = 0
+        for group in groups:
+            for value, where in group:
+                data = self._named(where, self._bytes, value, where)
+                head = self._named(where, header, data, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
+                                   source_name=where, max_side=max_side)  # fmt: skip
+                pixels += head.pixels
+                if 0 < self.max_request_pixels < pixels:
+                    raise ImageTooLarge(
+                        f"the request's images have {pixels:,} pixels or more together (at {where}), over the "
+                        f"limit of {self.max_request_pixels:,} pixels in one request "
+                        "(set IMGSCRIBE_MAX_REQUEST_PIXELS to change it)"
+                    )
+                # Decoded one after the other: the worst moment is one image decoding while the
+                # ones before it are held.
+                need = max(need, held + head.cost)
+                held += head.held
+                found.append((data, head, where))
+        lease = self.budget.acquire(need, cancel)
+        try:
+            decoded = [
+                self._named(where, intake, data, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
+                            source_name=where, max_side=max_side)  # fmt: skip
+                for data, _, where in found
+            ]
+            lease.shrink(sum(im.size[0] * im.size[1] for im in decoded))  # decoders' extra copies are gone
+        except BaseException:
+            lease.release()
+            raise
+        out, at = [], 0
+        for group in groups:
+            out.append(decoded[at : at + len(group)])
+            at += len(group)
+        return out, lease
+
     def read(self, value: Any, where: str) -> Image:
-        """One image from a base64 string, a data URI or a URL; ``where`` names it in errors."""
+        """One image from a base64 string, a data URI or a URL; ``where`` names it in errors.
+
+        Outside the request limits and the budget: routes use :meth:`read_request`."""
+        data = self._named(where, self._bytes, value, where)
+        return self._named(where, intake, data, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
+                           source_name=where)  # fmt: skip
+
+    def read_all(self, values: list[Any] | None, where: str) -> list[Image]:
+        return [self.read(v, w) for v, w in self.labelled(values, where)]
+
+    def _bytes(self, value: Any, where: str) -> bytes:
         if not isinstance(value, str):
             raise InvalidImage(f"{where}: expected a base64 string, got {type(value).__name__}")
         text = value.strip()
@@ -38,16 +128,16 @@ class ImageReader:
                 f"{where}: {scheme[1]}: URLs are not accepted: send the image as base64 or a data: URI "
                 "(or an http(s) URL, where the server fetches URLs)"
             )
+        if text[:8].lower().startswith(("http://", "https://")):
+            return self.fetcher.fetch(text)
+        return decode_base64(text, max_bytes=self.max_bytes)
+
+    @staticmethod
+    def _named(where: str, fn, *args, **kwargs):
+        """``fn(...)``, its InvalidImage saying which image it is about."""
         try:
-            if text[:8].lower().startswith(("http://", "https://")):
-                data = self.fetcher.fetch(text)
-            else:
-                data = decode_base64(text, max_bytes=self.max_bytes)
-            return intake(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels, source_name=where)
+            return fn(*args, **kwargs)
         except InvalidImage as exc:
             if str(exc).startswith(where) or f"'{where}'" in str(exc):
                 raise
             raise type(exc)(f"{where}: {exc}") from None
-
-    def read_all(self, values: list[Any] | None, where: str) -> list[Image]:
-        return [self.read(v, f"{where}[{i}]") for i, v in enumerate(values or [])]
