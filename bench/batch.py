@@ -87,7 +87,7 @@ def main() -> int:
     model = args.model
     if model == "echo":
         model = "echo-bench"
-        Store().create(model, ModelManifest(name=model, engine="echo", parameters={"delay": 0.02, "tokens": 1},
+        Store().create(model, ModelManifest(name=model, engine="echo", engine_settings={"delay": 0.02, "tokens": 1},
                                             info=ModelInfo(name=model, engine="echo", capabilities=["completion", "vision"])))  # fmt: skip
 
     paths = make_images(tmp / "photos", args.images, size)

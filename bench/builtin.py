@@ -102,7 +102,7 @@ def main() -> int:
 
     cases = inputs()
     t = time.perf_counter()
-    manifest = MANIFEST.model_copy(update={"parameters": {"cache_size": 0}})
+    manifest = MANIFEST.model_copy(update={"engine_settings": {"cache_size": 0}})
     runner = ENGINE.load(manifest)
     load_s = time.perf_counter() - t
     try:

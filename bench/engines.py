@@ -134,8 +134,8 @@ def bench_llamacpp(model: Path, mmproj: Path, threads: int, tokens: int, photo_p
     from imgscribe.types import ChatRequest, Message, Options
 
     manifest = manifest_for_gguf(NAME, model, mmproj)
-    manifest.parameters.update(num_parallel=1, num_ctx=4096, num_thread=threads,
-                               request_args={"ignore_eos": True, "cache_prompt": False})  # fmt: skip
+    manifest.parameters.update(num_ctx=4096, num_thread=threads)
+    manifest.engine_settings.update(num_parallel=1, ignore_eos=True, cache_prompt=False)
     start = time.perf_counter()
     runner = LlamaCppRunner(manifest)
     load_s = time.perf_counter() - start

@@ -52,7 +52,7 @@ def png() -> bytes:
 def make_store(root: Path) -> Store:
     store = Store(root)
     info = ModelInfo(name=MODEL, engine="echo", capabilities=["completion", "vision"])
-    store.create(MODEL, ModelManifest(name=MODEL, engine="echo", info=info, parameters={"tokens": 8, "parallel": 64}))
+    store.create(MODEL, ModelManifest(name=MODEL, engine="echo", info=info, engine_settings={"tokens": 8, "parallel": 64}))
     return store
 
 

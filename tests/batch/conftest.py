@@ -14,10 +14,11 @@ from imgscribe.types import ModelInfo, ModelManifest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def make_echo(name: str = "echo-test", **parameters) -> str:
-    """An echo model (instant, deterministic; answers with the image's size and sha256)."""
+def make_echo(name: str = "echo-test", **settings) -> str:
+    """An echo model (instant, deterministic; answers with the image's size and sha256);
+    ``settings``: the echo engine's (delay, tokens...)."""
     Store().create(name, ModelManifest(
-        name=name, engine="echo", parameters=parameters,
+        name=name, engine="echo", engine_settings=settings,
         info=ModelInfo(name=name, engine="echo", capabilities=["completion", "vision"]),
     ))  # fmt: skip
     return name

@@ -51,12 +51,12 @@ def binary() -> Path:
     return llama_server_binary()
 
 
-def _store(tmp_path: Path, family: str, name: str | None = None, **parameters) -> tuple[Store, str]:
+def _store(tmp_path: Path, family: str, name: str | None = None, **settings) -> tuple[Store, str]:
     model, mmproj = gguf_pair(family)
     store = Store(tmp_path / "models")
     name = name or family.replace("_", "-")
     manifest = manifest_for_gguf(name, model, mmproj)
-    manifest.parameters.update(parameters)
+    manifest.engine_settings.update(settings)
     store.create(name, manifest)
     return store, name
 
@@ -152,7 +152,7 @@ def test_built_binary_runs(binary):
 @pytest.mark.parametrize("family", SERVES)
 def test_family_through_the_ollama_api(family, binary, tmp_path):
     # ignore_eos: random weights may end an answer at once; both must run long enough to overlap
-    store, name = _store(tmp_path, family, num_parallel=2, request_args={"ignore_eos": True})
+    store, name = _store(tmp_path, family, num_parallel=2, ignore_eos=True)
     scheduler = Scheduler(store, num_parallel=0)
     try:
         with live_server(scheduler) as live:
@@ -251,7 +251,7 @@ def test_a_model_llama_server_cannot_load_is_a_clear_error(binary, tmp_path):
 @pytest.mark.slow
 def test_killed_mid_request_is_a_clear_error_then_restarts(binary, tmp_path):
     # ignore_eos: the random model may end its answer after 3 tokens, all sent before the kill lands
-    store, name = _store(tmp_path, "qwen2_vl", request_args={"ignore_eos": True})
+    store, name = _store(tmp_path, "qwen2_vl", ignore_eos=True)
     scheduler = Scheduler(store, num_parallel=0)
     try:
         with live_server(scheduler) as live:
@@ -285,7 +285,7 @@ def test_killed_mid_request_is_a_clear_error_then_restarts(binary, tmp_path):
 
 def test_cancel_stops_the_slot(binary, tmp_path):
     # ignore_eos: an answer that ended by itself would free the slot without any cancel
-    store, name = _store(tmp_path, "qwen2_vl", num_parallel=1, request_args={"ignore_eos": True})
+    store, name = _store(tmp_path, "qwen2_vl", num_parallel=1, ignore_eos=True)
     scheduler = Scheduler(store, num_parallel=0)
     try:
         from imgscribe.images import intake
@@ -322,7 +322,7 @@ def test_runner_metrics_options_json_and_text_only(binary, tmp_path):
 
     model, mmproj = gguf_pair("qwen2_vl")
     vision = manifest_for_gguf("qwen", model, mmproj)
-    vision.parameters["num_parallel"] = 2
+    vision.engine_settings["num_parallel"] = 2
     runner = LlamaCppRunner(vision)
     try:
         image = intake(photo_path("rocket"))  # a JPEG: its bytes go as they are

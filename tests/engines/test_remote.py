@@ -27,10 +27,10 @@ from imgscribe.store.import_remote import manifest_for_remote  # noqa: E402
 from imgscribe.types import ChatRequest, Message, ModelInfo, ModelManifest  # noqa: E402
 
 
-def _echo(store: Store, name: str, **parameters) -> None:
+def _echo(store: Store, name: str, **settings) -> None:
     info = ModelInfo(name=name, engine="echo", family="echo", capabilities=["completion", "vision"],
                      parameter_size="0B", context_length=4096)  # fmt: skip
-    store.create(name, ModelManifest(name=name, engine="echo", info=info, parameters=parameters))
+    store.create(name, ModelManifest(name=name, engine="echo", info=info, engine_settings=settings))
 
 
 def _final(lines: list[dict]) -> dict:
@@ -54,7 +54,7 @@ def upstream(tmp_path):
 
 def test_remote_imgscribe_server_ollama_dialect(upstream, tmp_path):
     manifest = manifest_for_remote("far", upstream.url, "echo-a")  # dialect detected: /api/version
-    assert manifest.parameters["api"] == "ollama"
+    assert manifest.engine_settings["api"] == "ollama" and not manifest.parameters
     assert manifest.info.capabilities == ["completion", "vision"]  # from the upstream's /api/show
     store = Store(tmp_path / "models")
     store.create("far", manifest)
@@ -141,7 +141,7 @@ def test_remote_llama_server(tmp_path, monkeypatch):
     try:
         monkeypatch.setenv("TEST_LLAMA_KEY", proc.api_key)
         manifest = manifest_for_remote("far", proc.url, api_key_env="TEST_LLAMA_KEY")
-        assert manifest.parameters["api"] == "openai" and manifest.parameters["model"] == "qwen-local"
+        assert manifest.engine_settings["api"] == "openai" and manifest.engine_settings["model"] == "qwen-local"
         store = Store(tmp_path / "models")
         store.create("far", manifest)
         store.create("qwen-local", local)

@@ -12,10 +12,11 @@ from imgscribe.store import Store
 from imgscribe.types import ModelInfo, ModelManifest
 
 
-def make_echo(store: Store, name: str, **parameters) -> None:
-    """An echo-engine model (instant, deterministic: it repeats the prompt) that accepts images."""
+def make_echo(store: Store, name: str, **settings) -> None:
+    """An echo-engine model (instant, deterministic: it repeats the prompt) that accepts images;
+    ``settings``: the echo engine's (delay, tokens...)."""
     info = ModelInfo(name=name, engine="echo", capabilities=["completion", "vision"], family="echo")
-    store.create(name, ModelManifest(name=name, engine="echo", parameters=parameters, info=info))
+    store.create(name, ModelManifest(name=name, engine="echo", engine_settings=settings, info=info))
 
 
 class CountingScheduler:

@@ -15,9 +15,9 @@ from imgscribe.types import ChatRequest, Message, ModelInfo, ModelManifest, Opti
 from .conftest import image_bytes
 
 
-def runner(**parameters):
+def runner(**settings):
     info = ModelInfo(name="echo:latest", engine="echo", capabilities=["completion", "vision"])
-    return ENGINE.load(ModelManifest(name="echo:latest", engine="echo", info=info, parameters=parameters))
+    return ENGINE.load(ModelManifest(name="echo:latest", engine="echo", info=info, engine_settings=settings))
 
 
 def run(r, text="describe this", images=(), **kw):

@@ -244,7 +244,7 @@ def test_tags_show_and_management(server, store):
 def test_create_from_an_existing_model(server, store):
     r = httpx.post(
         server.url + "/api/create",
-        json={"model": "short", "from": "llava", "parameters": {"tokens": 2}, "system": "terse"},
+        json={"model": "short", "from": "llava", "parameters": {"num_predict": 2}, "system": "terse"},
     )
     assert [o["status"] for o in lines(r)][-1] == "success"
     r = httpx.post(server.url + "/api/generate", json={"model": "short", "prompt": "a b c", "stream": False})

@@ -58,7 +58,7 @@ def test_pull_a_vision_model(store, registry):
     assert model.files["model"] == str(store.blobs.path(blob_digest(manifest, "model")))
     assert model.files["projector"] == str(store.blobs.path(blob_digest(manifest, "projector")))
     assert model.parameters["stop"] == PARAMS["stop"] and model.parameters["num_ctx"] == 4096
-    assert model.parameters["template"] == TEMPLATE
+    assert model.template == TEMPLATE and "template" not in model.parameters
     assert model.system == "You describe images."
     info = model.info
     assert info.capabilities == ["completion", "vision"] and info.is_vlm

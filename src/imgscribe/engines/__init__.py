@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 from ..errors import InvalidRequest
-from .base import Engine, Runner
+from .base import Engine, EngineSettings, Runner
 
 _ENGINES = {
     "builtin": "imgscribe.engines.builtin",
@@ -29,4 +29,14 @@ def get_engine(name: str) -> Engine:
     return importlib.import_module(module).ENGINE
 
 
-__all__ = ["Engine", "Runner", "get_engine", "register"]
+def settings_of(name: str) -> type[EngineSettings] | None:
+    """The engine's settings model; None for an engine that declares none (or is not known)."""
+    try:
+        engine = get_engine(name)
+    except InvalidRequest:
+        return None
+    settings = getattr(engine, "settings", None)
+    return settings if isinstance(settings, type) and issubclass(settings, EngineSettings) else None
+
+
+__all__ = ["Engine", "EngineSettings", "Runner", "get_engine", "register", "settings_of"]

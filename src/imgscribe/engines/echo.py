@@ -4,7 +4,7 @@ Tests and benchmarks use it to exercise every front door, the scheduler and the 
 without a real model. The answer names the prompt's words, the number of images and, for each
 image, its size and the start of its SHA-256, so a test can check that the right bytes arrived.
 
-Settings (``manifest.parameters``), all optional:
+Settings (:class:`EchoSettings`, ``manifest.engine_settings``), all optional:
 
 ``tokens``     answer with exactly this many tokens (the reply's words, repeated); default: the reply
 ``delay``      seconds to wait before each token (a slow model); default 0
@@ -15,7 +15,8 @@ Settings (``manifest.parameters``), all optional:
 ``fail_after`` raise ``EngineFailed`` after this many tokens (a crash mid-answer)
 ``fail_load``  raise ``EngineFailed`` when loading
 
-Options honoured: ``num_predict`` (done_reason "length"), ``stop``; ``format`` gives a JSON answer.
+Options honoured (the request's over the model's ``parameters``): ``num_predict`` (done_reason
+"length"), ``stop``; ``format`` gives a JSON answer.
 """
 
 from __future__ import annotations
@@ -26,22 +27,39 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from pydantic import Field
+
 from ..errors import EngineFailed, Unsupported
-from ..types import ChatRequest, Chunk, Metrics, ModelInfo, ModelManifest
+from ..types import ChatRequest, Chunk, Metrics, ModelInfo, ModelManifest, Options
+from .base import EngineSettings
 
 IMAGE_TOKENS = 16  # what one image "costs" in prompt tokens
 
 
+class EchoSettings(EngineSettings):
+    engine = "echo"
+
+    tokens: int | None = Field(None, ge=0)
+    delay: float = Field(0, ge=0)
+    load_delay: float = Field(0, ge=0)
+    parallel: int = Field(4, ge=1)
+    memory: int = Field(1_000_000, ge=0)
+    vision: bool | None = None
+    fail_after: int | None = Field(None, ge=0)
+    fail_load: bool = False
+
+
 class EchoRunner:
     def __init__(self, manifest: ModelManifest):
-        p = manifest.parameters
+        s = EchoSettings.of(manifest)
         self.info: ModelInfo = manifest.info
-        self.parallel = int(p.get("parallel", 4))
-        self.memory = int(p.get("memory", 1_000_000))
-        self.tokens = int(p["tokens"]) if p.get("tokens") is not None else None
-        self.delay = float(p.get("delay", 0))
-        self.vision = bool(p.get("vision", manifest.info.vision))
-        self.fail_after = int(p["fail_after"]) if p.get("fail_after") is not None else None
+        self.defaults = {k: v for k, v in manifest.parameters.items() if k in Options.model_fields and v is not None}
+        self.parallel = s.parallel
+        self.memory = s.memory
+        self.tokens = s.tokens
+        self.delay = s.delay
+        self.vision = manifest.info.vision if s.vision is None else s.vision
+        self.fail_after = s.fail_after
         # What tests look at: how much work was done, and whether a cancel stopped it.
         self.generated = 0
         self.cancelled = 0
@@ -67,8 +85,9 @@ class EchoRunner:
         pieces = _tokens(_reply(prompt, image_facts, request.format), self.tokens)
         prompt_done = time.perf_counter_ns()
 
-        limit = request.options.num_predict
-        stops = [s for s in request.options.stop or [] if s]
+        options = Options.model_validate({**self.defaults, **request.options.model_dump(exclude_none=True)})
+        limit = options.num_predict
+        stops = [s for s in options.stop or [] if s]
         pending, count, reason = "", 0, "stop"  # pending: text that may still turn into a stop sequence
         self._enter()
         try:
@@ -147,12 +166,13 @@ def _hold_back(text: str, stops: list[str]) -> tuple[str, str, bool]:
 
 class EchoEngine:
     name = "echo"
+    settings = EchoSettings
 
     def load(self, manifest: ModelManifest) -> EchoRunner:
-        p = manifest.parameters
-        if p.get("load_delay"):
-            time.sleep(float(p["load_delay"]))
-        if p.get("fail_load"):
+        s = EchoSettings.of(manifest)
+        if s.load_delay:
+            time.sleep(s.load_delay)
+        if s.fail_load:
             raise EngineFailed(f"echo: simulated load failure for '{manifest.name}'")
         return EchoRunner(manifest)
 

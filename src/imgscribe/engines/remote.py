@@ -9,12 +9,13 @@ Two dialects:
   ``usage``; durations from the server's ``timings`` when it sends them (llama-server), else from
   the clock (time to the first token = prompt evaluation).
 
-Manifest ``parameters``: ``url`` (base URL; for OpenAI-style servers it may end in ``/v1``),
-``model`` (the remote model's name), ``api`` (``ollama`` | ``openai``), and optionally
-``api_key_env`` (the name of an environment variable holding a bearer token), ``headers`` (extra
-HTTP headers), ``extra_body`` (extra fields for OpenAI-style requests), ``num_parallel`` (requests
-sent at once; default 4), ``timeout`` (seconds to wait for data; default none), and default options
-(``temperature``...).
+Manifest ``engine_settings`` (:class:`RemoteSettings`, written by ``imgscribe create --remote``,
+never by a request): ``url`` (base URL; for OpenAI-style servers it may end in ``/v1``), ``model``
+(the remote model's name), ``api`` (``ollama`` | ``openai``), and optionally ``api_key_env`` (the
+name of an environment variable holding a bearer token), ``headers`` (extra HTTP headers),
+``extra_body`` (extra fields for OpenAI-style requests), ``num_parallel`` (requests sent at once;
+default 4), ``timeout`` (seconds to wait for data; default none). Manifest ``parameters``: default
+options (``temperature``...).
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from ..config import named_variable
 from ..errors import EngineFailed, InvalidRequest, ModelNotFound
 from ..types import ChatRequest, Chunk, Metrics, ModelInfo, ModelManifest
+from .base import EngineSettings
 from .llamacpp.wire import (
     StreamedPost,
     merged_options,
@@ -36,9 +40,22 @@ from .llamacpp.wire import (
     response_format,
 )
 
-__all__ = ["ENGINE", "RemoteEngine", "RemoteRunner", "openai_endpoint"]
+__all__ = ["ENGINE", "RemoteEngine", "RemoteRunner", "RemoteSettings", "openai_endpoint"]
 
 APIS = ("ollama", "openai")
+
+
+class RemoteSettings(EngineSettings):
+    engine = "remote"
+
+    url: str = ""  # the server's base URL
+    model: str = ""  # the model's name there
+    api: Literal["ollama", "openai"] = "ollama"
+    api_key_env: str | None = None  # an environment variable holding a bearer token
+    headers: dict[str, str] = Field(default_factory=dict)
+    extra_body: dict[str, Any] = Field(default_factory=dict)  # extra fields for OpenAI-style requests
+    num_parallel: int | None = Field(None, ge=0)  # requests sent at once; default 4
+    timeout: float | None = Field(None, gt=0)  # seconds to wait for data; default none
 
 
 def openai_endpoint(url: str, path: str) -> str:
@@ -47,9 +64,9 @@ def openai_endpoint(url: str, path: str) -> str:
     return f"{base}/{path}" if base.endswith("/v1") else f"{base}/v1/{path}"
 
 
-def _headers(parameters: dict[str, Any]) -> dict[str, str]:
-    headers = {str(k): str(v) for k, v in (parameters.get("headers") or {}).items()}
-    key_env = parameters.get("api_key_env")
+def _headers(settings: RemoteSettings) -> dict[str, str]:
+    headers = dict(settings.headers)
+    key_env = settings.api_key_env
     if key_env:
         key = named_variable(str(key_env))
         if not key:
@@ -62,19 +79,18 @@ class RemoteRunner:
     memory = 0  # nothing held here
 
     def __init__(self, manifest: ModelManifest):
-        p = manifest.parameters
+        s = RemoteSettings.of(manifest)
         self.manifest = manifest
         self.info: ModelInfo = manifest.info
-        self.url = str(p.get("url") or "").rstrip("/")
-        self.model = str(p.get("model") or "")
-        self.api = str(p.get("api") or "ollama")
+        self.url = s.url.rstrip("/")
+        self.model = s.model
+        self.api = s.api
         if not self.url or not self.model:
-            raise EngineFailed(f"model '{manifest.name}': a remote model needs 'url' and 'model' parameters")
-        if self.api not in APIS:
-            raise EngineFailed(f"model '{manifest.name}': unknown api {self.api!r} (use ollama or openai)")
-        self.parallel = int(p.get("num_parallel") or 4)
-        self.timeout = float(p["timeout"]) if p.get("timeout") else None
-        self.headers = _headers(p)
+            raise EngineFailed(f"model '{manifest.name}': a remote model needs 'url' and 'model' settings")
+        self.parallel = s.num_parallel or 4
+        self.timeout = s.timeout
+        self.extra_body = dict(s.extra_body)
+        self.headers = _headers(s)
 
     def close(self) -> None:
         pass
@@ -99,7 +115,7 @@ class RemoteRunner:
             "stream": True,
             "stream_options": {"include_usage": True},
             **openai_sampling(options, llama=False),
-            **(self.manifest.parameters.get("extra_body") or {}),
+            **self.extra_body,
         }
         fmt = response_format(request.format)
         if fmt is not None:
@@ -212,6 +228,7 @@ class _Stream(Iterator[Chunk]):
 
 class RemoteEngine:
     name = "remote"
+    settings = RemoteSettings
 
     def load(self, manifest: ModelManifest) -> RemoteRunner:
         return RemoteRunner(manifest)

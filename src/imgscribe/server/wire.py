@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..config import parse_duration
 from ..errors import InvalidRequest
-from ..types import Format, Options
+from ..types import MODEL_PARAMETERS, Format, ModelParameters, Options
 
 log = logging.getLogger("imgscribe.server")
 
@@ -357,6 +357,26 @@ def known_options(values: dict[str, Any]) -> Options:
     return checked_options({k: check_option(k, v) for k, v in values.items() if k in fields and v is not None})
 
 
+def model_parameters(values: dict[str, Any] | None) -> dict[str, Any]:
+    """A model's default options (/api/create ``parameters``, a Modelfile's ``PARAMETER``), as the
+    manifest keeps them: only the names of :data:`MODEL_PARAMETERS` (anything else, an engine setting
+    above all, is a 400 naming it: Ollama's ``unknown parameter``), each of its type and within its
+    range; nulls are left out."""
+    values = values or {}
+    for key in values:
+        if key not in MODEL_PARAMETERS:
+            raise InvalidRequest(
+                f"unknown parameter '{key}': a model's parameters are Ollama's options (temperature, num_ctx, "
+                "stop...); engine settings cannot be set by a request"
+            )
+    checked = {k: check_option(k, v) for k, v in values.items() if v is not None}
+    try:
+        ModelParameters.checked(checked)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    return checked
+
+
 def checked_options(values: dict[str, Any]) -> Options:
     """:class:`Options` whose values are within their meaning (a negative temperature is a 400)."""
     try:
@@ -369,8 +389,11 @@ def check_option(name: str, value: Any) -> Any:
     """One known option's value, of the type Ollama checks: a number for a number (an integral
     one, within 64 bits, for an integer), strings for ``stop``; Ollama's messages. Its range is
     :func:`checked_options`'s."""
-    kinds = get_args(Options.model_fields[name].annotation)
-    if int in kinds:
+    kinds = get_args(ModelParameters.model_fields[name].annotation)
+    if bool in kinds:
+        if not isinstance(value, bool):
+            raise InvalidRequest(f'option "{name}" must be of type boolean, got {json_type(value)}')
+    elif int in kinds:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):

@@ -17,6 +17,9 @@ Layout under ``IMGSCRIBE_MODELS`` (default ``~/.imgscribe/models``), like Ollama
   them in with :meth:`Store.add_file` first to let the store own them. Files inside the store (a
   blob, a snapshot) are recorded as layers, so ``create`` from a pulled model keeps its blobs alive.
 - Names are validated (names.py) and every manifest path is checked to stay inside the store.
+- A manifest is checked before it is written: its ``parameters`` are options only, its
+  ``engine_settings`` those its engine declares. Manifests of an older layout are migrated when
+  read (manifests.py); ones of today's layout that break these rules are refused when read.
 
 ``builtin`` is always present and needs no files.
 """
@@ -31,12 +34,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..config import settings
 from ..errors import ImgscribeError, InvalidRequest, ModelNotFound
 from ..types import ModelInfo, ModelManifest
 from . import gc
 from .blobs import BlobStore
-from .manifests import Layer, ManifestFiles, StoredManifest
+from .manifests import Layer, ManifestFiles, StoredManifest, validation_message
 from .names import ModelName, parse_name
 
 __all__ = ["DamagedModel", "ModelName", "Store", "parse_name"]
@@ -138,6 +143,7 @@ class Store:
         if parsed.short == BUILTIN:
             raise InvalidRequest("'builtin' is reserved for the embedded model")
         model = manifest.model_copy(deep=True)
+        _check(parsed.short, model)
         files, found = self._internalize(model.files)
         model.files = files
         all_layers = _unique([*found, *(layers or [])])
@@ -267,6 +273,23 @@ class Store:
         return out, layers
 
 
+def _check(name: str, model: ModelManifest) -> None:
+    """A manifest as the store may write it: options only in ``parameters`` (checked again here:
+    the dict may have changed since the manifest was built), its engine's own settings, typed."""
+    from ..engines import settings_of
+
+    try:
+        ModelManifest.model_validate(model.model_dump())
+    except ValidationError as exc:
+        raise InvalidRequest(f"model '{name}': {validation_message(exc)}") from None
+    settings_model = settings_of(model.engine)
+    if settings_model is not None:
+        try:
+            settings_model.model_validate(model.engine_settings)
+        except ValidationError as exc:
+            raise InvalidRequest(f"model '{name}': {settings_model.problem(exc)}") from None
+
+
 def _is_url(value: str) -> bool:
     return "://" in value
 
@@ -305,6 +328,7 @@ def _digest(model: ModelManifest, layers: list[Layer]) -> str:
         "files": model.files,
         "layers": sorted(layer.digest for layer in layers),
         "parameters": model.parameters,
+        "engine_settings": model.engine_settings,
         "system": model.system,
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()

@@ -88,9 +88,9 @@ def manifest_for_remote(
     if check:
         request_headers = dict(headers or {})
         if api_key_env:
-            from ..engines.remote import _headers
+            from ..engines.remote import RemoteSettings, _headers
 
-            request_headers.update(_headers({"api_key_env": api_key_env}))
+            request_headers.update(_headers(RemoteSettings(api_key_env=api_key_env)))
         with httpx.Client(timeout=_TIMEOUT, headers=request_headers, trust_env=False) as client:
             api = api or _detect(client, base)
             if api == "openai":
@@ -121,12 +121,12 @@ def manifest_for_remote(
         f"model {model!r}. It runs there, with that server's limits."
     )
     info.model_info = {**info.model_info, "remote.url": base, "remote.model": model, "remote.api": api}
-    parameters: dict[str, Any] = {"url": base, "model": model, "api": api}
+    settings: dict[str, Any] = {"url": base, "model": model, "api": api}
     if headers:
-        parameters["headers"] = dict(headers)
+        settings["headers"] = dict(headers)
     if api_key_env:
-        parameters["api_key_env"] = api_key_env
-    return ModelManifest(name=name, engine="remote", parameters=parameters, info=info)
+        settings["api_key_env"] = api_key_env
+    return ModelManifest(name=name, engine="remote", engine_settings=settings, info=info)
 
 
 def _fill_from_show(info: ModelInfo, show: dict[str, Any]) -> None:

@@ -14,24 +14,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...types import ModelManifest
-from .info import INFO, MANIFEST
+from .info import INFO, MANIFEST, BuiltinSettings
 
 if TYPE_CHECKING:
     from .runner import BuiltinRunner
 
-__all__ = ["ENGINE", "INFO", "MANIFEST", "BuiltinEngine"]
+__all__ = ["ENGINE", "INFO", "MANIFEST", "BuiltinEngine", "BuiltinSettings"]
 
 
 class BuiltinEngine:
     name = "builtin"
+    settings = BuiltinSettings
 
     def load(self, manifest: ModelManifest | None = None) -> BuiltinRunner:
         """A runner for ``manifest`` (default: MANIFEST). Loads the shared models unless the
-        manifest's parameters say ``lazy``; a second load in the same process is instant."""
+        manifest's engine settings say ``lazy``; a second load in the same process is instant."""
         from .runner import BuiltinRunner, load_models
 
         manifest = manifest or MANIFEST
-        load_ns = 0 if manifest.parameters.get("lazy") else load_models()
+        load_ns = 0 if BuiltinSettings.of(manifest).lazy else load_models()
         return BuiltinRunner(manifest, load_ns=load_ns)
 
 

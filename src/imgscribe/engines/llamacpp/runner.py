@@ -11,11 +11,8 @@ Ollama's metrics (nanoseconds).
 
 Manifest ``files``: ``model`` (the GGUF), ``projector`` (the mmproj GGUF; without it the model is
 text-only). Manifest ``parameters`` (all optional): the default options (``temperature``,
-``num_ctx``, ``stop``...), and
+``stop``...), of which these shape llama-server's command line (each as an integer):
 
-``num_parallel``      llama-server slots (``--parallel``), so that concurrent requests are decoded together
-                      in one batch; default ``IMGSCRIBE_NUM_PARALLEL`` (1, as Ollama; 0 means 4). Each
-                      slot has ``num_ctx`` tokens of context, so memory grows with it (as Ollama's).
 ``num_ctx``           context per slot; default 4096. A request that asks for another ``num_ctx``
                       restarts llama-server with it once the answers in flight are done (Ollama
                       reloads its runner then too); one that does not ask keeps the loaded context.
@@ -23,11 +20,21 @@ text-only). Manifest ``parameters`` (all optional): the default options (``tempe
                       (llama-server itself gives a slot at least 256).
 ``num_thread``        CPU threads (``-t``); default: llama-server's choice
 ``num_gpu``           layers to offload to a GPU (``-ngl``); default: llama-server's choice
-``chat_template``     a Jinja chat template to use instead of the GGUF's
 ``image_min_tokens`` / ``image_max_tokens``   for dynamic-resolution projectors (Qwen2-VL...)
-``server_args``       extra command-line arguments for llama-server (a list)
-``request_args``      extra fields for every llama-server request (a dict: ``ignore_eos``, ``dry_multiplier``...)
+
+Manifest ``engine_settings`` (:class:`LlamaCppSettings`, all optional; written by the importers,
+never by a request):
+
+``num_parallel``      llama-server slots (``--parallel``), so that concurrent requests are decoded together
+                      in one batch; default ``IMGSCRIBE_NUM_PARALLEL`` (1, as Ollama; 0 means 4). Each
+                      slot has ``num_ctx`` tokens of context, so memory grows with it (as Ollama's).
+``chat_template``     a Jinja chat template to use instead of the GGUF's
 ``load_timeout``      seconds to wait for the server to be ready; default 600
+``ignore_eos``        keep generating past the end-of-sequence token (tests and benchmarks: a fixed length)
+``cache_prompt``      reuse the cached prefix of a slot's last prompt; default true (benchmarks turn it off)
+
+llama-server's command line is built from these typed fields only: nothing in a manifest is passed
+through to it as arguments, nor into its requests as extra fields.
 """
 
 from __future__ import annotations
@@ -43,17 +50,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import Field
 
 from ...config import settings
 from ...errors import Cancelled, EngineFailed, InvalidRequest, Unsupported
 from ...types import ChatRequest, Chunk, Metrics, ModelInfo, ModelManifest
+from ..base import EngineSettings
 from ..schema import compile_json_schema
 from .binary import server_binary
 from .process import ServerProcess
 from .templates import for_llama_cpp
 from .wire import StreamedPost, encode_image, get_json, json_schema, merged_options, openai_messages, openai_sampling
 
-__all__ = ["LlamaCppEngine", "LlamaCppRunner", "server_args"]
+__all__ = ["LlamaCppEngine", "LlamaCppRunner", "LlamaCppSettings", "server_args"]
 
 log = logging.getLogger("imgscribe.llamacpp")
 #: llama-server keeps repeat_penalty in a float32 and refuses 0 or inf: values beyond these (1e-40, 1e300)
@@ -64,20 +73,43 @@ DEFAULT_CTX = 4096
 DEFAULT_PARALLEL = 4
 
 
+class LlamaCppSettings(EngineSettings):
+    """The llamacpp engine's settings (``manifest.engine_settings``); see the module's docstring."""
+
+    engine = "llamacpp"
+
+    num_parallel: int | None = Field(None, ge=0)  # slots; None/0: IMGSCRIBE_NUM_PARALLEL
+    chat_template: str | None = None  # Jinja, instead of the GGUF's
+    load_timeout: float | None = Field(None, gt=0)  # seconds; default 600
+    ignore_eos: bool = False
+    cache_prompt: bool = True  # reuse a slot's cached prompt prefix (benchmarks turn it off)
+
+
+def _int_option(manifest: ModelManifest, name: str) -> int | None:
+    """A model parameter that goes on llama-server's command line: an integer, or None when unset."""
+    value = manifest.parameters.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise EngineFailed(f"model '{manifest.name}': parameter {name!r} must be an integer, got {value!r}")
+    return int(value)
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
 
 
 def server_args(manifest: ModelManifest, parallel: int, log_dir: Path, ctx: int | None = None) -> list[str]:
     """llama-server's command line for a manifest (without host and port); ``ctx``: tokens of
-    context per slot (default: the manifest's ``num_ctx``, else 4096)."""
-    p = manifest.parameters
+    context per slot (default: the manifest's ``num_ctx``, else 4096). Built from typed values only:
+    paths from ``files``, integers from ``parameters``, the chat template (as a file) from the settings."""
+    s = LlamaCppSettings.of(manifest)
     model = manifest.files.get("model")
     if not model:
         raise EngineFailed(f"model '{manifest.name}' has no GGUF file in its manifest (files.model)")
     if not Path(model).is_file():
         raise EngineFailed(f"model '{manifest.name}': GGUF file {model} is missing")
-    ctx = ctx or int(p.get("num_ctx") or DEFAULT_CTX)
+    ctx = ctx or _int_option(manifest, "num_ctx") or DEFAULT_CTX
     args = ["-m", str(model), "-c", str(ctx * parallel), "-np", str(parallel), "--jinja", "--metrics",
             "--no-webui", "--alias", manifest.name]  # fmt: skip
     projector = manifest.files.get("projector")
@@ -85,15 +117,15 @@ def server_args(manifest: ModelManifest, parallel: int, log_dir: Path, ctx: int 
         if not Path(projector).is_file():
             raise EngineFailed(f"model '{manifest.name}': projector file {projector} is missing")
         args += ["--mmproj", str(projector)]
-    if p.get("num_thread"):
-        args += ["-t", str(int(p["num_thread"]))]
-    if p.get("num_gpu") is not None:
-        args += ["-ngl", str(int(p["num_gpu"]))]
-    if p.get("image_min_tokens"):
-        args += ["--image-min-tokens", str(int(p["image_min_tokens"]))]
-    if p.get("image_max_tokens"):
-        args += ["--image-max-tokens", str(int(p["image_max_tokens"]))]
-    template = str(p["chat_template"]) if p.get("chat_template") else None
+    threads, gpu_layers = _int_option(manifest, "num_thread"), _int_option(manifest, "num_gpu")
+    if threads:
+        args += ["-t", str(threads)]
+    if gpu_layers is not None:
+        args += ["-ngl", str(gpu_layers)]
+    for name, flag in (("image_min_tokens", "--image-min-tokens"), ("image_max_tokens", "--image-max-tokens")):
+        if value := _int_option(manifest, name):
+            args += [flag, str(value)]
+    template = s.chat_template or None
     if template is None:  # the GGUF's own, unless llama.cpp's Jinja would refuse it (see templates.py)
         from ...store.import_gguf import read_gguf
 
@@ -105,7 +137,6 @@ def server_args(manifest: ModelManifest, parallel: int, log_dir: Path, ctx: int 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(for_llama_cpp(template))
         args += ["--chat-template-file", str(path)]
-    args += [str(a) for a in p.get("server_args") or []]
     return args
 
 
@@ -113,14 +144,14 @@ class LlamaCppRunner:
     def __init__(self, manifest: ModelManifest, *, binary: Path | None = None):
         self.manifest = manifest
         self.info: ModelInfo = manifest.info
-        p = manifest.parameters
-        configured = int(p.get("num_parallel") or 0)
+        self.engine_settings = LlamaCppSettings.of(manifest)
+        configured = self.engine_settings.num_parallel or 0
         env_parallel = settings().num_parallel
         self.parallel = configured or (env_parallel if env_parallel > 0 else DEFAULT_PARALLEL)
         self.vision = bool(manifest.files.get("projector"))
         self.log_dir = settings().models_dir / "logs"
         self.binary = binary or server_binary()
-        self.ctx = int(p.get("num_ctx") or DEFAULT_CTX)  # per slot, as llama-server runs now
+        self.ctx = _int_option(manifest, "num_ctx") or DEFAULT_CTX  # per slot, as llama-server runs now
         self._args = server_args(manifest, self.parallel, self.log_dir, self.ctx)
         self._files_size = sum(Path(f).stat().st_size for f in manifest.files.values() if f and Path(f).is_file())
         self._lock = threading.Lock()
@@ -137,7 +168,7 @@ class LlamaCppRunner:
             self.binary,
             self._args,
             log_path=self.log_dir / f"llama-server-{_safe(self.manifest.name)}.log",
-            ready_timeout=float(self.manifest.parameters.get("load_timeout") or 600),
+            ready_timeout=self.engine_settings.load_timeout or 600,
             name=self.manifest.name,
         )
 
@@ -172,10 +203,11 @@ class LlamaCppRunner:
         body: dict[str, Any] = {
             "prompt": {"prompt_string": prompt, "multimodal_data": images} if images else prompt,
             "stream": True,
-            "cache_prompt": True,
+            "cache_prompt": self.engine_settings.cache_prompt,
             **openai_sampling(options, llama=True),
-            **(self.manifest.parameters.get("request_args") or {}),
         }
+        if self.engine_settings.ignore_eos:
+            body["ignore_eos"] = True
         if body.get("repeat_last_n") == -1:  # Ollama's "the whole context"; llama-server wants a count
             body["repeat_last_n"] = self.ctx
         if "repeat_penalty" in body:
@@ -398,6 +430,7 @@ def _error_text(r: httpx.Response) -> str:
 
 class LlamaCppEngine:
     name = "llamacpp"
+    settings = LlamaCppSettings
 
     def load(self, manifest: ModelManifest) -> LlamaCppRunner:
         return LlamaCppRunner(manifest)

@@ -4,9 +4,10 @@ A model is a folder as ``save_pretrained`` writes it (config.json, safetensors w
 processor's and tokenizer's files with the chat template), registered with
 ``imgscribe create NAME --from FOLDER`` (:func:`imgscribe.store.importer.create_from_path`).
 
-Manifest parameters (all optional): ``device`` ("auto", "cpu", "cuda", "cuda:1", "mps"), ``dtype``
-("auto", "float32", "bfloat16", "float16"), and default options by Ollama's names (``temperature``,
-``num_predict``...), which a request's own options override.
+Manifest ``engine_settings`` (:class:`TransformersSettings`, all optional): ``device`` ("auto",
+"cpu", "cuda", "cuda:1", "mps"), ``dtype`` ("auto", "float32", "bfloat16", "float16"). Manifest
+``parameters``: default options by Ollama's names (``temperature``, ``num_predict``...), which a
+request's own options override.
 
 This module stays light (no torch at import): :mod:`.families` is what the store's importer reads.
 """
@@ -14,13 +15,22 @@ This module stays light (no torch at import): :mod:`.families` is what the store
 from __future__ import annotations
 
 from ...types import ModelManifest
+from ..base import EngineSettings
 from .families import FAMILIES, Family, detect
 
-__all__ = ["ENGINE", "FAMILIES", "Family", "TransformersEngine", "detect"]
+__all__ = ["ENGINE", "FAMILIES", "Family", "TransformersEngine", "TransformersSettings", "detect"]
+
+
+class TransformersSettings(EngineSettings):
+    engine = "transformers"
+
+    device: str | None = None  # "auto" (None), "cpu", "cuda", "cuda:1", "mps"
+    dtype: str | None = None  # "auto" (None), "float32", "bfloat16", "float16"
 
 
 class TransformersEngine:
     name = "transformers"
+    settings = TransformersSettings
 
     def load(self, manifest: ModelManifest):
         from ...errors import EngineFailed
@@ -30,7 +40,8 @@ class TransformersEngine:
         path = manifest.files.get("model")
         if not path:
             raise EngineFailed(f"model '{manifest.name}' has no model folder in its manifest")
-        return TransformersRunner(manifest, load(path, manifest.parameters))
+        settings = TransformersSettings.of(manifest)
+        return TransformersRunner(manifest, load(path, device=settings.device, dtype=settings.dtype))
 
 
 ENGINE = TransformersEngine()

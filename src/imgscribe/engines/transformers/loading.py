@@ -71,8 +71,8 @@ def _physical_memory() -> int:
         return 1 << 40
 
 
-def load(path: str | os.PathLike, parameters: dict[str, Any] | None = None) -> Loaded:
-    parameters = parameters or {}
+def load(path: str | os.PathLike, *, device: str | None = None, dtype: str | None = None) -> Loaded:
+    """The checkpoint folder's processor and model on ``device`` in ``dtype`` (None/"auto": the best here)."""
     path = Path(path)
     if not path.is_dir():
         raise EngineFailed(f"the model folder {path} is gone (re-create the model with 'imgscribe create')")
@@ -84,11 +84,11 @@ def load(path: str | os.PathLike, parameters: dict[str, Any] | None = None) -> L
             "torchvision that matches your torch (for torch 2.14.1: pip install torchvision==0.29.1)"
         )
     compat.install()
-    device = pick_device(parameters.get("device"))
-    dtype = pick_dtype(device, parameters.get("dtype"), path)
+    device = pick_device(device)
+    torch_dtype = pick_dtype(device, dtype, path)
     processor = load_processor(path, family)
-    model = load_model(path, family, device, dtype)
-    return Loaded(family, config, processor, model, device, dtype)
+    model = load_model(path, family, device, torch_dtype)
+    return Loaded(family, config, processor, model, device, torch_dtype)
 
 
 def load_processor(path: Path, family: Family):

@@ -15,15 +15,17 @@ The protocol (Ollama's ``server/images.go`` and ``download.go``), an OCI-style r
   realm (on the same host only, as Ollama insists); public models need none.
 
 The result is a llamacpp model: ``files = {"model": <model blob>, "projector": <projector blob>}``,
-``parameters`` = the params layer plus ``template`` (Ollama's Go template text, for reference: the
-llamacpp engine formats prompts with the GGUF's own chat template), ``system`` from its layer,
-``info.license`` from the licence layer.
+``parameters`` = the options of the params layer (only Ollama's option names: a registry cannot set
+engine settings; other keys are dropped and logged), ``template`` = Ollama's Go template text (for
+reference: the llamacpp engine formats prompts with the GGUF's own chat template), ``system`` from
+its layer, ``info.license`` from the licence layer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -32,9 +34,9 @@ from typing import Any
 import httpx
 
 from ...errors import InvalidRequest, ModelNotFound
-from ...types import ModelManifest
+from ...types import MODEL_PARAMETERS, ModelManifest
 from .. import gc
-from ..manifests import Layer
+from ..manifests import Layer, model_options
 from ..names import DEFAULT_HOST, ModelName
 from .common import finish, forget, info_from_catalog, manifest_for_gguf_blobs
 from .download import (
@@ -46,6 +48,8 @@ from .download import (
     transport_error,
 )
 from .errors import PullError
+
+log = logging.getLogger("imgscribe.store")
 
 __all__ = ["MEDIA_TYPES", "pull"]
 
@@ -302,11 +306,14 @@ def _manifest(store, name: ModelName, layers: list[dict[str, Any]], config: dict
         try:
             params = json.loads(texts["params"])
             if isinstance(params, dict):
-                model.parameters.update(params)
+                model.parameters.update(model_options(params, name.short))
+                ignored = sorted(str(k) for k in params if k not in MODEL_PARAMETERS)
+                if ignored:
+                    log.warning("model '%s': ignored parameters of its params layer: %s", name.short, ", ".join(ignored))
         except ValueError:
             pass
     if texts.get("template"):
-        model.parameters["template"] = texts["template"]
+        model.template = texts["template"]
     if texts.get("system"):
         model.system = texts["system"]
     if texts.get("license"):
