@@ -13,7 +13,7 @@ from .errors import (
     Unsupported,
 )
 
-from .version import __version__
+from .version import __version__ as __version__
 
 __all__ = [
     "Busy",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from PIL import Image as PILImage
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 #: File name extensions taken as images when scanning folders or prompts (content still decides).
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "heic", "heif", "avif")
@@ -72,6 +72,67 @@ class Options(BaseModel):
             name = err["loc"][0] if err["loc"] else "options"
             got = f", got {err['input']!r}" if "input" in err and not isinstance(err["input"], dict) else ""
             raise ValueError(f'option "{name}": {err["msg"]}{got}') from None
+
+
+#: Ollama's option names (``api.Options`` and ``api.Runner`` in Ollama's ``api/types.go``, with the
+#: older ones Ollama still accepts): what a request's ``options``, a Modelfile's ``PARAMETER`` and
+#: /api/create's ``parameters`` may name.
+OLLAMA_OPTIONS = frozenset({
+    # sampling, set per request
+    "num_keep", "seed", "num_predict", "top_k", "top_p", "min_p", "typical_p", "repeat_last_n",
+    "temperature", "repeat_penalty", "presence_penalty", "frequency_penalty", "stop",
+    # the runner's, set when the model is loaded
+    "num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread",
+    # older ones Ollama still accepts
+    "tfs_z", "mirostat", "mirostat_tau", "mirostat_eta", "penalize_newline", "numa", "low_vram",
+    "f16_kv", "vocab_only", "use_mlock", "logits_all", "embedding_only",
+})  # fmt: skip
+#: imgscribe's own options: image tokens for dynamic-resolution projectors (llama.cpp's Qwen2-VL...).
+IMGSCRIBE_OPTIONS = frozenset({"image_min_tokens", "image_max_tokens"})
+#: The only keys of :attr:`ModelManifest.parameters` (a model's default options). An engine's own
+#: settings (llama-server's slots, a remote's URL and headers...) are never among them: they live in
+#: :attr:`ModelManifest.engine_settings`, which only importers and the store write.
+MODEL_PARAMETERS = OLLAMA_OPTIONS | IMGSCRIBE_OPTIONS
+
+
+class ModelParameters(Options):
+    """Every option a model may default, typed: :class:`Options` (the ones engines use) and the rest
+    of :data:`MODEL_PARAMETERS`. Any other key is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_keep: int | None = None
+    typical_p: float | None = Field(None, ge=0, le=1)
+    num_batch: int | None = Field(None, ge=0)
+    num_gpu: int | None = Field(None, ge=-1)
+    main_gpu: int | None = Field(None, ge=0)
+    use_mmap: bool | None = None
+    tfs_z: float | None = Field(None, ge=0)
+    mirostat: int | None = Field(None, ge=0, le=2)
+    mirostat_tau: float | None = Field(None, ge=0)
+    mirostat_eta: float | None = Field(None, ge=0)
+    penalize_newline: bool | None = None
+    numa: bool | None = None
+    low_vram: bool | None = None
+    f16_kv: bool | None = None
+    vocab_only: bool | None = None
+    use_mlock: bool | None = None
+    logits_all: bool | None = None
+    embedding_only: bool | None = None
+    image_min_tokens: int | None = Field(None, ge=0)
+    image_max_tokens: int | None = Field(None, ge=0)
+
+
+def check_model_parameters(values: Mapping[str, Any]) -> None:
+    """``ValueError`` (one sentence naming the key) unless ``values`` are model parameters: only
+    :data:`MODEL_PARAMETERS`, each of its type and within its range."""
+    unknown = sorted(str(k) for k in values if k not in MODEL_PARAMETERS)
+    if unknown:
+        raise ValueError(
+            f"unknown parameter '{unknown[0]}': a model's parameters are its default options "
+            "(temperature, num_ctx, stop...), not engine settings"
+        )
+    ModelParameters.checked(values)
 
 
 @dataclass
@@ -143,18 +204,42 @@ class ModelInfo(BaseModel):
     modified_at: str = ""  # RFC 3339
     license: str = ""
     model_info: dict[str, Any] = Field(default_factory=dict)
+    # The most the model looks at on an image's long side, in pixels (0: everything). A server may
+    # decode a much larger JPEG or WebP at 1/2, 1/4 or 1/8 of its size, never below this.
+    max_image_side: int = Field(0, ge=0)
 
     @property
     def vision(self) -> bool:
         return "vision" in self.capabilities
 
 
-class ModelManifest(BaseModel):
-    """Everything an engine needs to load a model: produced by the store, consumed by ``Engine.load``."""
+#: The layout of :class:`ModelManifest` the store writes. 2: options in ``parameters``, the engine's
+#: settings in ``engine_settings``, ``template`` its own field. A stored manifest without it was written
+#: before (everything in ``parameters``) and is migrated when read (store/manifests.py).
+MANIFEST_SCHEMA = 2
 
+
+class ModelManifest(BaseModel):
+    """Everything an engine needs to load a model: produced by the store, consumed by ``Engine.load``.
+
+    ``parameters`` are the model's default options only (:data:`MODEL_PARAMETERS`, as a Modelfile's
+    ``PARAMETER`` lines; a request's own options override them): any other key is refused.
+    ``engine_settings`` are the engine's own (each engine's typed ``Settings``, which refuses what it
+    does not know when the model loads); importers and the store write them, a request never does.
+    """
+
+    schema_version: int = MANIFEST_SCHEMA
     name: str
     engine: str
     files: dict[str, str] = Field(default_factory=dict)  # role ("model", "projector", ...) -> path
-    parameters: dict[str, Any] = Field(default_factory=dict)  # default options, engine settings
+    parameters: dict[str, Any] = Field(default_factory=dict)  # default options (MODEL_PARAMETERS)
+    engine_settings: dict[str, Any] = Field(default_factory=dict)  # the engine's Settings, by field name
     system: str = ""
+    template: str = ""  # Ollama's Go template of a pulled model, shown by ``show`` (prompts use the GGUF's)
     info: ModelInfo
+
+    @field_validator("parameters")
+    @classmethod
+    def _options_only(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_model_parameters(value)
+        return value

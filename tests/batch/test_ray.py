@@ -7,7 +7,6 @@ Every test here runs under a timeout: a Ray pipeline whose actors hold every CPU
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 import pytest

@@ -2,7 +2,7 @@
 
 The echo engine answers instantly and tells what it received, e.g. ``echo: describe this | 1
 image(s): 64x48 sha256:...``; its settings (delay, tokens, parallel, ...) are the manifest's
-parameters.
+engine settings.
 """
 
 from __future__ import annotations
@@ -22,18 +22,24 @@ import pytest
 import uvicorn
 from PIL import Image as PILImage
 
+from imgscribe.config import settings as current_settings
 from imgscribe.scheduler import Scheduler
 from imgscribe.server import create_app
+from imgscribe.server.protocol import uvicorn_config
 from imgscribe.store import Store
-from imgscribe.types import ModelInfo, ModelManifest
+from imgscribe.types import MODEL_PARAMETERS, ModelInfo, ModelManifest
 
 VISION = ["completion", "vision"]
 
 
-def add_echo(store: Store, name: str, capabilities: list[str] = VISION, size: int = 0, **parameters) -> ModelInfo:
+def add_echo(store: Store, name: str, capabilities: list[str] = VISION, size: int = 0, **settings) -> ModelInfo:
+    """An echo model; ``settings``: the echo engine's (tokens, delay, parallel...) and default options."""
     info = ModelInfo(name=name, engine="echo", family="echo", capabilities=list(capabilities),
                      parameter_size="0B", context_length=4096, size=size, summary="diagnostic echo")  # fmt: skip
-    return store.create(name, ModelManifest(name=name, engine="echo", info=info, parameters=parameters))
+    options = {k: v for k, v in settings.items() if k in MODEL_PARAMETERS}
+    engine_settings = {k: v for k, v in settings.items() if k not in MODEL_PARAMETERS}
+    return store.create(name, ModelManifest(name=name, engine="echo", info=info, parameters=options,
+                                            engine_settings=engine_settings))  # fmt: skip
 
 
 def image_bytes(size: tuple[int, int] = (64, 48), color: str = "red", format: str = "PNG") -> bytes:
@@ -88,7 +94,7 @@ def live_server(scheduler: Scheduler) -> Iterator[LiveServer]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(scheduler), log_level="warning"))
+    server = uvicorn.Server(uvicorn_config(create_app(scheduler), current_settings(), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -45,7 +45,7 @@ class Server:
         self.threads.shutdown(wait=False, cancel_futures=True)
 
     async def body(self, request: Request, cls: type[B]) -> B:
-        return cls.parse(await read_body(request, self.body_limit))
+        return cls.parse(await read_body(request, self.body_limit, self.settings.body_timeout))
 
     def model(self, request: Request, name: str, *, images: int = 0, think: bool | str | None = None) -> ModelInfo:
         """The model's info (ModelNotFound otherwise), after checking it can do what is asked.

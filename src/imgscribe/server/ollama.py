@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from .. import __version__
+from ..version import __version__
 from ..errors import InvalidRequest, Unsupported
 from ..store import parse_name
 from ..types import ChatRequest, Message, Role
@@ -25,7 +25,7 @@ from .context import Server, server_of
 from .errors import NotImplementedYet
 from .paths import importable
 from .render import Ollama, Progress
-from .wire import ChatBody, CopyBody, CreateBody, GenerateBody, ModelBody, known_options, require_model
+from .wire import ChatBody, CopyBody, CreateBody, GenerateBody, ModelBody, require_model
 
 router = APIRouter()
 ROLES: tuple[Role, ...] = ("system", "user", "assistant", "tool")
@@ -57,10 +57,12 @@ async def generate(request: Request) -> Response:
         return await _load(server, dialect, info.name, settings["keep_alive"])
 
     def work(cancel: threading.Event):
-        images = server.reader.read_all(body.images, "images")
+        [images], held = server.reader.read_request(
+            [server.reader.labelled(body.images, "images")], cancel, info.max_image_side
+        )
         messages = [Message("system", body.system)] if body.system else []
         messages.append(Message("user", body.prompt or "", images))
-        return server.answer(ChatRequest(info.name, messages, **settings), cancel, arrived)
+        return server.answer(ChatRequest(info.name, messages, **settings), cancel, arrived, held)
 
     return await server.respond(request, work, dialect, stream=settings["stream"])
 
@@ -82,11 +84,13 @@ async def chat(request: Request) -> Response:
         return await _load(server, dialect, info.name, settings["keep_alive"])
 
     def work(cancel: threading.Event):
+        groups = [server.reader.labelled(m.images, f"messages[{i}].images") for i, m in enumerate(messages)]
+        images, held = server.reader.read_request(groups, cancel, info.max_image_side)
         turns = [
-            Message(role, m.content or "", server.reader.read_all(m.images, f"messages[{i}].images"))
-            for i, (role, m) in enumerate(zip(roles, messages, strict=True))
+            Message(role, m.content or "", imgs)
+            for role, m, imgs in zip(roles, messages, images, strict=True)
         ]
-        return server.answer(ChatRequest(info.name, turns, **settings), cancel, arrived)
+        return server.answer(ChatRequest(info.name, turns, **settings), cancel, arrived, held)
 
     return await server.respond(request, work, dialect, stream=settings["stream"])
 
@@ -185,7 +189,7 @@ async def create(request: Request) -> Response:
         manifest = server.store.resolve(body.from_).model_copy(deep=True)
         if body.system is not None:
             manifest.system = body.system
-        manifest.parameters.update(body.parameters or {})
+        manifest.parameters.update(_check_parameters(body.parameters))
         if body.license:
             manifest.info.license = "\n".join(body.license) if isinstance(body.license, list) else body.license
         yield {"status": "using existing model " + manifest.name}
@@ -198,11 +202,15 @@ async def create(request: Request) -> Response:
     return await server.respond(request, work, Progress(), stream=body.stream is not False)
 
 
-def _check_parameters(parameters: dict | None) -> None:
-    """A model's default options are checked as a request's would be: a bad one would otherwise
-    make every request to the new model fail. (Its other parameters are the engine's.)"""
+def _check_parameters(parameters: dict | None) -> dict:
+    """The new model's default options, checked as a request's would be (a bad one would otherwise
+    make every request to the model fail), as the manifest keeps them. Only options: any other key
+    (``server_args``, ``headers``, ``url``...: an engine's settings, which a request never sets) is a
+    400 naming it, as Ollama's ``unknown parameter``, before anything is created."""
+    from .wire import model_parameters
+
     try:
-        known_options(parameters or {})
+        return model_parameters(parameters)
     except InvalidRequest as exc:
         raise InvalidRequest(f"parameters: {exc}") from None
 

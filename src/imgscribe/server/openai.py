@@ -15,10 +15,10 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import InvalidRequest, Unsupported
-from ..types import ChatRequest, Format, Message, Options, Role
+from ..types import ChatRequest, Format, Image, Message, Options, Role
 from . import render
 from .context import server_of
-from .inputs import ImageReader
+from .inputs import Labelled
 from .render import OpenAI
 from .wire import (
     CompletionBody,
@@ -58,11 +58,13 @@ async def chat_completions(request: Request) -> Response:
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
     def work(cancel: threading.Event):
-        messages = [_message(m, i, server.reader) for i, m in enumerate(body.messages)]
+        groups = [_image_parts(m, i) for i, m in enumerate(body.messages)]
+        images, held = server.reader.read_request(groups, cancel, info.max_image_side)
+        messages = [_message(m, imgs) for m, imgs in zip(body.messages, images, strict=True)]
         chat = ChatRequest(
             info.name, messages, options=options, format=format, keep_alive=keep_alive, stream=stream
         )
-        return server.answer(chat, cancel, arrived)
+        return server.answer(chat, cancel, arrived, held)
 
     return await server.respond(request, work, OpenAI(model, include_usage), stream=stream)
 
@@ -145,15 +147,21 @@ def _check_message(message: OpenAIMessage, index: int) -> int:
     return sum(part.type == "image_url" for part in message.content)
 
 
-def _message(message: OpenAIMessage, index: int, reader: ImageReader) -> Message:
+def _image_parts(message: OpenAIMessage, index: int) -> list[Labelled]:
+    """The message's image URLs, each with where it is (read together: ``ImageReader.read_request``)."""
+    if not isinstance(message.content, list):
+        return []
+    return [
+        (part.image_url if isinstance(part.image_url, str) else part.image_url.url,
+         f"messages[{index}].content[{j}].image_url")
+        for j, part in enumerate(message.content)
+        if part.type != "text"
+    ]  # fmt: skip
+
+
+def _message(message: OpenAIMessage, images: list[Image]) -> Message:
     role = ROLES[message.role]
     if not isinstance(message.content, list):
         return Message(role, message.content or "")
-    texts, images = [], []
-    for j, part in enumerate(message.content):
-        if part.type == "text":
-            texts.append(part.text or "")
-        else:
-            url = part.image_url if isinstance(part.image_url, str) else part.image_url.url
-            images.append(reader.read(url, f"messages[{index}].content[{j}].image_url"))
+    texts = [part.text or "" for part in message.content if part.type == "text"]
     return Message(role, "\n\n".join(t for t in texts if t), images)

@@ -18,10 +18,11 @@ import httpx
 from ..config import parse_host
 from ..errors import InvalidRequest, ModelNotFound
 from ..types import ModelInfo, ModelManifest
+from ..wire.transport import DeadlineClient
 
 __all__ = ["manifest_for_remote", "normalise_url"]
 
-_TIMEOUT = 10.0
+_TIMEOUT = 10.0  # seconds for the whole check, every request of it together
 
 
 def normalise_url(url: str) -> str:
@@ -91,7 +92,8 @@ def manifest_for_remote(
             from ..engines.remote import RemoteSettings, _headers
 
             request_headers.update(_headers(RemoteSettings(api_key_env=api_key_env)))
-        with httpx.Client(timeout=_TIMEOUT, headers=request_headers, trust_env=False) as client:
+        # One total deadline for the whole check: a remote trickling bytes cannot hold it longer.
+        with DeadlineClient(_TIMEOUT, timeout=_TIMEOUT, headers=request_headers, trust_env=False) as client:
             api = api or _detect(client, base)
             if api == "openai":
                 models = _openai_models(client, base)

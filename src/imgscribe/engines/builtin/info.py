@@ -96,6 +96,9 @@ INFO = ModelInfo(
     summary=SUMMARY,
     description=DESCRIPTION,
     context_length=0,
+    # The classifier sees 224 px, colours 256, OCR detection 1280; OCR recognition reads crops of
+    # the decoded image, which from 3072 px on the long side read as well as at full size.
+    max_image_side=3072,
     size=_size(),
     digest="sha256:" + hashlib.sha256(DESCRIPTION.encode()).hexdigest(),
     license="Apache-2.0 (EfficientNet-Lite0 weights, PP-OCRv4 models, RapidOCR); MIT (ImageNet class names)",
