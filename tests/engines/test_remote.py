@@ -201,8 +201,11 @@ def test_create_remote_through_the_cli_and_the_api(upstream, tmp_path, monkeypat
     assert Store().resolve("far-cli").engine == "remote"
     assert main(["create", "both", "--remote", upstream.url, "--from", str(tmp_path)]) == 2
 
+    body = {"model": "far-api", "remote": upstream.url, "remote_model": "echo-a", "stream": False}
     with TestClient(create_app(Scheduler(Store(tmp_path / "api")))) as client:
-        body = {"model": "far-api", "remote": upstream.url, "remote_model": "echo-a", "stream": False}
+        assert client.post("/api/create", json=body).status_code == 403  # over the API only what the owner allows
+    monkeypatch.setenv("IMGSCRIBE_REMOTES", upstream.url)
+    with TestClient(create_app(Scheduler(Store(tmp_path / "api")))) as client:
         assert client.post("/api/create", json=body).json()["status"] == "success"
         answer = client.post("/api/generate", json={"model": "far-api", "prompt": "hello", "stream": False}).json()
         assert answer["response"].startswith("echo: hello")

@@ -11,8 +11,9 @@ Two dialects:
 
 Manifest ``engine_settings`` (:class:`RemoteSettings`, written by ``imgscribe create --remote``,
 never by a request): ``url`` (base URL; for OpenAI-style servers it may end in ``/v1``), ``model``
-(the remote model's name), ``api`` (``ollama`` | ``openai``), and optionally ``api_key_env`` (the
-name of an environment variable holding a bearer token), ``headers`` (extra HTTP headers),
+(the remote model's name), ``api`` (``ollama`` | ``openai``), and optionally ``api_key`` (a bearer
+token given at create time) or ``api_key_env`` (the name of an environment variable holding one;
+over the API only a variable the owner listed in ``IMGSCRIBE_REMOTE_KEYS``), ``headers`` (extra HTTP headers),
 ``extra_body`` (extra fields for OpenAI-style requests), ``num_parallel`` (requests sent at once;
 default 4), ``timeout`` (seconds to wait for data; default none). Manifest ``parameters``: default
 options (``temperature``...).
@@ -51,7 +52,8 @@ class RemoteSettings(EngineSettings):
     url: str = ""  # the server's base URL
     model: str = ""  # the model's name there
     api: Literal["ollama", "openai"] = "ollama"
-    api_key_env: str | None = None  # an environment variable holding a bearer token
+    api_key: str | None = None  # a bearer token given when the model was created (the manifest is 0600)
+    api_key_env: str | None = None  # or an environment variable holding one (the owner's choice)
     headers: dict[str, str] = Field(default_factory=dict)
     extra_body: dict[str, Any] = Field(default_factory=dict)  # extra fields for OpenAI-style requests
     num_parallel: int | None = Field(None, ge=0)  # requests sent at once; default 4
@@ -67,7 +69,9 @@ def openai_endpoint(url: str, path: str) -> str:
 def _headers(settings: RemoteSettings) -> dict[str, str]:
     headers = dict(settings.headers)
     key_env = settings.api_key_env
-    if key_env:
+    if settings.api_key:
+        headers["Authorization"] = f"Bearer {settings.api_key}"
+    elif key_env:
         key = named_variable(str(key_env))
         if not key:
             raise EngineFailed(f"the remote model needs an API key in ${key_env}, which is not set")

@@ -24,6 +24,7 @@ from . import render
 from .context import Server, server_of
 from .errors import NotImplementedYet
 from .paths import importable
+from .remotes import check_key_variable, check_remote
 from .render import Ollama, Progress
 from .wire import ChatBody, CopyBody, CreateBody, GenerateBody, ModelBody, require_model
 
@@ -174,8 +175,11 @@ async def create(request: Request) -> Response:
     if body.remote:
         from ..store.import_remote import normalise_url
 
-        normalise_url(body.remote)  # a malformed URL is a 400 now, not an error at the end of a 200 stream
-        return await server.respond(request, _remote_work(server, name, body), Progress(), stream=body.stream is not False)
+        url = normalise_url(body.remote)  # a malformed URL is a 400 now, not an error at the end of a 200 stream
+        check_key_variable(body.api_key_env, server.settings)
+        await run_in_threadpool(check_remote, url, server.settings.remotes)  # resolves the host name
+        return await server.respond(request, _remote_work(server, name, url, body), Progress(),
+                                    stream=body.stream is not False)  # fmt: skip
     if not body.from_:
         raise InvalidRequest("'from' is required: the name of the model to start from")
 
@@ -230,13 +234,15 @@ def _import_work(server, name: str, source: Path, mmproj: Path | None):
     return work
 
 
-def _remote_work(server, name: str, body: CreateBody):
-    """A model that lives on another Ollama or OpenAI-compatible server (imgscribe's extension)."""
+def _remote_work(server, name: str, url: str, body: CreateBody):
+    """A model that lives on another Ollama or OpenAI-compatible server the owner allowed
+    (imgscribe's extension; see server/remotes.py)."""
     from ..store.import_remote import manifest_for_remote
 
     def work(cancel: threading.Event):
-        yield {"status": f"asking {body.remote} about {body.remote_model or name}"}
-        manifest = manifest_for_remote(name, body.remote, body.remote_model, body.api, api_key_env=body.api_key_env)
+        yield {"status": f"asking {url} about {body.remote_model or name}"}
+        manifest = manifest_for_remote(name, url, body.remote_model, body.api, api_key=body.api_key,
+                                       api_key_env=body.api_key_env)  # fmt: skip
         if server.store.exists(name):
             server.scheduler.unload(name)
         server.store.create(name, manifest)

@@ -251,7 +251,8 @@ class CreateBody(Body):
     remote: str | None = None
     remote_model: str | None = None
     api: str | None = None
-    api_key_env: str | None = None
+    api_key: str | None = None  # the remote's key, stored with the manifest (never shown)
+    api_key_env: str | None = None  # only a variable the owner listed in IMGSCRIBE_REMOTE_KEYS
 
 
 class ImageUrl(Body):

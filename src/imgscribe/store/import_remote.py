@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from ..config import parse_host
-from ..errors import InvalidRequest, ModelNotFound
+from ..errors import InvalidRequest, ModelNotFound, RemoteFailed
 from ..types import ModelInfo, ModelManifest
 from ..wire.transport import DeadlineClient
 
@@ -77,10 +77,13 @@ def manifest_for_remote(
     *,
     check: bool = True,
     headers: dict[str, str] | None = None,
+    api_key: str | None = None,
     api_key_env: str | None = None,
 ) -> ModelManifest:
     """A manifest for the remote engine. Raises InvalidRequest/ModelNotFound when ``check`` finds
-    the server unreachable or without that model."""
+    the server unreachable or without that model, RemoteFailed when it answers nonsense.
+
+    Who may name which URL and key is the caller's to check (``server/remotes.py`` over the API)."""
     base = normalise_url(url)
     if api is not None and api not in ("ollama", "openai"):
         raise InvalidRequest(f"unknown API {api!r}: use 'ollama' or 'openai'")
@@ -88,10 +91,10 @@ def manifest_for_remote(
                      capabilities=["completion", "vision"])  # fmt: skip
     if check:
         request_headers = dict(headers or {})
-        if api_key_env:
+        if api_key or api_key_env:
             from ..engines.remote import RemoteSettings, _headers
 
-            request_headers.update(_headers(RemoteSettings(api_key_env=api_key_env)))
+            request_headers.update(_headers(RemoteSettings(api_key=api_key, api_key_env=api_key_env)))
         # One total deadline for the whole check: a remote trickling bytes cannot hold it longer.
         with DeadlineClient(_TIMEOUT, timeout=_TIMEOUT, headers=request_headers, trust_env=False) as client:
             api = api or _detect(client, base)
@@ -109,11 +112,11 @@ def manifest_for_remote(
                 try:
                     r = client.post(base + "/api/show", json={"model": model})
                 except httpx.HTTPError as exc:
-                    raise InvalidRequest(f"cannot reach {base}: {exc}") from None
+                    raise InvalidRequest(f"cannot reach the remote server at {base}", detail=str(exc)) from None
                 if r.status_code == 404:
                     raise ModelNotFound(model, f"on the remote server {base}")
                 if r.status_code == 200:
-                    _fill_from_show(info, r.json())
+                    _fill_from_show(info, _json_object(r, base))
     else:
         api = api or "ollama"
         model = model or name
@@ -126,24 +129,39 @@ def manifest_for_remote(
     settings: dict[str, Any] = {"url": base, "model": model, "api": api}
     if headers:
         settings["headers"] = dict(headers)
+    if api_key:
+        settings["api_key"] = api_key
     if api_key_env:
         settings["api_key_env"] = api_key_env
     return ModelManifest(name=name, engine="remote", engine_settings=settings, info=info)
 
 
+def _json_object(response: httpx.Response, base: str) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise RemoteFailed(f"the remote server at {base} answered /api/show with something that is not a JSON object")
+    return data
+
+
 def _fill_from_show(info: ModelInfo, show: dict[str, Any]) -> None:
+    """What Ollama's /api/show says, where it has the expected shape (anything else is left out)."""
     caps = show.get("capabilities")
     if isinstance(caps, list) and caps:
         info.capabilities = [str(c) for c in caps]
-    details = show.get("details") or {}
+    details = show.get("details")
+    details = details if isinstance(details, dict) else {}
     info.family = str(details.get("family") or info.family)
-    info.families = [str(f) for f in details.get("families") or []]
+    families = details.get("families")
+    info.families = [str(f) for f in families] if isinstance(families, list) else []
     info.parameter_size = str(details.get("parameter_size") or "")
     info.quantization_level = str(details.get("quantization_level") or "")
-    model_info = show.get("model_info") or {}
+    model_info = show.get("model_info")
     if isinstance(model_info, dict):
-        info.model_info = {k: v for k, v in model_info.items() if isinstance(v, (int, float, str))}
+        info.model_info = {str(k): v for k, v in model_info.items() if isinstance(v, (int, float, str))}
         for k, v in model_info.items():
-            if k.endswith(".context_length") and isinstance(v, int):
+            if str(k).endswith(".context_length") and isinstance(v, int) and not isinstance(v, bool):
                 info.context_length = v
     info.is_vlm = "vision" in info.capabilities
