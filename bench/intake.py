@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image as PILImage
 
-from imgscribe import images
+from imgscribe import image_codecs, images
 from imgscribe.images import intake
 
 # name, format, size, save options
@@ -98,12 +98,12 @@ def split(path: Path, reps: int = 3) -> dict[str, float]:
     for _ in range(reps):
         t0 = time.perf_counter()
         data, label = images._read(str(path), 0)
-        fmt = images._sniff(data, label)
+        fmt = image_codecs.sniff(data, label)
         t1 = time.perf_counter()
-        im = images._open(data, fmt, label)
+        im = image_codecs.open_image(data, fmt, label)
         im.load()
         t2 = time.perf_counter()
-        images._upright(images._to_rgb(im), images._orientation(im))
+        image_codecs.upright(image_codecs.to_rgb(im), image_codecs.exif_orientation(im))
         t3 = time.perf_counter()
         hashlib.sha256(data).hexdigest()
         t4 = time.perf_counter()
@@ -116,7 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=0.8, help="time per measurement")
     args = parser.parse_args()
-    images._register_openers()  # so that the Pillow baseline can open HEIF/AVIF too
+    image_codecs.register_openers()  # so that the Pillow baseline can open HEIF/AVIF too
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         cases = make(Path(tmp))
