@@ -37,7 +37,7 @@ test: test-setup
 	$(PY) -m pytest -q
 
 bench: test-setup
-	for b in bench/*.py; do $(PY) $$b || exit 1; done
+	for b in bench/[!_]*.py; do $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -32,8 +32,6 @@ import asyncio
 import base64
 import io
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +40,8 @@ from pathlib import Path
 
 import httpx
 from PIL import Image as PILImage
+
+from _serve import start_server
 
 from imgscribe.config import settings
 from imgscribe.images import header
@@ -67,28 +67,6 @@ def encoded(side: int, fmt: str) -> bytes:
     im = PILImage.new("RGB", (side, side), (200, 30, 30))
     im.save(buf, fmt, **({"lossless": True, "method": 0} if fmt == "WEBP" else {"quality": 50}))
     return buf.getvalue()
-
-
-def start_server(models: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMGSCRIBE_")}  # the defaults
-    env.update(IMGSCRIBE_HOST=f"127.0.0.1:{port}", IMGSCRIBE_MODELS=str(models), IMGSCRIBE_NUM_PARALLEL="0")
-    log = open(models / "server.log", "wb")  # noqa: SIM115  (the server process writes it)
-    proc = subprocess.Popen([sys.executable, "-m", "imgscribe", "serve"], env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url + "/api/version", timeout=1)
-            return proc, url
-        except httpx.HTTPError:
-            if proc.poll() is not None:
-                raise SystemExit(f"the server did not start: {(models / 'server.log').read_text()}") from None
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the server did not start within 60 s")
 
 
 def status(pid: int, field: str) -> int:
@@ -178,7 +156,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         models = Path(tmp)
         make_store(models)
-        proc, url = start_server(models)
+        proc, url = start_server(models, default_settings=True)
         try:
             print(f"hostile memory: {len(requests)} requests at once, {os.cpu_count()} CPUs; one {args.side}^2 "
                   f"WebP is {len(webp):,} bytes and {head_w.pixels / 1e6:.0f} MP\n")  # fmt: skip

@@ -21,10 +21,7 @@ import asyncio
 import base64
 import io
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +29,8 @@ from pathlib import Path
 
 import httpx
 from PIL import Image as PILImage
+
+from _serve import start_server
 
 from imgscribe.images import intake
 from imgscribe.scheduler import Scheduler
@@ -115,29 +114,6 @@ async def http(url: str, body: dict | None, path: str, clients: int, seconds: fl
             return out
 
         return [t for ts in await asyncio.gather(*(worker() for _ in range(clients))) for t in ts]
-
-
-def start_server(models: Path) -> tuple[subprocess.Popen, str]:
-    """``imgscribe serve`` as users run it (access log included), its log in the models folder."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "IMGSCRIBE_HOST": f"127.0.0.1:{port}", "IMGSCRIBE_MODELS": str(models),
-           "IMGSCRIBE_NUM_PARALLEL": "0"}  # fmt: skip
-    log = open(models / "server.log", "wb")  # noqa: SIM115  (the server process writes it)
-    proc = subprocess.Popen([sys.executable, "-m", "imgscribe", "serve"], env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url + "/api/version", timeout=1)
-            return proc, url
-        except httpx.HTTPError:
-            if proc.poll() is not None:
-                raise SystemExit(f"the server did not start: {(models / 'server.log').read_text()}") from None
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the server did not start within 60 s")
 
 
 def ms(seconds: float) -> str:
