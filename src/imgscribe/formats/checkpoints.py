@@ -1,7 +1,8 @@
-"""Which model families the transformers engine runs, and what a checkpoint folder says about itself.
+"""Hugging Face checkpoint folders: which families the transformers engine runs, and what a folder
+(its config.json and safetensors headers) says about itself.
 
-Pure Python (JSON and safetensors headers only): the store's importer uses it without importing
-torch or transformers.
+Pure Python (JSON and safetensors headers only): the store's importer and pull read it, the
+transformers engine loads by it, and neither imports torch or transformers for it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import InvalidRequest
+from ..errors import InvalidRequest
 
 IMAGE_TEXT_TO_TEXT = "image-text-to-text"
 CAUSAL_LM = "causal-lm"
@@ -27,6 +28,7 @@ class Family:
     architectures: tuple[str, ...]
     auto: str = IMAGE_TEXT_TO_TEXT  # which Auto* class loads it
     generate_kwargs: dict[str, Any] = field(default_factory=dict)  # extra generate() arguments
+    needs_torchvision: bool = False  # its image processor exists only with torchvision
 
 
 FAMILIES: dict[str, Family] = {
@@ -40,8 +42,9 @@ FAMILIES: dict[str, Family] = {
         Family("qwen2_5_vl", "qwen25vl", "Qwen2.5-VL", ("Qwen2_5_VLForConditionalGeneration",)),
         Family("gemma3", "gemma3", "Gemma 3", ("Gemma3ForConditionalGeneration",)),
         Family("mistral3", "mistral3", "Mistral 3", ("Mistral3ForConditionalGeneration",)),
-        Family("llama4", "llama4", "Llama 4", ("Llama4ForConditionalGeneration",)),
-        Family("phi4mm", "phi4mm", "Phi-4-multimodal", ("Phi4MultimodalForCausalLM",), auto=CAUSAL_LM),
+        Family("llama4", "llama4", "Llama 4", ("Llama4ForConditionalGeneration",), needs_torchvision=True),
+        Family("phi4mm", "phi4mm", "Phi-4-multimodal", ("Phi4MultimodalForCausalLM",), auto=CAUSAL_LM,
+               needs_torchvision=True),
         Family("janus", "janus", "Janus Pro", ("JanusForConditionalGeneration",),
                generate_kwargs={"generation_mode": "text"}),  # fmt: skip
         Family("idefics3", "idefics3", "Idefics3", ("Idefics3ForConditionalGeneration",)),

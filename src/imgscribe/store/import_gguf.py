@@ -8,121 +8,15 @@ checks that the model is a language model and the projector a vision projector, 
 
 from __future__ import annotations
 
-import struct
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from ..errors import InvalidRequest
+from ..formats.gguf import FILE_TYPES, GGUFHeader, read_gguf
 from ..types import ModelInfo, ModelManifest
 
-__all__ = ["GGUFHeader", "find_gguf_pair", "manifest_for_gguf", "read_gguf"]
-
-#: llama.cpp's ``llama_ftype`` (include/llama.h): ``general.file_type`` -> Ollama's quantization names.
-FILE_TYPES = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
-    12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
-    19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL",
-    26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16",
-    36: "TQ1_0", 37: "TQ2_0", 38: "MXFP4_MOE", 39: "NVFP4", 40: "Q1_0", 41: "Q2_0",
-}  # fmt: skip
-
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-_STRING, _ARRAY = 8, 9
-_KEEP_ARRAY = 64  # longer arrays (vocabularies) are skipped, only their length kept
-
-
-@dataclass
-class GGUFHeader:
-    version: int
-    metadata: dict[str, Any] = field(default_factory=dict)
-    tensors: dict[str, tuple[tuple[int, ...], int]] = field(default_factory=dict)  # name -> (shape, type)
-
-    @property
-    def architecture(self) -> str:
-        return str(self.metadata.get("general.architecture", ""))
-
-    @property
-    def parameters(self) -> int:
-        total = 0
-        for shape, _ in self.tensors.values():
-            n = 1
-            for d in shape:
-                n *= d
-            total += n
-        return total
-
-    @property
-    def quantization(self) -> str:
-        ft = self.metadata.get("general.file_type")
-        return FILE_TYPES.get(ft, f"type {ft}") if isinstance(ft, int) else ""
-
-    @property
-    def context_length(self) -> int:
-        value = self.metadata.get(f"{self.architecture}.context_length")
-        return int(value) if isinstance(value, int) else 0
-
-    @property
-    def is_projector(self) -> bool:
-        return self.architecture == "clip"
-
-
-def _read(f: BinaryIO, n: int) -> bytes:
-    data = f.read(n)
-    if len(data) != n:
-        raise ValueError("the file ends inside its header")
-    return data
-
-
-def _string(f: BinaryIO) -> str:
-    (n,) = struct.unpack("<Q", _read(f, 8))
-    if n > 1 << 24:
-        raise ValueError("implausible string length")
-    return _read(f, n).decode("utf-8", "replace")
-
-
-def _value(f: BinaryIO, kind: int) -> Any:
-    if kind in _SCALARS:
-        fmt = _SCALARS[kind]
-        return struct.unpack(fmt, _read(f, struct.calcsize(fmt)))[0]
-    if kind == _STRING:
-        return _string(f)
-    if kind == _ARRAY:
-        item, n = struct.unpack("<IQ", _read(f, 12))
-        if item in _SCALARS and n > _KEEP_ARRAY:
-            f.seek(n * struct.calcsize(_SCALARS[item]), 1)
-            return f"<array of {n}>"
-        values = [_value(f, item) for _ in range(n)]
-        return values if n <= _KEEP_ARRAY else f"<array of {n}>"
-    raise ValueError(f"unknown metadata type {kind}")
-
-
-def read_gguf(path: str | Path) -> GGUFHeader:
-    """The metadata and tensor list of a GGUF file (the weights are not read)."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            if f.read(4) != b"GGUF":
-                raise InvalidRequest(f"{path} is not a GGUF file (it does not start with 'GGUF')")
-            version, n_tensors, n_kv = struct.unpack("<IQQ", _read(f, 20))
-            if version < 2:
-                raise InvalidRequest(f"{path}: GGUF version {version} is too old (llama.cpp reads 2 and 3)")
-            header = GGUFHeader(version)
-            for _ in range(n_kv):
-                key = _string(f)
-                (kind,) = struct.unpack("<I", _read(f, 4))
-                header.metadata[key] = _value(f, kind)
-            for _ in range(n_tensors):
-                name = _string(f)
-                (n_dims,) = struct.unpack("<I", _read(f, 4))
-                shape = struct.unpack(f"<{n_dims}Q", _read(f, 8 * n_dims))
-                kind, _offset = struct.unpack("<IQ", _read(f, 12))
-                header.tensors[name] = (shape, kind)
-            return header
-    except OSError as exc:
-        raise InvalidRequest(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (ValueError, struct.error, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"{path} is not a valid GGUF file: {exc}") from None
+#: the header reader lives in :mod:`imgscribe.formats.gguf`; its names are kept here for callers
+__all__ = ["FILE_TYPES", "GGUFHeader", "find_gguf_pair", "manifest_for_gguf", "read_gguf"]
 
 
 def find_gguf_pair(folder: str | Path) -> tuple[Path, Path | None]:

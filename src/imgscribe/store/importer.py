@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from ..errors import InvalidRequest
+from ..formats import checkpoints as fam
 from ..types import ModelInfo, ModelManifest
 
 __all__ = ["create_from_gguf", "create_from_path", "describe_hf_folder"]
@@ -67,8 +68,6 @@ def _is_gguf(p: Path) -> bool:
 
 def describe_hf_folder(path: Path) -> ModelManifest:
     """The manifest of a Hugging Face checkpoint folder, for the transformers engine."""
-    from ..engines.transformers import families as fam
-
     path = Path(path).resolve()
     config = fam.read_config(path)
     family = fam.detect(config, str(path))
@@ -81,9 +80,7 @@ def describe_hf_folder(path: Path) -> ModelManifest:
         f"{family.title} vision-language model, run by Hugging Face transformers from {path}.",
         "The folder is used in place: moving or deleting it breaks this model.",
     ]
-    from ..engines.transformers.compat import NEEDS_TORCHVISION
-
-    if family.key in NEEDS_TORCHVISION:
+    if family.needs_torchvision:
         notes.append("Its image processor needs torchvision (installed with torch).")
     info = ModelInfo(
         name="",

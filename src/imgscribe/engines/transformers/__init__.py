@@ -9,14 +9,15 @@ Manifest ``engine_settings`` (:class:`TransformersSettings`, all optional): ``de
 ``parameters``: default options by Ollama's names (``temperature``, ``num_predict``...), which a
 request's own options override.
 
-This module stays light (no torch at import): :mod:`.families` is what the store's importer reads.
+This module stays light (no torch at import). What a checkpoint folder says about itself (its family,
+its weights) is :mod:`imgscribe.formats.checkpoints`, which the store reads too.
 """
 
 from __future__ import annotations
 
+from ...formats.checkpoints import FAMILIES, Family, detect
 from ...types import ModelManifest
 from ..base import EngineSettings
-from .families import FAMILIES, Family, detect
 
 __all__ = ["ENGINE", "FAMILIES", "Family", "TransformersEngine", "TransformersSettings", "detect"]
 

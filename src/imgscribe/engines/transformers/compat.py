@@ -24,8 +24,10 @@ import importlib
 import sys
 import threading
 
+from ...formats.checkpoints import FAMILIES
+
 #: families (imgscribe names) whose image processor exists only with torchvision
-NEEDS_TORCHVISION = {"llama4", "phi4mm"}
+NEEDS_TORCHVISION = {f.key for f in FAMILIES.values() if f.needs_torchvision}
 
 _VIDEO_PROCESSOR_FAMILIES = {
     "qwen2_vl": "Qwen2VLProcessor",

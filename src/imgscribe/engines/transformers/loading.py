@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import EngineFailed, InvalidRequest, Unsupported
+from ...formats.checkpoints import CAUSAL_LM, Family, detect, read_config, weights_facts
 from . import compat
-from .families import CAUSAL_LM, Family, detect, read_config, weights_facts
 
 log = logging.getLogger(__name__)
 

@@ -37,6 +37,7 @@ import httpx
 
 from ...config import settings
 from ...errors import InvalidRequest, ModelNotFound
+from ...formats import checkpoints as families
 from ...types import ModelInfo, ModelManifest
 from .. import gc
 from ..blobs import safe_relative
@@ -308,10 +309,6 @@ def pull(store, name: ModelName, asked: str, cancel: threading.Event | None = No
 def _check_family(hub: Hub, revision: str, files: list[RepoFile]) -> None:
     """Refuse, before the weights download, a checkpoint the transformers engine cannot run."""
     try:
-        from ...engines.transformers import families
-    except ImportError:
-        return
-    try:
         response = hub._get(hub.url(revision, "config.json"))
         config = response.json()
     except (ValueError, PullError, ModelNotFound):
@@ -372,19 +369,14 @@ def _checkpoint_info(name: str, repo_id: str, folder: Path, config: dict[str, An
         summary=f"{repo_id} (a transformers checkpoint)",
         description="Run by the transformers engine from the checkpoint's own files (bf16/fp16 as published).",
     )
-    try:
-        from ...engines.transformers import families
-
-        family = families.detect(config, f"hf.co/{repo_id}")
-        info.family = family.ollama
-        info.families = families.families_of(family, config)
-        info.context_length = families.context_length(config)
-        count, dtype = families.weights_facts(folder)
-        info.parameter_size = families.format_parameters(count)
-        info.quantization_level = dtype
-        info.summary = f"{repo_id} ({family.title}, a transformers checkpoint)"
-    except ImportError:
-        pass
+    family = families.detect(config, f"hf.co/{repo_id}")
+    info.family = family.ollama
+    info.families = families.families_of(family, config)
+    info.context_length = families.context_length(config)
+    count, dtype = families.weights_facts(folder)
+    info.parameter_size = families.format_parameters(count)
+    info.quantization_level = dtype
+    info.summary = f"{repo_id} ({family.title}, a transformers checkpoint)"
     if not info.quantization_level:
         dtype = str(config.get("torch_dtype") or config.get("dtype") or "")
         info.quantization_level = {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}.get(dtype, dtype.upper())
