@@ -127,7 +127,7 @@ def server_args(manifest: ModelManifest, parallel: int, log_dir: Path, ctx: int 
             args += [flag, str(value)]
     template = s.chat_template or None
     if template is None:  # the GGUF's own, unless llama.cpp's Jinja would refuse it (see templates.py)
-        from ...store.import_gguf import read_gguf
+        from ...formats.gguf import read_gguf
 
         own = read_gguf(model).metadata.get("tokenizer.chat_template")
         if isinstance(own, str) and for_llama_cpp(own) != own:
@@ -272,7 +272,7 @@ class LlamaCppRunner:
     def _trained_ctx(self) -> int:
         """The context the model was trained for (the GGUF's ``<arch>.context_length``), or no cap;
         read from the file once."""
-        from ...store.import_gguf import read_gguf
+        from ...formats.gguf import read_gguf
 
         head = read_gguf(self.manifest.files["model"])
         return int(head.metadata.get(f"{head.architecture}.context_length") or 1 << 30)
