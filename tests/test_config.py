@@ -122,3 +122,13 @@ def test_serve_help_prints_every_setting(capsys, monkeypatch):
     out = capsys.readouterr().out
     for row in TABLE:
         assert row.name in out
+
+
+def test_num_parallel_is_interpreted_in_one_place():
+    from imgscribe.config import PARALLEL_WHEN_UNSET, parallel_slots
+
+    # an engine that asks how many slots to open (llama-server without num_parallel in its manifest)
+    assert parallel_slots(1) == 1 and parallel_slots(8) == 8 and parallel_slots(0) == PARALLEL_WHEN_UNSET == 4
+    # a runner that can take a number: at most IMGSCRIBE_NUM_PARALLEL of them, 0 means all of them
+    assert parallel_slots(1, 4) == 1 and parallel_slots(8, 4) == 4 and parallel_slots(0, 6) == 6
+    assert parallel_slots(0, 0) == 1 and parallel_slots(2, 0) == 1

@@ -182,7 +182,26 @@ def test_the_scheduler_refuses_before_the_engine_loads(tmp_path, monkeypatch):
     with pytest.raises(_Insufficient, match="was not loaded"):
         scheduler.load("huge")
     assert scheduler.ps() == []
-    monkeypatch.setenv("IMGSCRIBE_IGNORE_MEMORY", "1")  # now the engine itself is reached
+    monkeypatch.setenv("IMGSCRIBE_IGNORE_MEMORY", "1")  # read when a scheduler is made
     with pytest.raises(Exception) as caught:
-        scheduler.load("huge")
+        Scheduler(store).load("huge")  # now the engine itself is reached
     assert not isinstance(caught.value, _Insufficient)
+
+
+def test_force_is_an_override_the_scheduler_is_given_not_the_environment(tmp_path, monkeypatch):
+    import os
+
+    from imgscribe import scheduler as sched
+    from imgscribe.config import settings
+
+    monkeypatch.delenv("IMGSCRIBE_IGNORE_MEMORY", raising=False)
+    store = sched.Store(tmp_path)
+    store.create("huge", _manifest(size=10**15, params="500000B", name="huge"))
+    with pytest.raises(Exception) as caught:
+        sched.Scheduler(store, config=settings(ignore_memory=True)).load("huge")
+    assert not isinstance(caught.value, _Insufficient)
+    monkeypatch.setattr(sched, "_overrides", {})
+    sched.configure(ignore_memory=True)  # what the CLI's --force does
+    assert sched.Scheduler(store).ignore_memory and "IMGSCRIBE_IGNORE_MEMORY" not in os.environ
+    with pytest.raises(TypeError, match="not settings: forced"):
+        sched.configure(forced=True)

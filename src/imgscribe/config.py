@@ -103,6 +103,20 @@ def parse_duration(value: str | int | float | None) -> float | None:
     return math.inf if seconds < 0 else seconds
 
 
+#: llama-server's slots for a model whose manifest does not say, when ``IMGSCRIBE_NUM_PARALLEL`` is 0
+PARALLEL_WHEN_UNSET = 4
+
+
+def parallel_slots(num_parallel: int, engine_limit: int | None = None) -> int:
+    """What ``IMGSCRIBE_NUM_PARALLEL`` (``num_parallel``) means, in one place: how many requests a
+    loaded model serves at once. ``engine_limit``: how many its runner can take (None: the engine
+    asks how many slots to open); ``num_parallel`` 0 means as many as the engine allows
+    (:data:`PARALLEL_WHEN_UNSET` when it asks), else at most ``num_parallel``."""
+    if engine_limit is None:
+        return num_parallel if num_parallel > 0 else PARALLEL_WHEN_UNSET
+    return max(1, min(engine_limit, num_parallel) if num_parallel > 0 else engine_limit)
+
+
 def named_variable(name: str) -> str:
     """The value of an environment variable the server's owner named in a model's settings (the
     API key of a remote model, ``api_key_env``); empty when unset."""

@@ -345,9 +345,12 @@ def estimate_manifest(manifest: ModelManifest, catalog: Catalog | None = None) -
     )  # fmt: skip
 
 
-def check_manifest(manifest: ModelManifest, available: int | None = None) -> str | None:
-    """Refuse to load a model that will not fit in the RAM available now (see :func:`check_fits`);
-    a warning when the check is overridden, None when it fits or cannot be estimated."""
+def check_manifest(
+    manifest: ModelManifest, available: int | None = None, *, override: bool | None = None
+) -> str | None:
+    """Refuse to load a model that will not fit in the RAM available now (see :func:`check_fits`,
+    and its ``override``); a warning when the check is overridden, None when it fits or cannot be
+    estimated."""
     est = estimate_manifest(manifest)
     if est is None:
         return None
@@ -357,4 +360,4 @@ def check_manifest(manifest: ModelManifest, available: int | None = None) -> str
         available = probe_ram()[1]
     if not available:
         return None  # unknown: do not guess
-    return check_fits(est, available)
+    return check_fits(est, available, override=override)

@@ -1,6 +1,8 @@
 """The only place that loads and unloads models.
 
-How it behaves (the knobs are read from :mod:`imgscribe.config` unless given to :class:`Scheduler`):
+How it behaves (the knobs come from one :class:`~imgscribe.config.Settings`, read once when the
+scheduler is made: the one given to :class:`Scheduler`, else the environment's with the process's
+overrides from :func:`configure`, such as the CLI's ``--force``; a knob given to it wins):
 
 - **Load on first use.** A model loads when a request first needs it, once, however many requests
   arrive while it loads.
@@ -14,7 +16,11 @@ How it behaves (the knobs are read from :mod:`imgscribe.config` unless given to 
   recently used idle model is unloaded; when every loaded model is busy, the request waits.
 - **Parallel slots.** A loaded model serves ``min(runner.parallel, IMGSCRIBE_NUM_PARALLEL)`` requests
   at once (``IMGSCRIBE_NUM_PARALLEL=0``: as many as the engine allows; the default 1 runs one at a
-  time, as Ollama does). Further requests wait their turn, first come first served per model.
+  time, as Ollama does; :func:`imgscribe.config.parallel_slots`). Further requests wait their turn,
+  first come first served per model.
+- **Memory.** A model whose estimate does not fit in the RAM available is refused before it loads
+  (:func:`imgscribe.memory.check_manifest`), unless ``ignore_memory`` (``IMGSCRIBE_IGNORE_MEMORY``,
+  the CLI's ``--force``).
 - **Queue.** At most ``IMGSCRIBE_MAX_QUEUE`` requests wait (for a slot or a load) at once; one more
   gets :class:`~imgscribe.errors.Busy` straight away (the server answers 503 with ``Retry-After``).
 - **Cancellation.** The ``cancel`` event of a waiting request takes it out of the queue
@@ -31,16 +37,16 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from .config import settings
+from .config import Settings, parallel_slots, settings
 from .engines import Runner, get_engine
 from .memory import check_manifest
 from .errors import Busy, Cancelled, EngineFailed, ImgscribeError, Unsupported
 from .store import Store, parse_name
 from .types import ChatRequest, Chunk, ModelInfo, ModelManifest
 
-__all__ = ["LoadedModel", "Scheduler", "check_capabilities", "default_scheduler"]
+__all__ = ["LoadedModel", "Scheduler", "check_capabilities", "configure", "default_scheduler"]
 
 log = logging.getLogger("imgscribe.scheduler")
 _POLL = 0.25  # how often a waiting request looks at its cancel event
@@ -109,13 +115,15 @@ class Scheduler:
         num_parallel: int | None = None,
         max_queue: int | None = None,
         memory_budget: int | None = None,
+        config: Settings | None = None,
     ):
-        cfg = settings()
-        self.store = store or Store()
+        cfg = config or process_settings()
+        self.store = store or Store(cfg.models_dir)
         self.keep_alive = cfg.keep_alive if keep_alive is None else keep_alive
         self.max_loaded = cfg.max_loaded_models if max_loaded is None else max_loaded
         self.num_parallel = cfg.num_parallel if num_parallel is None else num_parallel
         self.max_queue = cfg.max_queue if max_queue is None else max_queue
+        self.ignore_memory = cfg.ignore_memory
         self._memory_budget = memory_budget
         self._lock = threading.RLock()  # reentrant: a lease dropped by the GC may release under it
         self._models: dict[str, _Model] = {}
@@ -315,7 +323,7 @@ class Scheduler:
     def _load(self, entry: _Model, manifest: ModelManifest) -> int:
         start = time.perf_counter_ns()
         try:
-            warning = check_manifest(manifest)  # refuse rather than swap or be killed
+            warning = check_manifest(manifest, override=self.ignore_memory)  # refuse rather than swap or be killed
             if warning:
                 log.warning(warning)
             runner = get_engine(manifest.engine).load(manifest)
@@ -326,7 +334,7 @@ class Scheduler:
             _raise_as_engine_error(entry.name, exc, "could not load")
         with self._lock:
             entry.runner = runner
-            entry.slots = max(1, min(runner.parallel, self.num_parallel) if self.num_parallel > 0 else runner.parallel)
+            entry.slots = parallel_slots(self.num_parallel, runner.parallel)
             entry.last_used = time.monotonic()
             self._wake()
             if self._reaper is None:
@@ -469,6 +477,22 @@ def _close(entry: _Model) -> None:
 
 _default: Scheduler | None = None
 _default_lock = threading.Lock()
+_overrides: dict[str, Any] = {}
+
+
+def configure(**overrides: Any) -> None:
+    """Overrides (a command's flags, by :class:`~imgscribe.config.Settings` field) for every
+    scheduler this process makes without settings of its own: the CLI's ``--force`` is
+    ``configure(ignore_memory=True)``. Nothing is written to the environment."""
+    unknown = set(overrides) - set(Settings.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"not settings: {', '.join(sorted(unknown))}")
+    _overrides.update(overrides)
+
+
+def process_settings() -> Settings:
+    """This process's settings: the environment's, with :func:`configure`'s overrides over them."""
+    return settings(**_overrides)
 
 
 def default_scheduler() -> Scheduler:
@@ -479,10 +503,11 @@ def default_scheduler() -> Scheduler:
     """
     global _default
     with _default_lock:
-        root = settings().models_dir
+        cfg = process_settings()
+        root = cfg.models_dir
         if _default is not None and _default.store.root != root:
             _default.close()
             _default = None
         if _default is None:
-            _default = Scheduler()
+            _default = Scheduler(config=cfg)
         return _default

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import typer
 
 app = typer.Typer(
@@ -22,5 +20,7 @@ def _root(
     force: bool = typer.Option(False, "--force", help="Load models even when the memory estimate says they will not fit."),
 ) -> None:
     """imgscribe: local image description, Ollama-compatible."""
-    if force:  # read by config like any setting, so an in-process load sees it
-        os.environ["IMGSCRIBE_IGNORE_MEMORY"] = "1"
+    if force:  # an override for every scheduler this command makes (in-process loads, serve)
+        from ..scheduler import configure
+
+        configure(ignore_memory=True)
