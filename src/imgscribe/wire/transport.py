@@ -13,6 +13,11 @@ public way to hand its transport a backend, so :class:`DeadlineTransport` is htt
 ``HTTPTransport`` with its pool replaced by one built from the same settings and this backend
 (httpx keeps mapping httpcore's errors to its own, in requests and while a body is read).
 
+:class:`StreamedPost` is the one streamed request every client of a model server uses (the llamacpp
+engine with its ``llama-server``, the remote engine, the CLI): a POST on its own client, with no
+total by default (a generation takes as long as it takes) and cut by ``cancel`` or ``close()``; its
+body read as lines, NDJSON objects or server-sent events.
+
 When the deadline passes, the operation raises ``httpx.ConnectTimeout``, ``ReadTimeout`` or
 ``WriteTimeout`` (each an ``httpx.TimeoutException``) that names the limit; when ``cancel`` is set,
 :class:`imgscribe.errors.Cancelled`.
@@ -27,11 +32,12 @@ Generic: nothing here knows about the server, engines or the CLI.
 from __future__ import annotations
 
 import functools
+import json
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import httpcore
@@ -39,7 +45,18 @@ import httpx
 
 from ..errors import Cancelled
 
-__all__ = ["SLICE", "Deadline", "DeadlineBackend", "DeadlineClient", "DeadlineTransport"]
+__all__ = [
+    "SLICE",
+    "Deadline",
+    "DeadlineBackend",
+    "DeadlineClient",
+    "DeadlineTransport",
+    "StreamedPost",
+    "error_message",
+    "get_json",
+    "ndjson",
+    "sse",
+]
 
 SLICE = 0.25  # longest wait between two looks at a cancel event
 T = TypeVar("T")
@@ -240,3 +257,144 @@ class DeadlineClient(httpx.Client):
     ):
         self.deadline = Deadline(total, cancel)
         super().__init__(transport=DeadlineTransport(self.deadline, verify=verify, retries=retries), **kwargs)
+
+
+# -- streaming ---------------------------------------------------------------------------------------
+
+
+def ndjson(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The JSON objects of an NDJSON stream (Ollama's), blank lines passed over."""
+    for line in lines:
+        if line.strip():
+            yield json.loads(line)
+
+
+def sse(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a server-sent-event stream (OpenAI's, llama-server's), up to ``[DONE]``."""
+    for line in lines:
+        if not line.startswith("data:"):
+            continue  # comments (": ping"), event names, blank separators
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        if data:
+            yield json.loads(data)
+
+
+def error_message(text: str, status: int) -> str:
+    """What an error answer says: its body OpenAI-shaped (``{"error": {"message"}}``), Ollama-shaped
+    (``{"error": "..."}``) or plain text."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text.strip()[:500] or f"HTTP {status}"
+    err = data.get("error", data) if isinstance(data, dict) else data
+    if isinstance(err, dict):
+        return str(err.get("message") or err)
+    return str(err)
+
+
+class StreamedPost:
+    """A streamed POST of a JSON ``body``, its answer read line by line. It ends by ``total``
+    seconds (None: no total, for a generation), or when ``cancel`` is set (from any thread: the
+    read in progress raises :class:`~imgscribe.errors.Cancelled` within :data:`SLICE`) or
+    ``close()`` is called: the connection is closed, and a server such as llama-server or Ollama
+    stops working on a request whose client has gone.
+
+    ``with StreamedPost(...) as post`` (or ``post.open()``) sends it: a peer that cannot be reached,
+    or breaks the connection, is a ``ConnectionError``; ``post.status`` is the answer's status,
+    ``error_text()`` an error answer's message, ``lines()``/``ndjson()``/``sse()`` its body.
+    ``connect_timeout`` bounds connecting, ``read_timeout`` (None: none) each wait for data.
+    """
+
+    def __init__(self, url: str, body: dict[str, Any], cancel: threading.Event | None = None, *,
+                 headers: dict[str, str] | None = None, connect_timeout: float = 10.0,
+                 read_timeout: float | None = None, total: float | None = None):  # fmt: skip
+        self.url = url
+        self.body = body
+        self.cancel = cancel or threading.Event()
+        self.headers = {"Accept": "application/x-ndjson, text/event-stream, */*", "User-Agent": "imgscribe",
+                        **(headers or {})}  # fmt: skip
+        self.timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=read_timeout, pool=None)
+        self.total = total
+        self.status = 0
+        self._client: DeadlineClient | None = None
+        self._response: httpx.Response | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel.is_set()
+
+    def open(self) -> StreamedPost:
+        if self.cancelled:
+            raise Cancelled("request canceled")
+        client = DeadlineClient(self.total, cancel=self.cancel, timeout=self.timeout, trust_env=False)
+        self._client = client
+        try:
+            request = client.build_request("POST", self.url, json=self.body, headers=self.headers)
+            self._response = client.send(request, stream=True)
+        except BaseException as exc:
+            self.close()
+            if isinstance(exc, httpx.UnsupportedProtocol):
+                raise ConnectionError(f"unsupported URL {self.url!r}: use http:// or https://") from None
+            if isinstance(exc, httpx.HTTPError):
+                raise ConnectionError(f"{type(exc).__name__}: {exc}") from None
+            raise
+        self.status = self._response.status_code
+        return self
+
+    def __enter__(self) -> StreamedPost:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (an answer not read to its end is cut there). From the thread
+        that reads it; from another, set ``cancel``."""
+        response, client, self._response, self._client = self._response, self._client, None, None
+        if response is not None:
+            response.close()
+        if client is not None:
+            client.close()
+
+    def error_text(self) -> str:
+        """The body of an error answer, as a message (see :func:`error_message`)."""
+        assert self._response is not None
+        try:
+            raw = b"".join(_capped(self._response.iter_bytes(), 100_000)).decode("utf-8", "replace")
+        except httpx.HTTPError:
+            return f"HTTP {self.status}"
+        return error_message(raw, self.status)
+
+    def lines(self) -> Iterator[str]:
+        """The body's lines, without line ends. Raises ConnectionError when the connection breaks,
+        Cancelled when ``cancel`` is set."""
+        if self._response is None:
+            return
+        try:
+            yield from self._response.iter_lines()
+        except httpx.HTTPError as exc:
+            raise ConnectionError(f"{type(exc).__name__}: {exc}") from None
+
+    def ndjson(self) -> Iterator[dict[str, Any]]:
+        return ndjson(self.lines())
+
+    def sse(self) -> Iterator[dict[str, Any]]:
+        return sse(self.lines())
+
+
+def _capped(parts: Iterable[bytes], limit: int) -> Iterator[bytes]:
+    for part in parts:
+        yield part[:limit]
+        limit -= len(part)
+        if limit <= 0:
+            return
+
+
+def get_json(url: str, headers: dict[str, str] | None = None, timeout: float = 10.0) -> Any:
+    """GET a JSON document (small answers: health, props, model lists), all of it within ``timeout``."""
+    with DeadlineClient(timeout, timeout=timeout, trust_env=False) as client:
+        response = client.get(url, headers=headers)
+        response.raise_for_status()
+        return response.json()
