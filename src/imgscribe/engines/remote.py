@@ -21,25 +21,23 @@ options (``temperature``...).
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 from pydantic import Field
 
 from ..config import named_variable
-from ..errors import EngineFailed, InvalidRequest, ModelNotFound
+from ..errors import Cancelled, EngineFailed
 from ..types import ChatRequest, Chunk, Metrics, ModelInfo, ModelManifest
+from ..wire import ollama, openai
+from ..wire.common import merged_options, peer_error
+from ..wire.media import decodable
+from ..wire.transport import StreamedPost
 from .base import EngineSettings
-from .llamacpp.wire import (
-    StreamedPost,
-    merged_options,
-    ollama_messages,
-    openai_messages,
-    openai_sampling,
-    response_format,
-)
 
 __all__ = ["ENGINE", "RemoteEngine", "RemoteRunner", "RemoteSettings", "openai_endpoint"]
 
@@ -101,106 +99,43 @@ class RemoteRunner:
 
     def chat(self, request: ChatRequest, cancel: threading.Event | None = None) -> Iterator[Chunk]:
         options = merged_options(request, self.manifest.parameters)
+        system, peer, data = self.manifest.system, f"remote server {self.url}", {"remote": self.url}
         if self.api == "ollama":
-            body: dict[str, Any] = {
-                "model": self.model,
-                "messages": ollama_messages(request, self.manifest.system),
-                "stream": True,
-                "options": options.model_dump(exclude_none=True),
-            }
-            if request.format is not None:
-                body["format"] = request.format
-            if request.keep_alive is not None and request.keep_alive != float("inf"):
-                body["keep_alive"] = request.keep_alive
-            return _answer(self, self.url + "/api/chat", body, cancel, self._ollama)
-        body = {
-            "model": self.model,
-            "messages": openai_messages(request, self.manifest.system),
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            **openai_sampling(options, llama=False),
-            **self.extra_body,
-        }
-        fmt = response_format(request.format)
-        if fmt is not None:
-            body["response_format"] = fmt
-        return _answer(self, openai_endpoint(self.url, "chat/completions"), body, cancel, self._openai)
-
-    # -- dialects: each yields text chunks, then one done chunk ----------------------------------
-
-    def _ollama(self, post: StreamedPost, start: int) -> Iterator[Chunk]:
-        for event in post.ndjson():
-            if "error" in event:
-                raise EngineFailed(f"remote server {self.url}: {event['error']}")
-            text = (event.get("message") or {}).get("content") or event.get("response") or ""
-            if text:
-                yield Chunk(text=text)
-            if event.get("done"):
-                metrics = Metrics(**{k: int(event.get(k) or 0) for k in (
-                    "total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration",
-                    "eval_count", "eval_duration")})  # fmt: skip
-                reason = event.get("done_reason") or "stop"
-                yield Chunk(done=True, done_reason=reason if reason in ("stop", "length") else "stop", metrics=metrics,
-                            data={"remote": self.url})  # fmt: skip
-                return
-        raise EngineFailed(f"remote server {self.url} ended its answer without a final message")
-
-    def _openai(self, post: StreamedPost, start: int) -> Iterator[Chunk]:
-        first = 0
-        finish = None
-        usage: dict[str, Any] = {}
-        timings: dict[str, Any] = {}
-        for event in post.sse():
-            if "error" in event:
-                err = event["error"]
-                raise EngineFailed(f"remote server {self.url}: {err.get('message', err) if isinstance(err, dict) else err}")
-            usage = event.get("usage") or usage
-            timings = event.get("timings") or timings
-            for choice in event.get("choices") or []:
-                piece = (choice.get("delta") or {}).get("content")
-                if piece:
-                    first = first or time.perf_counter_ns()
-                    yield Chunk(text=piece)
-                finish = choice.get("finish_reason") or finish
-        end = time.perf_counter_ns()
-        first = first or end
-        metrics = Metrics(
-            total_duration=end - start,
-            prompt_eval_count=int(usage.get("prompt_tokens") or 0),
-            eval_count=int(usage.get("completion_tokens") or 0),
-            prompt_eval_duration=int(float(timings["prompt_ms"]) * 1e6) if "prompt_ms" in timings else first - start,
-            eval_duration=int(float(timings["predicted_ms"]) * 1e6) if "predicted_ms" in timings else end - first,
-        )
-        yield Chunk(done=True, done_reason="length" if finish == "length" else "stop", metrics=metrics,
-                    data={"remote": self.url})  # fmt: skip
+            if request.keep_alive is not None and math.isinf(request.keep_alive):
+                request = dataclasses.replace(request, keep_alive=None)  # kept here forever: the remote's own default
+            body = ollama.chat_body(request, model=self.model, system=system, options=options, image=decodable)
+            return _answer(self, self.url + "/api/chat", body, cancel,
+                           lambda post, start: ollama.chunks(post.ndjson(), peer, data))  # fmt: skip
+        body = openai.chat_body(request, model=self.model, system=system, options=options, extra=self.extra_body)
+        return _answer(self, openai_endpoint(self.url, "chat/completions"), body, cancel,
+                       lambda post, start: openai.chunks(post.sse(), start, peer, data))  # fmt: skip
 
 
-def _answer(runner: RemoteRunner, url: str, body: dict[str, Any], cancel: threading.Event | None, dialect) -> Iterator[Chunk]:
-    cancel = cancel or threading.Event()
+Dialect = Callable[[StreamedPost, int], Iterator[Chunk]]
+
+
+def _answer(runner: RemoteRunner, url: str, body: dict[str, Any], cancel: threading.Event | None,
+            dialect: Dialect) -> Iterator[Chunk]:  # fmt: skip
     start = time.perf_counter_ns()
+    post = StreamedPost(url, body, cancel, headers=runner.headers, read_timeout=runner.timeout)
     try:
-        post = StreamedPost(url, body, cancel, headers=runner.headers, read_timeout=runner.timeout).__enter__()
+        post.open()
     except ConnectionError as exc:
         raise EngineFailed(f"cannot reach the remote server at {runner.url}: {exc}") from None
     try:
         if post.status != 200:
-            message = post.error_text()
-            if post.status == 404 and "not found" in message.lower():
-                raise ModelNotFound(runner.model, f"on the remote server {runner.url} ({message})")
-            if 400 <= post.status < 500:
-                raise InvalidRequest(f"the remote server {runner.url} refused the request ({post.status}): {message}")
-            raise EngineFailed(f"the remote server {runner.url} failed ({post.status}): {message}")
+            raise peer_error(post.status, post.error_text(), f"the remote server {runner.url}", runner.model)
     except BaseException:
-        post.__exit__()
+        post.close()
         raise
-    return _Stream(post, dialect(post, start), cancel, runner.url)
+    return _Stream(post, dialect(post, start), runner.url)
 
 
 class _Stream(Iterator[Chunk]):
     """The answer's chunks; ``close()`` cuts the connection (the remote server stops)."""
 
-    def __init__(self, post: StreamedPost, chunks: Iterator[Chunk], cancel: threading.Event, url: str):
-        self._post, self._chunks, self._cancel, self._url = post, chunks, cancel, url
+    def __init__(self, post: StreamedPost, chunks: Iterator[Chunk], url: str):
+        self._post, self._chunks, self._url = post, chunks, url
         self._open = True
 
     def __next__(self) -> Chunk:
@@ -211,10 +146,11 @@ class _Stream(Iterator[Chunk]):
         except StopIteration:
             self.close()
             raise
+        except Cancelled:  # cancel set: the connection is cut, the remote server stops
+            self.close()
+            return Chunk(done=True, done_reason="cancel", metrics=Metrics())
         except ConnectionError as exc:
             self.close()
-            if self._post.cancelled:
-                return Chunk(done=True, done_reason="cancel", metrics=Metrics())
             raise EngineFailed(f"the connection to the remote server {self._url} broke: {exc}") from None
         except BaseException:
             self.close()
@@ -226,8 +162,7 @@ class _Stream(Iterator[Chunk]):
     def close(self) -> None:
         if self._open:
             self._open = False
-            self._post.abort()
-            self._post.__exit__()
+            self._post.close()
 
 
 class RemoteEngine:

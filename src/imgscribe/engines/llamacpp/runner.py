@@ -39,7 +39,6 @@ through to it as arguments, nor into its requests as extra fields.
 
 from __future__ import annotations
 
-import base64
 import functools
 import logging
 import re
@@ -53,21 +52,21 @@ import httpx
 from pydantic import Field
 
 from ...config import settings
-from ...errors import Cancelled, EngineFailed, InvalidRequest, Unsupported
+from ...errors import Cancelled, EngineFailed, Unsupported
 from ...types import ChatRequest, Chunk, Metrics, ModelInfo, ModelManifest
+from ...wire import openai
+from ...wire.common import format_schema, merged_options
+from ...wire.transport import DeadlineClient, StreamedPost, error_message, get_json
 from ..base import EngineSettings
 from ..schema import compile_json_schema
 from .binary import server_binary
 from .process import ServerProcess
 from .templates import for_llama_cpp
-from .wire import StreamedPost, encode_image, get_json, json_schema, merged_options, openai_messages, openai_sampling
+from .wire import cancelled, completion_body, completion_chunks, error_from
 
 __all__ = ["LlamaCppEngine", "LlamaCppRunner", "LlamaCppSettings", "server_args"]
 
 log = logging.getLogger("imgscribe.llamacpp")
-#: llama-server keeps repeat_penalty in a float32 and refuses 0 or inf: values beyond these (1e-40, 1e300)
-#: are taken as these, which already mean "only repeats" / "never repeat"
-_REPEAT_PENALTY_RANGE = (1e-30, 1e30)
 _PLACEHOLDER = "data:image/png;base64,AAAA"  # /apply-template only places the marker: no pixels needed
 DEFAULT_CTX = 4096
 DEFAULT_PARALLEL = 4
@@ -190,52 +189,36 @@ class LlamaCppRunner:
             )
         cancel = cancel or threading.Event()
         options = merged_options(request, self.manifest.parameters)
-        schema = json_schema(request.format)
+        schema = format_schema(request.format)
         if schema is not None:
             compile_json_schema(schema)  # refused here if llama-server could not honour it
         process = self._acquire(request.options.num_ctx, cancel)  # holds a slot from here
         try:
-            prompt = self._render(process, request)
+            prompt = self._render(process, request, cancel)
         except BaseException:
             self._leave()
             raise
-        images = [base64.b64encode(encode_image(img)[0]).decode() for img in request.images]
-        body: dict[str, Any] = {
-            "prompt": {"prompt_string": prompt, "multimodal_data": images} if images else prompt,
-            "stream": True,
-            "cache_prompt": self.engine_settings.cache_prompt,
-            **openai_sampling(options, llama=True),
-        }
-        if self.engine_settings.ignore_eos:
-            body["ignore_eos"] = True
-        if body.get("repeat_last_n") == -1:  # Ollama's "the whole context"; llama-server wants a count
-            body["repeat_last_n"] = self.ctx
-        if "repeat_penalty" in body:
-            low, high = _REPEAT_PENALTY_RANGE
-            body["repeat_penalty"] = min(max(float(body["repeat_penalty"]), low), high)
-        if schema is not None:
-            body["json_schema"] = schema
+        s = self.engine_settings
+        body = completion_body(prompt, request.images, options, ctx=self.ctx, cache_prompt=s.cache_prompt,
+                               ignore_eos=s.ignore_eos, schema=schema)  # fmt: skip
         if options.num_predict == 0:  # llama-server would still generate one token
             self._leave()
             return _nothing()
         return _Answer(self, process, body, cancel)  # gives the slot back when the answer ends
 
-    def _render(self, process: ServerProcess, request: ChatRequest) -> str:
+    def _render(self, process: ServerProcess, request: ChatRequest, cancel: threading.Event) -> str:
         """The prompt, by the model's own chat template, with llama-server's media marker where each
         image goes (``/apply-template``; the images themselves travel once, with the completion)."""
-        messages = openai_messages(request, self.manifest.system, image_url=lambda _img: _PLACEHOLDER)
+        messages = openai.messages(request, self.manifest.system, image_url=lambda _img: _PLACEHOLDER)
         try:
-            with httpx.Client(timeout=60, trust_env=False) as client:
+            with DeadlineClient(60, cancel=cancel, timeout=60, trust_env=False) as client:
                 r = client.post(process.url + "/apply-template", json={"messages": messages}, headers=process.headers)
         except httpx.HTTPError as exc:
             if not process.running:
                 raise _crashed(self, process, "before it could answer") from None
             raise EngineFailed(f"llama-server for '{self.info.name}' did not render the prompt: {exc}") from None
         if r.status_code != 200:
-            message = _error_text(r)
-            if 400 <= r.status_code < 500:
-                raise _refused(message)
-            raise EngineFailed(f"llama-server error {r.status_code}: {message}")
+            raise error_from(r.status_code, error_message(r.text, r.status_code))
         return str(r.json().get("prompt", ""))
 
     # -- the child ---------------------------------------------------------------------------------
@@ -281,7 +264,7 @@ class LlamaCppRunner:
         return get_json(self.process.url + "/props", self.process.headers)
 
     def metrics_text(self) -> str:
-        with httpx.Client(timeout=10, trust_env=False) as client:
+        with DeadlineClient(10, timeout=10, trust_env=False) as client:
             r = client.get(self.process.url + "/metrics", headers=self.process.headers)
             r.raise_for_status()
             return r.text
@@ -309,8 +292,7 @@ class _Answer(Iterator[Chunk]):
         self._post: StreamedPost | None = None
         self._start = time.perf_counter_ns()
         try:  # the slot is already counted (chat() acquired it); every way out below gives it back
-            post = StreamedPost(process.url + "/completion", body, cancel, headers=process.headers)
-            post.__enter__()
+            post = StreamedPost(process.url + "/completion", body, cancel, headers=process.headers).open()
         except ConnectionError:
             runner._leave()
             raise _crashed(runner, process, "before it could answer") from None
@@ -320,10 +302,7 @@ class _Answer(Iterator[Chunk]):
         self._post = post
         try:
             if post.status != 200:
-                message = post.error_text()
-                if 400 <= post.status < 500:
-                    raise _refused(message)
-                raise EngineFailed(f"llama-server error {post.status}: {message}")
+                raise error_from(post.status, post.error_text())
         except BaseException:
             self._finish()
             raise
@@ -341,68 +320,35 @@ class _Answer(Iterator[Chunk]):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            if self._post is not None:
-                self._post.abort()  # cuts a stream in progress: llama-server stops the slot
             self._gen.close()
-            self._finish()
+            self._finish()  # closes a stream in progress: llama-server stops the slot
 
     def _finish(self) -> None:
         if self._post is not None:
-            self._post.__exit__()
+            self._post.close()
             self._post = None
             self._runner._leave()
 
     def _run(self, post: StreamedPost) -> Iterator[Chunk]:
-        final: dict[str, Any] | None = None
         try:
-            for event in post.sse():
-                if "error" in event:
-                    err = event["error"]
-                    raise EngineFailed(f"llama-server: {err.get('message', err) if isinstance(err, dict) else err}")
-                if event.get("content"):
-                    yield Chunk(text=event["content"])
-                if event.get("stop"):
-                    final = event
+            for chunk in completion_chunks(post.sse(), self._start):
+                if chunk.done:
+                    self._finish()
+                yield chunk
+                if chunk.done:
+                    return
+        except Cancelled:  # the client went (cancel set): the stream is cut, llama-server stops
+            self._finish()
+            yield cancelled(self._start)
+            return
         except ConnectionError:
-            if not post.cancelled:
-                raise _crashed(self._runner, self._process, "during the request") from None
-        end = time.perf_counter_ns()
-        if final is None and not post.cancelled:
-            raise _crashed(self._runner, self._process, "before the answer ended")
-        self._finish()
-        final = final or {}
-        timings = final.get("timings") or {}
-        # image_encode_duration stays 0: llama-server b11434 reports no image-encode time (its
-        # prompt_ms includes it), neither in its answers nor in its log.
-        metrics = Metrics(
-            total_duration=end - self._start,
-            # the whole prompt, image tokens and cached tokens included (Ollama: "tokens in the prompt")
-            prompt_eval_count=int(final.get("tokens_evaluated") or 0),
-            prompt_eval_duration=int(float(timings.get("prompt_ms") or 0) * 1e6),
-            eval_count=int(final.get("tokens_predicted") or timings.get("predicted_n") or 0),
-            eval_duration=int(float(timings.get("predicted_ms") or 0) * 1e6),
-        )
-        if not final:
-            reason = "cancel"
-        else:
-            reason = "length" if final.get("stop_type") == "limit" else "stop"
-        data = {"cached_tokens": int(timings.get("cache_n") or 0)} if timings else None
-        yield Chunk(done=True, done_reason=reason, metrics=metrics, data=data)
+            raise _crashed(self._runner, self._process, "during the request") from None
+        raise _crashed(self._runner, self._process, "before the answer ended")
 
 
 def _nothing() -> Iterator[Chunk]:
     """The answer to num_predict 0: no tokens, cut by the limit."""
     yield Chunk(done=True, done_reason="length", metrics=Metrics(total_duration=1))
-
-
-def _refused(message: str) -> InvalidRequest:
-    """llama-server's 400 as the user's error; a prompt over the context names the option to change."""
-    if "exceeds the available context size" in message:
-        return InvalidRequest(
-            f"the prompt does not fit the model's context: {message} (num_ctx, set when the model is loaded: "
-            "send fewer or smaller images, a shorter conversation, or create the model with a larger num_ctx)"
-        )
-    return InvalidRequest(f"llama-server refused the request: {message}")
 
 
 def _crashed(runner: LlamaCppRunner, p: ServerProcess, during: str) -> EngineFailed:
@@ -417,15 +363,6 @@ def _crashed(runner: LlamaCppRunner, p: ServerProcess, during: str) -> EngineFai
         "it will be restarted by the next request",
         detail=f"log: {p.log_path}; last lines:\n{p.log_tail(8)}",
     )
-
-
-def _error_text(r: httpx.Response) -> str:
-    try:
-        data = r.json()
-    except ValueError:
-        return r.text.strip()[:500] or f"HTTP {r.status_code}"
-    err = data.get("error", data) if isinstance(data, dict) else data
-    return str(err.get("message") or err) if isinstance(err, dict) else str(err)
 
 
 class LlamaCppEngine:
