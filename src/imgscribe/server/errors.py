@@ -15,11 +15,11 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import Busy, ImgscribeError
+from ..wire import ollama, openai
 
 log = logging.getLogger("imgscribe.server")
 
 RETRY_AFTER_SECONDS = 1
-_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
 
 
 class NotImplementedYet(ImgscribeError):
@@ -41,13 +41,11 @@ def message_of(err: BaseException) -> str:
 
 
 def ollama_body(err: BaseException) -> dict:
-    return {"error": message_of(err)}
+    return ollama.error_body(message_of(err))
 
 
 def openai_body(err: BaseException) -> dict:
-    status = status_of(err)
-    kind = _OPENAI_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
-    return {"error": {"message": message_of(err), "type": kind, "param": None, "code": None}}
+    return openai.error_body(message_of(err), status_of(err))
 
 
 def log_error(err: BaseException) -> None:

@@ -18,7 +18,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -26,8 +25,10 @@ from typing import Any, Literal
 from ..errors import ImgscribeError
 from ..scheduler import LoadedModel
 from ..store import parse_name
-from ..types import Chunk, Metrics, ModelInfo, ModelManifest
-from .errors import message_of, openai_body
+from ..types import Chunk, ModelInfo, ModelManifest
+from ..wire.ollama import metric_fields
+from ..wire.openai import finish_reason, usage
+from .errors import message_of, ollama_body, openai_body
 
 
 def created_at() -> str:
@@ -49,11 +50,6 @@ def dump(obj: Any) -> bytes:
 def _plain(value: Any) -> Any:
     tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
     return tolist() if callable(tolist) else str(value)
-
-
-def metric_fields(metrics: Metrics | None) -> dict[str, int]:
-    """Ollama's duration and count fields, zero values left out (Go's ``omitempty``)."""
-    return {k: v for k, v in asdict(metrics or Metrics()).items() if v}
 
 
 class Ollama:
@@ -101,7 +97,7 @@ class Ollama:
 
     @staticmethod
     def error(exc: BaseException) -> dict[str, Any]:
-        return {"error": message_of(exc)}
+        return ollama_body(exc)
 
     @staticmethod
     def encode(obj: dict[str, Any]) -> bytes:
@@ -139,7 +135,7 @@ class OpenAI:
             self._role_sent = True
             out.append(self._chunk(delta, None))
         if chunk.done:
-            out.append(self._chunk({}, _finish_reason(chunk)))
+            out.append(self._chunk({}, finish_reason(chunk.done_reason)))
             if self.include_usage:
                 obj = self._head("chat.completion.chunk")
                 obj["choices"] = []
@@ -153,7 +149,7 @@ class OpenAI:
         obj["choices"] = [{
             "index": 0,
             "message": {"role": "assistant", "content": "".join(c.text for c in chunks)},
-            "finish_reason": _finish_reason(chunks[-1]),
+            "finish_reason": finish_reason(chunks[-1].done_reason),
         }]  # fmt: skip
         obj["usage"] = usage(chunks[-1].metrics)
         return obj
@@ -165,16 +161,6 @@ class OpenAI:
     @staticmethod
     def encode(obj: dict[str, Any]) -> bytes:
         return b"data: " + dump(obj) + b"\n\n"
-
-
-def _finish_reason(chunk: Chunk) -> str:
-    return "length" if chunk.done_reason == "length" else "stop"
-
-
-def usage(metrics: Metrics | None) -> dict[str, int]:
-    m = metrics or Metrics()
-    return {"prompt_tokens": m.prompt_eval_count, "completion_tokens": m.eval_count,
-            "total_tokens": m.prompt_eval_count + m.eval_count}  # fmt: skip
 
 
 class Progress:
