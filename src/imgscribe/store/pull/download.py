@@ -14,6 +14,9 @@
 
 Files whose digest is not known in advance (small non-LFS files of a Hugging Face repository) are
 fetched whole, checked against their size and git object id, and stored under their SHA-256.
+
+The HTTP client and what its answers mean are in ``http.py``; what to fetch and the progress
+reported, in ``progress.py``.
 """
 
 from __future__ import annotations
@@ -27,15 +30,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from ...errors import Cancelled
-from ..blobs import BlobStore, check_digest, sha256_file, write_atomic
-from .errors import DigestMismatch, DiskError, Offline, PullError
+from ..blobs import BlobStore, sha256_file, write_atomic
+from .errors import DigestMismatch, DiskError
+from .http import _host, _Retry, _skip, check_response, new_client, transport_error
+from .progress import Item, _Progress
 
 try:  # POSIX: a lock that also holds between processes
     import fcntl
@@ -54,133 +59,10 @@ VERIFY_TRIES = 2  # a blob whose bytes do not match its digest is fetched once m
 CHUNK = 256 * 1024
 SAVE_EVERY = 8 * 1024 * 1024  # write the resume state after this many bytes per range
 POLL = 0.1  # seconds between progress reports
-TIMEOUT = httpx.Timeout(connect=15.0, read=60.0, write=60.0, pool=None)
-
-
-def _user_agent() -> str:
-    from ...version import __version__
-
-    return f"imgscribe/{__version__} (+https://github.com/imgscribe)"
-
-
-def new_client(headers: dict[str, str] | None = None) -> httpx.Client:
-    return httpx.Client(
-        follow_redirects=True,
-        timeout=TIMEOUT,
-        headers={"User-Agent": _user_agent(), **(headers or {})},
-    )
-
-
-def _host(url: str | httpx.URL) -> str:
-    url = httpx.URL(str(url))
-    return f"{url.host}:{url.port}" if url.port else url.host
-
-
-def transport_error(exc: Exception, url: str | httpx.URL) -> PullError:
-    """A connection-level failure as a user-facing error (offline, or a broken transfer)."""
-    detail = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.ConnectError) and ("SSL" in detail or "TLS" in detail or "certificate" in detail):
-        return PullError(
-            f"the secure (https) connection to {_host(url)} failed ({detail}); "
-            "if that registry serves plain http, pass --insecure"
-        )
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
-        return Offline(_host(url), detail)
-    return PullError(f"the transfer from {_host(url)} failed: {detail}; run the pull again to resume")
-
-
-class _Retry(Exception):
-    """A status worth trying again (429, 5xx)."""
 
 
 class _Stopped(Exception):
     """The pull was cancelled, or another range of the same blob failed."""
-
-
-def check_response(response: httpx.Response, what: str) -> None:
-    """Raise for a status that is not a success: a clear error, or :class:`_Retry`."""
-    status = response.status_code
-    if status < 300:
-        return
-    if status == 429 or status >= 500:
-        raise _Retry(f"{status} from {_host(response.url)}")
-    try:
-        response.read()
-        body = response.text[:300].strip()
-    except httpx.HTTPError:
-        body = ""
-    if status == 404:
-        raise PullError(f"{_host(response.url)} has no {what} (404 at {response.url})")
-    if status in (401, 403):
-        raise PullError(f"{_host(response.url)} refused access to {what} ({status}{': ' + body if body else ''})")
-    if status == 416:
-        raise PullError(f"{what} is smaller on {_host(response.url)} than its listing says (416); try again later")
-    raise PullError(f"{_host(response.url)} answered {status} for {what}{': ' + body if body else ''}")
-
-
-@dataclass
-class Item:
-    """One file to fetch."""
-
-    url: str
-    digest: str | None = None  # sha256:<hex> when known in advance
-    size: int | None = None
-    name: str = ""  # a file name: shown in progress when there is no digest
-    git_oid: str | None = None  # a git blob id (sha1) to check a file without a digest against
-    headers: dict[str, str] = field(default_factory=dict)
-    result: str | None = None  # the digest it was stored under, once fetched
-
-    def __post_init__(self) -> None:
-        if self.digest:
-            self.digest = check_digest(self.digest)
-
-    @property
-    def key(self) -> str:
-        return self.digest or f"file:{self.name or self.url}"
-
-    @property
-    def what(self) -> str:
-        return f"blob {self.digest[:19]}…" if self.digest else f"file {self.name or self.url}"
-
-
-class _Progress:
-    """Per-file totals shared by the worker threads; emits Ollama's ``pulling <digest>`` objects."""
-
-    def __init__(self, items: list[Item]):
-        self.lock = threading.Lock()
-        self.items: dict[str, Item] = {}
-        self.total: dict[str, int] = {}
-        self.completed: dict[str, int] = {}
-        self.sent: dict[str, tuple[int, int]] = {}
-        for item in items:
-            self.items.setdefault(item.key, item)
-            self.total.setdefault(item.key, item.size or 0)
-            self.completed.setdefault(item.key, 0)
-
-    def set(self, key: str, completed: int, total: int | None = None) -> None:
-        with self.lock:
-            self.completed[key] = completed
-            if total is not None:
-                self.total[key] = total
-
-    def add(self, key: str, n: int) -> None:
-        with self.lock:
-            self.completed[key] += n
-
-    def events(self, force: bool = False) -> list[dict[str, Any]]:
-        out = []
-        with self.lock:
-            for key, item in self.items.items():
-                now = (self.total[key], self.completed[key])
-                if not force and self.sent.get(key) == now:
-                    continue
-                self.sent[key] = now
-                if item.digest:
-                    hexd = item.digest.split(":", 1)[1]
-                    out.append({"status": f"pulling {hexd[:12]}", "digest": item.digest, "total": now[0], "completed": now[1]})
-                else:
-                    out.append({"status": f"pulling {item.name}", "total": now[0], "completed": now[1]})
-        return out
 
 
 @dataclass
@@ -491,20 +373,6 @@ class Downloader:
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
-
-
-def _skip(response: httpx.Response, start: int) -> int:
-    """Bytes to drop from a ranged answer: all before ``start`` when the server ignored Range."""
-    if response.status_code == 206:
-        content_range = response.headers.get("content-range", "")
-        try:
-            first = int(content_range.split()[1].split("-")[0])
-        except (IndexError, ValueError):
-            raise _Retry(f"unreadable Content-Range {content_range!r}") from None
-        if first != start:
-            raise _Retry(f"asked for bytes from {start}, got {content_range!r}")
-        return 0
-    return start  # 200: the whole file
 
 
 def _write_all(f, data: bytes) -> None:

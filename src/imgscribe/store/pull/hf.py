@@ -44,15 +44,10 @@ from ..blobs import safe_relative
 from ..manifests import Layer
 from ..names import DEFAULT_TAG, ModelName
 from .common import finish, forget, info_from_catalog, manifest_for_gguf_blobs
-from .download import (
-    Downloader,
-    Item,
-    _Retry,
-    check_response,
-    new_client,
-    transport_error,
-)
+from .download import Downloader
 from .errors import PullError
+from .http import _Retry, check_response, new_client, transport_error
+from .progress import Item
 
 __all__ = ["DEFAULT_QUANT", "HF_HOSTS", "pick_gguf", "pull"]
 

@@ -39,15 +39,10 @@ from .. import gc
 from ..manifests import Layer, model_options
 from ..names import DEFAULT_HOST, ModelName
 from .common import finish, forget, info_from_catalog, manifest_for_gguf_blobs
-from .download import (
-    Downloader,
-    Item,
-    _Retry,
-    check_response,
-    new_client,
-    transport_error,
-)
+from .download import Downloader
 from .errors import PullError
+from .http import _Retry, check_response, new_client, transport_error
+from .progress import Item
 
 log = logging.getLogger("imgscribe.store")
 
