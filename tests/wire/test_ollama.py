@@ -9,7 +9,15 @@ import io
 import pytest
 from PIL import Image as PILImage
 
-from imgscribe.errors import Busy, Cancelled, EngineFailed, ImageTooLarge, ImgscribeError, InvalidRequest, ModelNotFound
+from imgscribe.errors import (
+    Busy,
+    Cancelled,
+    EngineFailed,
+    ImageTooLarge,
+    ImgscribeError,
+    InvalidRequest,
+    ModelNotFound,
+)
 from imgscribe.images import intake
 from imgscribe.types import ChatRequest, Chunk, Message, Metrics, Options
 from imgscribe.wire import ollama
@@ -105,3 +113,12 @@ def test_a_404_is_model_not_found_with_the_servers_words():
 
 def test_error_body():
     assert ollama.error_body("no") == {"error": "no"}
+
+
+def test_events_of_a_stream_raise_its_error():
+    got = ollama.events(['{"status":"pulling"}', "", '{"error":"disk full"}', '{"status":"success"}'])
+    assert next(got) == {"status": "pulling"}
+    with pytest.raises(EngineFailed, match="^disk full$"):
+        next(got)
+    lines = ['{"message":{"content":"a"},"done":false}', '{"message":{"content":""},"done":true}']
+    assert [c.text for c in ollama.chunks(ollama.events(lines))] == ["a", ""]

@@ -23,8 +23,9 @@ from ..errors import (
 from ..types import ChatRequest, Chunk, Image, Metrics, Options
 from .common import done_reason, event_error, with_system
 from .media import original
+from .transport import ndjson
 
-__all__ = ["METRICS", "chat_body", "chunks", "error_body", "error_from", "messages", "metric_fields", "metrics"]
+__all__ = ["METRICS", "chat_body", "chunks", "events", "error_body", "error_from", "messages", "metric_fields", "metrics"]
 
 #: the final object's duration (ns) and count fields; ``image_encode_duration`` is imgscribe's own
 METRICS = tuple(f.name for f in fields(Metrics))
@@ -71,16 +72,27 @@ def metric_fields(metrics: Metrics | None) -> dict[str, int]:
     return {k: v for k, v in asdict(metrics or Metrics()).items() if v}
 
 
+def events(lines: Iterable[str], peer: str = "") -> Iterator[dict[str, Any]]:
+    """The objects of an NDJSON answer (``/api/chat``, ``/api/pull``...); an error object is an
+    EngineFailed (its message after ``peer: ``, when given)."""
+    for event in ndjson(lines):
+        _check(event, peer)
+        yield event
+
+
+def _check(event: dict[str, Any], peer: str) -> None:
+    message = event_error(event)
+    if message is not None:
+        raise EngineFailed(f"{peer}: {message}" if peer else message)
+
+
 def chunks(events: Iterable[dict[str, Any]], peer: str = "", data: dict[str, Any] | None = None) -> Iterator[Chunk]:
     """An NDJSON stream (``/api/chat`` or ``/api/generate``) as chunks: one per piece of text, then
     the final one with the done object's text, reason, metrics and ``data`` (default: the object's
     own). An error event, or a stream that ends without a done object, is an EngineFailed (its
     message after ``peer: ``, when given)."""
-    prefix = f"{peer}: " if peer else ""
     for event in events:
-        message = event_error(event)
-        if message is not None:
-            raise EngineFailed(prefix + message)
+        _check(event, peer)
         text = (event.get("message") or {}).get("content") or event.get("response") or ""
         if event.get("done"):
             yield Chunk(text, True, done_reason(event.get("done_reason")), metrics(event),
