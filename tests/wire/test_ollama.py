@@ -9,15 +9,7 @@ import io
 import pytest
 from PIL import Image as PILImage
 
-from imgscribe.errors import (
-    Busy,
-    Cancelled,
-    EngineFailed,
-    ImageTooLarge,
-    ImgscribeError,
-    InvalidRequest,
-    ModelNotFound,
-)
+from imgscribe import errors
 from imgscribe.images import intake
 from imgscribe.types import ChatRequest, Chunk, Message, Metrics, Options
 from imgscribe.wire import ollama
@@ -81,11 +73,11 @@ def test_stream_events_become_chunks():
 
 
 def test_error_events_and_a_cut_stream_fail():
-    with pytest.raises(EngineFailed, match="^remote server x: out of memory$"):
+    with pytest.raises(errors.EngineFailed, match="^remote server x: out of memory$"):
         list(ollama.chunks([{"error": "out of memory"}], "remote server x"))
-    with pytest.raises(EngineFailed, match="^boom$"):
+    with pytest.raises(errors.EngineFailed, match="^boom$"):
         list(ollama.chunks([{"error": {"message": "boom"}}]))
-    with pytest.raises(EngineFailed, match="without a final message"):
+    with pytest.raises(errors.EngineFailed, match="without a final message"):
         list(ollama.chunks([{"message": {"content": "a"}, "done": False}], "remote server x"))
 
 
@@ -98,8 +90,8 @@ def test_metric_fields_leave_zeros_out():
 
 
 @pytest.mark.parametrize(("status", "kind"), [
-    (400, InvalidRequest), (413, ImageTooLarge), (499, Cancelled), (503, Busy), (500, ImgscribeError),
-    (502, ImgscribeError),
+    (400, errors.InvalidRequest), (413, errors.ImageTooLarge), (499, errors.Cancelled), (503, errors.Busy), (500, errors.ImgscribeError),
+    (502, errors.ImgscribeError),
 ])  # fmt: skip
 def test_error_answers_are_the_errors_they_were(status, kind):
     err = ollama.error_from(status, "what went wrong", "m")
@@ -108,7 +100,7 @@ def test_error_answers_are_the_errors_they_were(status, kind):
 
 def test_a_404_is_model_not_found_with_the_servers_words():
     err = ollama.error_from(404, "model 'm' not found, try pulling it first", "m")
-    assert isinstance(err, ModelNotFound) and err.name == "m" and err.message.endswith("pulling it first")
+    assert isinstance(err, errors.ModelNotFound) and err.name == "m" and err.message.endswith("pulling it first")
 
 
 def test_error_body():
@@ -118,7 +110,7 @@ def test_error_body():
 def test_events_of_a_stream_raise_its_error():
     got = ollama.events(['{"status":"pulling"}', "", '{"error":"disk full"}', '{"status":"success"}'])
     assert next(got) == {"status": "pulling"}
-    with pytest.raises(EngineFailed, match="^disk full$"):
+    with pytest.raises(errors.EngineFailed, match="^disk full$"):
         next(got)
     lines = ['{"message":{"content":"a"},"done":false}', '{"message":{"content":""},"done":true}']
     assert [c.text for c in ollama.chunks(ollama.events(lines))] == ["a", ""]
