@@ -79,7 +79,7 @@ def main() -> int:
     from imgscribe.batch.job import Job, execute
     from imgscribe.batch.prompts import Prompt
     from imgscribe.batch.records import describe_record
-    from imgscribe.cli.backend import LocalBackend
+    from imgscribe.client import LocalClient
     from imgscribe.scheduler import Scheduler
     from imgscribe.store import Store
     from imgscribe.types import ModelInfo, ModelManifest
@@ -112,7 +112,7 @@ def main() -> int:
         nonlocal failures
         job = Job(sources=[str(tmp / "photos")], model=model, prompts=[Prompt("response", DEFAULT_PROMPT)],
                   outputs=[str(tmp / f"out-{run}-{id(scheduler)}.jsonl")])  # fmt: skip
-        stats, _ = execute(job, [LocalBackend(scheduler)])
+        stats, _ = execute(job, [LocalClient(scheduler)])
         failures += stats.failed
 
     describe_record(schedulers["default"].chat, paths[0], model, DEFAULT_PROMPT)  # warm caches

@@ -10,12 +10,11 @@ import json
 import subprocess
 
 import pytest
-
 import ray  # the test extras install it: a missing ray is a failure here, not a skip
 
 from imgscribe.batch.job import Job, execute
 from imgscribe.batch.prompts import Prompt
-from imgscribe.cli.backend import LocalBackend
+from imgscribe.client import LocalClient
 from imgscribe.scheduler import Scheduler
 from imgscribe.store import Store
 
@@ -42,14 +41,14 @@ def read_jsonl(path) -> list[dict]:
 def test_ray_run_matches_a_local_run_and_resumes(ray_local, images, tmp_path, echo_model):
     prompts = [Prompt("caption", "Caption {filename}."), Prompt("tags", "Tags.")]
     scheduler = Scheduler(Store())
-    backend = LocalBackend(scheduler)
+    client = LocalClient(scheduler)
     local_out, ray_out = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
     try:
-        execute(Job(sources=[str(images)], model=echo_model, prompts=prompts, outputs=[str(local_out)]), [backend])
+        execute(Job(sources=[str(images)], model=echo_model, prompts=prompts, outputs=[str(local_out)]), [client])
         job = Job(sources=[str(images)], model=echo_model, prompts=prompts,
                   outputs=[str(ray_out), str(tmp_path / "ray.parquet")], sidecar="caption")  # fmt: skip
         ray_options = {"actors": 1, "batch_size": 2}
-        stats, _ = execute(job, [backend], ray=ray_options)
+        stats, _ = execute(job, [client], ray=ray_options)
         assert (stats.done, stats.failed, stats.skipped) == (5, 1, 0)
         strip = lambda r: {k: v for k, v in r.items() if k not in ("timings", "written")}  # noqa: E731
         assert sorted(map(json.dumps, map(strip, read_jsonl(ray_out)))) == sorted(map(json.dumps, map(strip, read_jsonl(local_out))))
@@ -57,7 +56,7 @@ def test_ray_run_matches_a_local_run_and_resumes(ray_local, images, tmp_path, ec
         import pyarrow.parquet as pq
 
         assert pq.read_table(tmp_path / "ray.parquet").num_rows == 6
-        again, _ = execute(job, [backend], ray=ray_options)  # resume: nothing left to do
+        again, _ = execute(job, [client], ray=ray_options)  # resume: nothing left to do
         assert (again.done, again.skipped, again.failed) == (0, 5, 1)
         assert len(read_jsonl(ray_out)) == 6
     finally:

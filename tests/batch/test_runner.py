@@ -13,7 +13,7 @@ import pytest
 
 from imgscribe.batch.job import Job, execute
 from imgscribe.batch.prompts import Prompt
-from imgscribe.cli.backend import LocalBackend
+from imgscribe.client import LocalClient
 from imgscribe.scheduler import Scheduler
 from imgscribe.store import Store
 
@@ -24,24 +24,24 @@ SCHEMA = {"type": "object", "properties": {"prompt": {"type": "string"}, "images
 
 
 @pytest.fixture
-def backend():
+def client():
     scheduler = Scheduler(Store(), num_parallel=0)  # every slot the engine offers
-    yield LocalBackend(scheduler)
+    yield LocalClient(scheduler)
     scheduler.close()
 
 
-def run(backend, sources, model="echo-test", prompts=None, **kw):
+def run(client, sources, model="echo-test", prompts=None, **kw):
     job = Job(sources=[str(s) for s in sources], model=model, prompts=prompts or [Prompt("response", "Describe {filename}.")], **kw)
-    return execute(job, [backend])
+    return execute(job, [client])
 
 
 def read_jsonl(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_a_folder_with_a_broken_file(backend, images, tmp_path, echo_model):
+def test_a_folder_with_a_broken_file(client, images, tmp_path, echo_model):
     out = tmp_path / "out.jsonl"
-    stats, _ = run(backend, [images], outputs=[str(out)])
+    stats, _ = run(client, [images], outputs=[str(out)])
     records = read_jsonl(out)
     by_name = {r["path"].rsplit("/", 1)[-1]: r for r in records}
     assert len(records) == 6 and set(by_name) == {"broken.jpg", "img0.jpg", "img1.jpg", "img2.jpg", "img3.jpg", "img4.png"}
@@ -55,68 +55,68 @@ def test_a_folder_with_a_broken_file(backend, images, tmp_path, echo_model):
     assert "described 5 image(s), 1 failed" in stats.summary() and "images/s, p50" in stats.summary()
 
 
-def test_rerun_skips_what_is_done_and_retries_failures(backend, images, tmp_path, echo_model):
+def test_rerun_skips_what_is_done_and_retries_failures(client, images, tmp_path, echo_model):
     out = tmp_path / "out.jsonl"
-    run(backend, [images], outputs=[str(out)])
+    run(client, [images], outputs=[str(out)])
     first = read_jsonl(out)
-    generated = backend.scheduler.runner(echo_model).generated
+    generated = client.scheduler.runner(echo_model).generated
     (images / "broken.jpg").unlink()
     from .conftest import save_image
 
     save_image(images / "broken.jpg", 99, quality=90)  # fixed
-    stats, _ = run(backend, [images], outputs=[str(out)])
+    stats, _ = run(client, [images], outputs=[str(out)])
     assert (stats.done, stats.failed, stats.skipped) == (1, 0, 5)
     second = read_jsonl(out)
     assert len(second) == 6 and len({r["id"] for r in second}) == 6 and not any(r["error"] for r in second)
     assert [r for r in second if r["path"].endswith("img0.jpg")] == [r for r in first if r["path"].endswith("img0.jpg")]
-    assert backend.scheduler.runner(echo_model).generated > generated  # only broken.jpg was asked about
+    assert client.scheduler.runner(echo_model).generated > generated  # only broken.jpg was asked about
 
 
-def test_overwrite_redoes_and_keeps_each_image_once(backend, images, tmp_path, echo_model):
+def test_overwrite_redoes_and_keeps_each_image_once(client, images, tmp_path, echo_model):
     out = tmp_path / "out.jsonl"
-    run(backend, [images], outputs=[str(out)])
-    stats, _ = run(backend, [images], outputs=[str(out)], overwrite=True)
+    run(client, [images], outputs=[str(out)])
+    stats, _ = run(client, [images], outputs=[str(out)], overwrite=True)
     assert (stats.done, stats.skipped) == (5, 0)
     assert len(read_jsonl(out)) == 6
 
 
-def test_identical_images_are_described_once(backend, images, tmp_path, echo_model):
+def test_identical_images_are_described_once(client, images, tmp_path, echo_model):
     out = tmp_path / "out.jsonl"
-    run(backend, [images], outputs=[str(out)], prompts=[Prompt("response", "Describe.")])
+    run(client, [images], outputs=[str(out)], prompts=[Prompt("response", "Describe.")])
     shutil.copy(images / "img0.jpg", images / "copy.jpg")
-    generated = backend.scheduler.runner(echo_model).generated
-    stats, _ = run(backend, [images], outputs=[str(out)], prompts=[Prompt("response", "Describe.")])
+    generated = client.scheduler.runner(echo_model).generated
+    stats, _ = run(client, [images], outputs=[str(out)], prompts=[Prompt("response", "Describe.")])
     assert (stats.done, stats.reused, stats.skipped) == (1, 1, 5)
-    assert backend.scheduler.runner(echo_model).generated == generated
+    assert client.scheduler.runner(echo_model).generated == generated
     rows = {r["path"].rsplit("/", 1)[-1]: r for r in read_jsonl(out)}
     assert rows["copy.jpg"]["response"] == rows["img0.jpg"]["response"] and rows["copy.jpg"]["id"] != rows["img0.jpg"]["id"]
 
 
-def test_a_new_prompt_or_model_is_new_work(backend, images, tmp_path, echo_model):
+def test_a_new_prompt_or_model_is_new_work(client, images, tmp_path, echo_model):
     out = tmp_path / "out.jsonl"
-    run(backend, [images / "img0.jpg"], outputs=[str(out)])
-    run(backend, [images / "img0.jpg"], outputs=[str(out)], prompts=[Prompt("response", "Other {filename}")])
+    run(client, [images / "img0.jpg"], outputs=[str(out)])
+    run(client, [images / "img0.jpg"], outputs=[str(out)], prompts=[Prompt("response", "Other {filename}")])
     make_echo("echo-same")  # the same model (same digest) under another name: already done
-    stats, _ = run(backend, [images / "img0.jpg"], outputs=[str(out)], model="echo-same")
+    stats, _ = run(client, [images / "img0.jpg"], outputs=[str(out)], model="echo-same")
     assert stats.skipped == 1
     make_echo("echo-other", tokens=3)  # another model
-    stats, _ = run(backend, [images / "img0.jpg"], outputs=[str(out)], model="echo-other")
+    stats, _ = run(client, [images / "img0.jpg"], outputs=[str(out)], model="echo-other")
     assert stats.done == 1 and not stats.reused
     rows = read_jsonl(out)
     assert [r["model"] for r in rows] == ["echo-test", "echo-test", "echo-other"]
     assert len({r["key"] for r in rows}) == 3
 
 
-def test_requests_stay_in_flight(backend, images, tmp_path):
+def test_requests_stay_in_flight(client, images, tmp_path):
     make_echo("slow-echo", delay=0.02, parallel=4)
-    run(backend, [images], outputs=[str(tmp_path / "o.jsonl")], model="slow-echo", parallel=4)
-    assert backend.scheduler.runner("slow-echo").max_active == 4
+    run(client, [images], outputs=[str(tmp_path / "o.jsonl")], model="slow-echo", parallel=4)
+    assert client.scheduler.runner("slow-echo").max_active == 4
 
 
-def test_named_prompts_structured_fields_and_tables(backend, images, tmp_path, echo_model):
+def test_named_prompts_structured_fields_and_tables(client, images, tmp_path, echo_model):
     prompts = [Prompt("caption", "Caption {stem}."), Prompt("meta", "Facts.", format=SCHEMA)]
     outs = [tmp_path / "o.jsonl", tmp_path / "o.csv", tmp_path / "o.parquet"]
-    stats, _ = run(backend, [images / "img0.jpg", images / "img4.png"], prompts=prompts, outputs=[str(o) for o in outs])
+    stats, _ = run(client, [images / "img0.jpg", images / "img4.png"], prompts=prompts, outputs=[str(o) for o in outs])
     assert stats.done == 2
     record = read_jsonl(outs[0])[0]
     assert record["caption"].startswith("echo: Caption img") and json.loads(record["meta"])["prompt"] == "Facts."
@@ -132,20 +132,20 @@ def test_named_prompts_structured_fields_and_tables(backend, images, tmp_path, e
     assert table.column_names[:5] == ["path", "caption", "meta", "fields.prompt", "images"]
 
 
-def test_an_answer_that_breaks_the_schema_is_an_error_row(backend, images, tmp_path, echo_model):
+def test_an_answer_that_breaks_the_schema_is_an_error_row(client, images, tmp_path, echo_model):
     schema = {"type": "object", "required": ["caption"]}
     out = tmp_path / "o.jsonl"
-    stats, _ = run(backend, [images / "img0.jpg"], outputs=[str(out)], prompts=[Prompt("response", "x", format=schema)])
+    stats, _ = run(client, [images / "img0.jpg"], outputs=[str(out)], prompts=[Prompt("response", "x", format=schema)])
     (record,) = read_jsonl(out)
     assert stats.failed == 1 and "does not match the schema" in record["error"] and record["response"]
 
 
-def test_sidecars_and_adding_them_on_a_rerun(backend, images, tmp_path, echo_model):
+def test_sidecars_and_adding_them_on_a_rerun(client, images, tmp_path, echo_model):
     out = tmp_path / "o.jsonl"
-    run(backend, [images], outputs=[str(out)])
+    run(client, [images], outputs=[str(out)])
     assert not list(images.rglob("*.txt"))
     (images / "img2.txt").write_text("hand-written caption\n")
-    stats, sink = run(backend, [images], outputs=[str(out)], sidecar="{response}")
+    stats, sink = run(client, [images], outputs=[str(out)], sidecar="{response}")
     assert stats.skipped == 5
     assert sorted(p.name for p in images.rglob("*.txt")) == ["img0.txt", "img1.txt", "img2.txt", "img3.txt", "img4.txt"]
     assert (images / "img2.txt").read_text() == "hand-written caption\n"  # kept
@@ -155,7 +155,7 @@ def test_sidecars_and_adding_them_on_a_rerun(backend, images, tmp_path, echo_mod
     assert sink.effects[0].kept == 1
 
 
-def test_urls_are_downloaded(backend, images, tmp_path, echo_model):
+def test_urls_are_downloaded(client, images, tmp_path, echo_model):
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(images))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -164,7 +164,7 @@ def test_urls_are_downloaded(backend, images, tmp_path, echo_model):
         base = f"http://127.0.0.1:{server.server_address[1]}"
         listing.write_text(f"{base}/img0.jpg\n{base}/missing.jpg\n")
         out = tmp_path / "o.jsonl"
-        stats, _ = run(backend, [], lists=[str(listing)], outputs=[str(out)])
+        stats, _ = run(client, [], lists=[str(listing)], outputs=[str(out)])
     finally:
         server.shutdown()
     rows = {r["path"]: r for r in read_jsonl(out)}
@@ -172,7 +172,7 @@ def test_urls_are_downloaded(backend, images, tmp_path, echo_model):
     assert (stats.done, stats.failed) == (1, 1)
 
 
-def test_stdout_when_no_output_is_named(backend, images, capsys, echo_model):
-    stats, sink = run(backend, [images / "img0.jpg"])
+def test_stdout_when_no_output_is_named(client, images, capsys, echo_model):
+    stats, sink = run(client, [images / "img0.jpg"])
     (line,) = capsys.readouterr().out.splitlines()
     assert json.loads(line)["path"].endswith("img0.jpg") and sink.manifest is None

@@ -1,4 +1,4 @@
-"""Helpers for the evaluation tests: echo models in the test's own store, and a scheduler that counts."""
+"""Helpers for the evaluation tests: echo models in the test's own store, and a client that counts."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 
+from imgscribe.client import LocalClient
 from imgscribe.scheduler import Scheduler
 from imgscribe.store import Store
 from imgscribe.types import ModelInfo, ModelManifest
@@ -19,32 +20,22 @@ def make_echo(store: Store, name: str, **settings) -> None:
     store.create(name, ModelManifest(name=name, engine="echo", engine_settings=settings, info=info))
 
 
-class CountingScheduler:
-    """The real scheduler, counting the requests each model gets; ``interrupt_after`` total requests
-    it raises KeyboardInterrupt (as Ctrl-C in the middle of a run)."""
+class CountingClient(LocalClient):
+    """The in-process client over the real scheduler, counting the requests each model gets;
+    ``interrupt_after`` total requests it raises KeyboardInterrupt (as Ctrl-C in the middle of a run)."""
 
     def __init__(self, inner: Scheduler, interrupt_after: int | None = None):
-        self.inner = inner
-        self.store = inner.store
+        super().__init__(inner)
         self.calls: Counter[str] = Counter()
         self.interrupt_after = interrupt_after
         self._lock = threading.Lock()
-
-    def info(self, model):
-        return self.inner.info(model)
-
-    def runner(self, model):
-        return self.inner.runner(model)
-
-    def unload(self, model):
-        return self.inner.unload(model)
 
     def chat(self, request, cancel=None):
         with self._lock:
             if self.interrupt_after is not None and sum(self.calls.values()) >= self.interrupt_after:
                 raise KeyboardInterrupt
             self.calls[request.model] += 1
-        return self.inner.chat(request, cancel)
+        return super().chat(request, cancel)
 
     @property
     def total(self) -> int:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import CountingScheduler, make_echo
+from conftest import CountingClient, make_echo
 from PIL import Image
 
+from imgscribe.client import LocalClient
 from imgscribe.evaluate import evaluate
 from imgscribe.evaluate.harness import PredictionCache, cache_key, model_digest, postprocess
 
@@ -15,7 +16,12 @@ SETS = ["docs", "easyvqa"]  # 3 samples each with limit=3
 
 
 def _run(scheduler, out, models=("echo-a", "echo-b"), sets=SETS, **kw):
-    return evaluate(list(models), list(sets), out, limit=3, scheduler=scheduler, meteor=False, **kw)
+    return evaluate(list(models), list(sets), out, limit=3, client=_client(scheduler), meteor=False, **kw)
+
+
+def _client(where):
+    """A counting client as it is; the plain scheduler in an in-process client."""
+    return where if isinstance(where, LocalClient) else LocalClient(where)
 
 
 @pytest.fixture
@@ -26,20 +32,20 @@ def two_models(store):
 
 def test_interrupted_run_resumes_with_only_the_missing_answers(two_models, scheduler, tmp_path):
     out = tmp_path / "out"
-    first = CountingScheduler(scheduler, interrupt_after=5)
+    first = CountingClient(scheduler, interrupt_after=5)
     with pytest.raises(KeyboardInterrupt):
         _run(first, out)
     assert first.total == 5
     lines = (out / "cache" / "predictions.jsonl").read_text().splitlines()
     assert len(lines) == 5  # every answer was on disk before the interruption
 
-    second = CountingScheduler(scheduler)
+    second = CountingClient(scheduler)
     results = _run(second, out)["results"]
     assert second.total == 2 * 2 * 3 - 5  # only the missing answers ran
     assert sum(r["n_cached"] for r in results["results"]) == 5
     assert all(r["n"] == 3 and r["n_errors"] == 0 for r in results["results"])
 
-    third = CountingScheduler(scheduler)
+    third = CountingClient(scheduler)
     _run(third, out)
     assert third.total == 0  # all cached now; the model is not even loaded
     assert (out / "results.json").is_file() and (out / "report.html").is_file()
@@ -48,14 +54,14 @@ def test_interrupted_run_resumes_with_only_the_missing_answers(two_models, sched
 def test_changed_prompt_options_or_model_re_run(two_models, store, scheduler, tmp_path):
     out = tmp_path / "out"
     _run(scheduler, out)
-    counting = CountingScheduler(scheduler)
+    counting = CountingClient(scheduler)
     _run(counting, out, prompt="Q: {question}")
     assert counting.total == 12  # a new prompt: nothing reused
-    counting = CountingScheduler(scheduler)
+    counting = CountingClient(scheduler)
     _run(counting, out, options={"num_predict": 7})
     assert counting.total == 12  # new options: nothing reused
     make_echo(store, "echo-b", tokens=4)  # same name, new settings: a new digest
-    counting = CountingScheduler(scheduler)
+    counting = CountingClient(scheduler)
     _run(counting, out)
     assert counting.calls == {"echo-b": 6}
 
@@ -70,7 +76,7 @@ def test_changed_image_re_runs_only_that_sample(store, scheduler, tmp_path):
     out = tmp_path / "out"
     _run(scheduler, out, models=["echo-a"], sets=[str(data)])
     Image.new("RGB", (16, 16), "white").save(tmp_path / "1.png")  # same name, new content
-    counting = CountingScheduler(scheduler)
+    counting = CountingClient(scheduler)
     _run(counting, out, models=["echo-a"], sets=[str(data)])
     assert counting.total == 1
 
@@ -85,7 +91,7 @@ def test_errors_and_empty_answers_are_not_cached(store, scheduler, tmp_path):
     assert by_model["broken"]["primary_value"] is None  # no answer at all: no score, not a zero
     assert by_model["silent"]["n_errors"] == 0 and by_model["silent"]["scores"]["anls"] == 0.0
     assert not (out / "cache" / "predictions.jsonl").exists()
-    counting = CountingScheduler(scheduler)
+    counting = CountingClient(scheduler)
     _run(counting, out, models=["broken", "silent"], sets=["docs"])
     assert counting.calls == {"broken": 3, "silent": 3}  # retried
 
@@ -118,11 +124,11 @@ def test_cache_key_covers_model_prompt_options_and_image():
 
 def test_model_digest_follows_the_manifest(store, scheduler):
     make_echo(store, "echo-a")
-    first = model_digest(scheduler, "echo-a")
+    first = model_digest(LocalClient(scheduler), "echo-a")
     make_echo(store, "echo-a")  # re-created, identical: same digest (modified_at is left out)
-    assert model_digest(scheduler, "echo-a") == first
+    assert model_digest(LocalClient(scheduler), "echo-a") == first
     make_echo(store, "echo-a", tokens=2)
-    assert model_digest(scheduler, "echo-a") != first
+    assert model_digest(LocalClient(scheduler), "echo-a") != first
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -14,9 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from imgscribe.cli.backend import LocalBackend, get_backend
-from imgscribe.cli.remote import RemoteBackend, find_server
-from imgscribe.errors import ImgscribeError, InvalidRequest, ModelNotFound
+from imgscribe.client import LocalClient, LocalRecipe, RemoteClient, connect, find_server
+from imgscribe.errors import Cancelled, ImgscribeError, InvalidRequest, ModelNotFound
 from imgscribe.images import intake
 from imgscribe.types import ChatRequest, Message
 
@@ -33,13 +33,13 @@ def imgscribe(*args: str, host: str, cwd=None, timeout: float = 60) -> subproces
 
 def test_no_server_means_in_process():
     assert find_server(None) is None  # conftest points IMGSCRIBE_HOST at a closed port
-    assert isinstance(get_backend(None), LocalBackend)
+    assert isinstance(connect(None), LocalClient)
 
 
 def test_finds_the_server_at_imgscribe_host(server, monkeypatch):
     monkeypatch.setenv("IMGSCRIBE_HOST", server.host)
-    backend = get_backend(None)
-    assert isinstance(backend, RemoteBackend) and backend.where == server.url
+    client = connect(None)
+    assert isinstance(client, RemoteClient) and client.where == server.url
 
 
 def test_an_explicit_host_that_does_not_answer_is_an_error():
@@ -66,44 +66,104 @@ def test_a_foreign_server_is_used_only_when_named(monkeypatch):
         host = f"127.0.0.1:{httpd.server_address[1]}"
         monkeypatch.setenv("IMGSCRIBE_HOST", host)
         assert find_server(None) is None, "a real Ollama on the default port must not take over"
-        assert isinstance(find_server(host), RemoteBackend)
+        assert isinstance(find_server(host), RemoteClient)
     finally:
         httpd.shutdown()
         httpd.server_close()
 
 
-def test_remote_backend_round_trip(server, store):
-    backend = find_server(server.host)
+def test_remote_client_round_trip(server, store):
+    client = find_server(server.host)
     img = intake(image_bytes((40, 30)))
-    chunks = list(backend.chat(ChatRequest("llava", [Message("user", "what is it", [img])], keep_alive=float("inf"))))
+    chunks = list(client.chat(ChatRequest("llava", [Message("user", "what is it", [img])], keep_alive=float("inf"))))
     assert "".join(c.text for c in chunks) == f"echo: what is it | 1 image(s): 40x30 sha256:{img.sha256[:12]}"
     final = chunks[-1]
     assert final.done and final.metrics.eval_count == len(chunks) - 1 and final.data["images"]
 
-    assert backend.show("llava") == store.resolve("llava").info
-    assert {i.name for i in backend.list()} >= {"llava:latest", "echo-test:latest"}
-    (row,) = backend.ps()
+    assert client.info("llava") == store.resolve("llava").info
+    assert {i.name for i in client.list()} >= {"llava:latest", "echo-test:latest"}
+    (row,) = client.ps()
     assert row["name"] == "llava:latest" and row["expires_at"] is None and row["processor"] == "CPU"
-    backend.stop("llava")
-    assert backend.ps() == []
+    client.stop("llava")
+    assert client.ps() == []
 
-    backend.copy("llava", "llava2")
-    backend.delete("llava2")
+    client.copy("llava", "llava2")
+    client.delete("llava2")
     assert not store.exists("llava2")
     with pytest.raises(ModelNotFound, match="model 'nope' not found"):
-        list(backend.chat(ChatRequest("nope", [Message("user", "x")])))
+        list(client.chat(ChatRequest("nope", [Message("user", "x")])))
     with pytest.raises(ModelNotFound):
-        backend.show("nope")
+        client.info("nope")
     from .test_ollama_wire import PROGRESS, fake_pull
 
     store.pull = fake_pull()
-    assert list(backend.pull("llava:13b")) == PROGRESS
+    assert list(client.pull("llava:13b")) == PROGRESS
     store.pull = fake_pull(fail_at=0)
     with pytest.raises(ModelNotFound):
-        list(backend.pull("nope"))
+        list(client.pull("nope"))
     store.pull = fake_pull(fail_at=2)
     with pytest.raises(ImgscribeError, match="connection reset"):
-        list(backend.pull("x"))
+        list(client.pull("x"))
+
+
+def _running_ends(scheduler, within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while scheduler.running() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return scheduler.running() == 0
+
+
+def test_a_cancel_stops_a_remote_answer(server):
+    """Setting the cancel event closes the server's response mid-stream: Cancelled, and the
+    server's slot is free again (the slow echo would take 10 s)."""
+    client = find_server(server.host)
+    cancel = threading.Event()
+    answer = client.chat(ChatRequest("echo-slow", [Message("user", "x")]), cancel)
+    assert next(answer).text
+    started = time.monotonic()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        for _ in answer:
+            pass
+    assert time.monotonic() - started < 3
+    assert _running_ends(server.scheduler)
+    client.close()
+
+
+def test_closing_a_remote_answer_frees_the_slot(server):
+    client = find_server(server.host)
+    answer = client.chat(ChatRequest("echo-slow", [Message("user", "x")]))
+    assert next(answer).text
+    answer.close()
+    answer.close()  # twice is fine
+    assert list(answer) == []
+    assert _running_ends(server.scheduler)
+
+
+def test_what_either_client_tells(server, scheduler, store):
+    local, remote = LocalClient(scheduler), find_server(server.host)
+    assert local.manifest("llava") == store.resolve("llava") and remote.manifest("llava") is None
+    assert remote.slots("llava") is None and local.slots("llava") >= 1  # loads it
+    assert [row["name"] for row in local.ps()] == ["llava:latest"]
+    remote.stop("llava")
+    remote.load("echo-test")
+    assert {row["name"] for row in remote.ps()} == {"echo-test:latest"}
+
+
+def test_recipes_make_the_same_client_elsewhere(server, scheduler):
+    remote = RemoteClient(server.url, api_key="k")
+    again = pickle.loads(pickle.dumps(remote.recipe())).open()
+    assert isinstance(again, RemoteClient) and again.where == server.url and again.recipe() == remote.recipe()
+    assert "k" not in repr(remote.recipe())
+    recipe = pickle.loads(pickle.dumps(LocalClient(scheduler).recipe()))
+    assert recipe == LocalRecipe(scheduler.store.root, scheduler.keep_alive, scheduler.max_loaded,
+                                 scheduler.num_parallel, scheduler.max_queue, scheduler.ignore_memory)  # fmt: skip
+    local = recipe.open()
+    try:
+        assert local.scheduler is not scheduler and local.store.root == scheduler.store.root
+        assert local.info("llava") == scheduler.info("llava")
+    finally:
+        local.close()  # it made its scheduler: closing the client closes it
 
 
 def test_run_ps_stop_through_the_server(server, art):

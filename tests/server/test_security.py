@@ -13,8 +13,8 @@ import socket
 import httpx
 import pytest
 
-from imgscribe.cli.remote import RemoteBackend
 from imgscribe.cli.serve import exposure_warning
+from imgscribe.client import RemoteClient
 from imgscribe.errors import EngineFailed
 from imgscribe.server.security import ApiKeyCheck
 
@@ -142,11 +142,11 @@ def test_clients_with_the_key_work(keyed):
 
 def test_the_cli_sends_the_key(keyed, monkeypatch):
     monkeypatch.setenv("IMGSCRIBE_API_KEY", KEY)
-    assert "llava:latest" in [m.name for m in RemoteBackend(keyed.url).list()]
+    assert "llava:latest" in [m.name for m in RemoteClient(keyed.url).list()]
     from imgscribe.errors import ImgscribeError
 
     with pytest.raises(ImgscribeError, match="unauthorized"):
-        RemoteBackend(keyed.url, api_key="wrong").list()
+        RemoteClient(keyed.url, api_key="wrong").list()
 
 
 def test_the_key_is_never_logged(keyed, caplog):

@@ -2,9 +2,9 @@
 local pipeline, and Ray Data for more than one machine). See docs/batch.md.
 
     from imgscribe.batch import Job, Prompt, execute
-    from imgscribe.cli.backend import get_backend
+    from imgscribe.client import connect
     stats, _ = execute(Job(sources=["photos/"], model="builtin", prompts=[Prompt("response", "Describe.")],
-                           outputs=["captions.parquet"]), [get_backend()])
+                           outputs=["captions.parquet"]), [connect()])
 """
 
 from .job import Job, Stats, execute

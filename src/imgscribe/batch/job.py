@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..client import Client
 from ..errors import InvalidRequest
 from ..types import Options
 from .manifest import Manifest
 from .prompts import Prompt, check, check_field
-from .records import CancelChatFn, Describer, Index, Spec, display_path
-from .runner import pipeline
+from .ray_runner import actor_recipes, ray_pipeline
+from .records import Describer, Index, Spec, display_path
+from .runner import default_parallel, pipeline
 from .sources import Item, Missing, expand, printable
 from .writers import Writer, check_target, open_output, output_format
 from .writers.jsonl import JsonlStreamWriter, TextStreamWriter
@@ -72,18 +74,17 @@ class Job:
                 check_field(spec, self.prompts, flag)
 
 
-def model_digest(backend: Any, model: str) -> str:
+def model_digest(client: Client, model: str) -> str:
     """``ModelInfo.digest`` when set, else the SHA-256 of the model's manifest JSON (in-process) or
     of its description (from a server's ``/api/show``, or the digest ``/api/tags`` lists)."""
-    store = getattr(backend, "store", None)
-    if store is not None:
-        manifest = store.resolve(model)
+    manifest = client.manifest(model)
+    if manifest is not None:
         return _prefixed(manifest.info.digest) or "sha256:" + _sha(manifest.model_dump_json())
-    info = backend.show(model)
+    info = client.info(model)
     if info.digest:
         return _prefixed(info.digest)
     try:
-        listed = next((m.digest for m in backend.list() if m.name == info.name and m.digest), "")
+        listed = next((m.digest for m in client.list() if m.name == info.name and m.digest), "")
     except Exception:
         listed = ""
     return _prefixed(listed) or "sha256:" + _sha(info.model_dump_json(exclude={"modified_at"}))
@@ -281,41 +282,22 @@ def xmp_fields(job: Job) -> tuple[str | None, str | None]:
     return description, keywords
 
 
-def chat_fn(backend: Any) -> CancelChatFn:
-    """The scheduler's chat (it honours cancel) in-process; the backend's own for a server."""
-    scheduler = getattr(backend, "scheduler", None)
-    if scheduler is not None:
-        return scheduler.chat
-    return lambda request, cancel=None: backend.chat(request)
-
-
-def warm_up(backends: list[Any], model: str) -> int:
-    """Load the model before the first image (one clear error instead of one per image); the
-    number of requests to keep in flight by default: the model's slots + 1 in-process, else 4."""
-    scheduler = getattr(backends[0], "scheduler", None)
-    if scheduler is None:
-        return 4 * len(backends)
-    scheduler.load(model)
-    slots = next((row.slots for row in scheduler.ps() if row.info.name == scheduler.info(model).name), 1)
-    return slots + 1
-
-
 def execute(
     job: Job,
-    backends: list[Any],
+    clients: list[Client],
     *,
     ray: dict[str, Any] | None = None,
     on_record: Callable[[dict], None] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> tuple[Stats, Sink]:
-    """Run ``job`` on ``backends`` (in-process or servers) or, with ``ray`` options, on Ray."""
+    """Run ``job`` with ``clients`` (in-process or servers) or, with ``ray`` options, on Ray."""
     items = list(expand(job.sources, job.lists, job.stdin))
     if on_total:
         on_total(len(items))
-    info = backends[0].show(job.model)  # an unknown model is one clear error, not one per image
+    info = clients[0].info(job.model)  # an unknown model is one clear error, not one per image
     if not info.vision:
         raise InvalidRequest(f"model '{job.model}' does not support images: describe needs a vision model")
-    spec = Spec(job.model, model_digest(backends[0], job.model), job.prompts, job.options, job.overwrite)
+    spec = Spec(job.model, model_digest(clients[0], job.model), job.prompts, job.options, job.overwrite)
     sink = Sink(job, spec, items, on_record)
     try:
         for item in items:
@@ -323,13 +305,12 @@ def execute(
                 sink.handle(Describer(spec).error_record(printable(item.source), item.reason))
         work = [i for i in items if not isinstance(i, Missing)]
         if ray is not None:
-            from .ray_runner import ray_pipeline
-
-            results = ray_pipeline(work, spec, sink.index, hosts=job.hosts, parallel=job.parallel, **ray)
+            recipes = actor_recipes(clients, servers=bool(job.hosts))
+            results = ray_pipeline(work, spec, sink.index, recipes, parallel=job.parallel, **ray)
         else:
-            parallel = job.parallel or warm_up(backends, job.model)
+            parallel = job.parallel or default_parallel(clients, job.model)
             describer = Describer(spec, sink.index)
-            results = pipeline(work, describer, [chat_fn(b) for b in backends], parallel=parallel,
+            results = pipeline(work, describer, [c.chat for c in clients], parallel=parallel,
                                read_ahead=job.read_ahead, readers=job.readers)  # fmt: skip
         try:
             for result in results:

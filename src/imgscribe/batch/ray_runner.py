@@ -12,6 +12,9 @@ local run, and the driver commits with the same :class:`~imgscribe.batch.job.Sin
 outputs and resume semantics are those of a local run. Images are read where the actor runs:
 on a cluster the paths (and the model store) must be on storage every node sees.
 
+An actor makes its clients from recipes the driver hands it (:meth:`Client.recipe`: the servers'
+URLs and key, or the models folder and the scheduler's knobs), never from the driver's environment.
+
 Without an address this starts a private local Ray instance (and stops it at the end); with
 ``--ray-address`` or ``RAY_ADDRESS`` it joins that cluster. Actors get fractional CPUs by default
 so that they never take every CPU slot (Ray then starves its own tasks and hangs silently:
@@ -25,11 +28,15 @@ import logging
 import math
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..client import Client, LocalClient, LocalRecipe, Recipe
 from ..errors import ImgscribeError
+from ..scheduler import process_settings
 from .records import Describer, Index, Spec, display_path
+from .runner import default_parallel, pipeline
 from .sources import Url, is_url
 
 DEFAULT_BATCH = 16
@@ -61,12 +68,28 @@ def connect(address: str | None) -> bool:
     return True
 
 
+def actor_recipes(clients: list[Client], servers: bool) -> list[Recipe]:
+    """What the actors make their clients from: the same servers (``servers``: ``--host`` named
+    them), else a scheduler of their own over the driver's models folder that keeps the model
+    loaded for the whole run (this client's folder and knobs, or the settings' when the driver
+    asks a server that ``--host`` did not name)."""
+    if servers:
+        return [c.recipe() for c in clients]
+    if isinstance(clients[0], LocalClient):
+        local = clients[0].recipe()
+    else:
+        cfg = process_settings()  # the environment's, with --force
+        local = LocalRecipe(cfg.models_dir, None, cfg.max_loaded_models, cfg.num_parallel, cfg.max_queue,
+                            cfg.ignore_memory)  # fmt: skip
+    return [replace(local, keep_alive=math.inf)]
+
+
 def ray_pipeline(
     work: list[Path | Url],
     spec: Spec,
     index: Index,
+    recipes: list[Recipe],
     *,
-    hosts: list[str] | None = None,
     parallel: int | None = None,
     address: str | None = None,
     actors: int = 1,
@@ -94,10 +117,8 @@ def ray_pipeline(
             fn_constructor_kwargs={
                 "spec": spec,
                 "index": Index(set(index.ids), set(index.keys), dict(index.aliases or {})),
-                "hosts": list(hosts or []),
+                "recipes": list(recipes),
                 "parallel": parallel,
-                "env": {k: v for k, v in os.environ.items() if k.startswith("IMGSCRIBE_")},
-                "models_dir": str(_models_dir()),
             },
             batch_size=batch_size,
             compute=ray.data.ActorPoolStrategy(size=actors),
@@ -112,40 +133,18 @@ def ray_pipeline(
             ray.shutdown()
 
 
-def _models_dir() -> Path:
-    from ..config import settings
-
-    return settings().models_dir
-
-
 class RayDescriber:
     """A Ray Data actor: loads the model once (or connects to servers), then describes batches."""
 
-    def __init__(self, spec: Spec, index: Index, hosts: list[str], parallel: int | None, env: dict[str, str],
-                 models_dir: str):  # fmt: skip
-        os.environ.update(env)
-        os.environ["IMGSCRIBE_MODELS"] = models_dir
-        from .job import chat_fn, warm_up
-
-        if hosts:
-            from ..cli.remote import find_server
-
-            backends = [find_server(host) for host in hosts]
-        else:
-            from ..cli.backend import LocalBackend
-            from ..scheduler import Scheduler
-            from ..store import Store
-
-            backends = [LocalBackend(Scheduler(Store(Path(models_dir)), keep_alive=math.inf))]
-        default = warm_up(backends, spec.model)
+    def __init__(self, spec: Spec, index: Index, recipes: list[Recipe], parallel: int | None):
+        clients = [recipe.open() for recipe in recipes]
+        default = default_parallel(clients, spec.model)
         self.parallel = parallel or default
-        self.chats = [chat_fn(b) for b in backends]
+        self.chats = [c.chat for c in clients]
         self.describer = Describer(spec, index)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
-
-        from .runner import pipeline
 
         items = [(Url(ref) if is_url(ref) else Path(ref), path) for ref, path in zip(batch["ref"], batch["path"])]
         records = list(pipeline(items, self.describer, self.chats, parallel=self.parallel,

@@ -14,6 +14,7 @@ model digest, prompts, options); ``id`` is the row's (key and path): an output h
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -24,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..client import Answer
 from ..errors import Busy, ImgscribeError, InvalidRequest
 from ..images import intake, read_file
 from ..types import ChatRequest, Chunk, Format, Image, Message, Options
@@ -31,8 +33,8 @@ from .prompts import Context, Prompt, render
 from .sources import Url, printable
 
 ChatFn = Callable[[ChatRequest], Iterator[Chunk]]
-#: chat with a cancel event: the scheduler's signature
-CancelChatFn = Callable[[ChatRequest, threading.Event | None], Iterator[Chunk]]
+#: chat with a cancel event: ``Client.chat``
+CancelChatFn = Callable[[ChatRequest, threading.Event | None], Answer]
 KEY_VERSION = 1
 BUSY_RETRIES = 8
 
@@ -205,11 +207,12 @@ class Describer:
         for attempt in range(BUSY_RETRIES + 1):
             try:
                 parts, answer = [], {"done_reason": None, "timings": {}}
-                for chunk in chat(request, cancel):
-                    parts.append(chunk.text)
-                    if chunk.done:
-                        answer["done_reason"] = chunk.done_reason
-                        answer["timings"] = asdict(chunk.metrics) if chunk.metrics else {}
+                with contextlib.closing(chat(request, cancel)) as chunks:  # a failure frees the slot now
+                    for chunk in chunks:
+                        parts.append(chunk.text)
+                        if chunk.done:
+                            answer["done_reason"] = chunk.done_reason
+                            answer["timings"] = asdict(chunk.metrics) if chunk.metrics else {}
                 answer["text"] = "".join(parts)
                 if prompt.format is not None:
                     try:

@@ -18,10 +18,13 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .records import CancelChatFn, Describer, Prepared
 from .sources import Url
+
+if TYPE_CHECKING:
+    from ..client import Client
 
 _END = object()
 _POLL = 0.2
@@ -127,6 +130,14 @@ def pipeline(
     finally:
         cancel.set()  # on an early exit (Ctrl-C, an error): stop reading, let requests cancel
         _join(threads)
+
+
+def default_parallel(clients: list[Client], model: str) -> int:
+    """Load the model before the first image (one clear error instead of one per image); the
+    number of requests to keep in flight by default: the model's slots + 1 in-process, else 4
+    per server (a server does not tell its slots)."""
+    slots = clients[0].slots(model)
+    return 4 * len(clients) if slots is None else slots + 1
 
 
 def _join(threads: list[threading.Thread], timeout: float = 30.0) -> None:

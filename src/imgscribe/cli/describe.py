@@ -18,8 +18,8 @@ from ..batch.job import Job, execute
 from ..batch.prompts import DEFAULT_NAME, Prompt, load_prompt_file
 from ..batch.writers.sidecar import MODES as SIDECAR_MODES
 from ..batch.writers.xmp import MODES as XMP_MODES
+from ..client import connect
 from .app import app
-from .backend import get_backend
 from .common import parse_format, parse_options
 
 _RAY = "Scale-out on Ray"
@@ -94,7 +94,7 @@ def describe(
         xmp=_choice(xmp, XMP_MODES, "--xmp"), xmp_description=xmp_description, xmp_keywords=xmp_keywords,
         overwrite=overwrite, parallel=parallel, read_ahead=read_ahead, hosts=list(host or []), local=local, text=text,
     )  # fmt: skip
-    backends = [get_backend(h, False) for h in job.hosts] if job.hosts else [get_backend(None, local)]
+    clients = [connect(h) for h in job.hosts] if job.hosts else [connect(None, local)]
     ray_options = None
     if ray or ray_address:
         ray_options = {"address": ray_address, "actors": ray_actors, "cpus": ray_cpus, "gpus": ray_gpus,
@@ -117,7 +117,7 @@ def describe(
 
     try:
         with progress or nullcontext():
-            stats, sink = execute(job, backends, ray=ray_options, on_record=on_record, on_total=on_total)
+            stats, sink = execute(job, clients, ray=ray_options, on_record=on_record, on_total=on_total)
     except KeyboardInterrupt:
         print("Stopped: the images finished so far are saved; run the same command again to resume.", file=sys.stderr)
         raise

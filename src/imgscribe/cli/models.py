@@ -8,10 +8,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..client import connect
 from ..errors import ModelNotFound
 from ..types import ModelInfo
 from .app import app
-from .backend import get_backend
 
 
 def human_size(size: int) -> str:
@@ -36,7 +36,7 @@ def list_models(
     host: str = typer.Option(None, "--host"),
 ) -> None:
     """List the models available here."""
-    infos = get_backend(host).list()
+    infos = connect(host).list()
     if as_json:
         typer.echo(json.dumps([i.model_dump() for i in infos], indent=2))
         return
@@ -57,7 +57,7 @@ def show(
     """Show what a model is, what it can do, and what it cannot (from the catalog when it is not
     downloaded yet)."""
     try:
-        info = get_backend(host).show(model)
+        info = connect(host).info(model)
     except ModelNotFound:
         from .catalog_show import catalog_info
 

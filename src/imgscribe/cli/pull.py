@@ -17,8 +17,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from ..client import Events, connect
 from .app import app
-from .backend import get_backend
 
 
 @app.command()
@@ -28,7 +28,7 @@ def pull(
     host: str = typer.Option(None, "--host"),
 ) -> None:
     """Download a model from Ollama's registry or the Hugging Face Hub (resumes if interrupted)."""
-    show_progress(get_backend(host).pull(model, insecure=insecure))
+    show_progress(connect(host).pull(model, insecure=insecure))
 
 
 @app.command("rm")
@@ -37,9 +37,9 @@ def remove(
     host: str = typer.Option(None, "--host"),
 ) -> None:
     """Delete models; files no other model uses are freed."""
-    backend = get_backend(host)
+    client = connect(host)
     for model in models:
-        backend.delete(model)
+        client.delete(model)
         typer.echo(f"deleted '{model}'")
 
 
@@ -50,11 +50,11 @@ def copy(
     host: str = typer.Option(None, "--host"),
 ) -> None:
     """Copy a model under another name (its files are shared, not duplicated)."""
-    get_backend(host).copy(source, destination)
+    connect(host).copy(source, destination)
     typer.echo(f"copied '{source}' to '{destination}'")
 
 
-def show_progress(events: Iterable[dict[str, Any]], console: Console | None = None) -> None:
+def show_progress(events: Events, console: Console | None = None) -> None:
     """Ollama's progress objects as a bar per file on a terminal, else as plain lines."""
     console = console or Console(stderr=True)
     try:
@@ -63,9 +63,7 @@ def show_progress(events: Iterable[dict[str, Any]], console: Console | None = No
         else:
             _lines(events, console)
     finally:
-        close = getattr(events, "close", None)
-        if close is not None:  # Ctrl-C: stop the transfers now (what arrived is kept for next time)
-            close()
+        events.close()  # Ctrl-C: stop the transfers now (what arrived is kept for next time)
 
 
 def _bars(events: Iterable[dict[str, Any]], console: Console) -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 import typer
 
 from ..api import DEFAULT_PROMPT
+from ..client import Client, connect
 from ..errors import ImgscribeError
 from ..images import intake
 from ..types import ChatRequest, Format, Image, Message, Metrics, Options
 from .app import app
-from .backend import Backend, get_backend
 from .common import parse_format, parse_options, print_stats
 from .prompt_paths import extract_image_paths
 
@@ -39,10 +39,10 @@ def _user_turn(text: str, extra: list[Path] | None = None) -> Message:
     return Message("user", prompt, images)
 
 
-def _stream(backend: Backend, request: ChatRequest, write: Callable[[str], None]) -> tuple[str, Metrics]:
+def _stream(client: Client, request: ChatRequest, write: Callable[[str], None]) -> tuple[str, Metrics]:
     parts: list[str] = []
     metrics = Metrics()
-    for chunk in backend.chat(request):
+    for chunk in client.chat(request):
         if chunk.text:
             write(chunk.text)
             parts.append(chunk.text)
@@ -53,7 +53,7 @@ def _stream(backend: Backend, request: ChatRequest, write: Callable[[str], None]
 
 
 def chat_loop(
-    backend: Backend,
+    client: Client,
     model: str,
     read_line: Callable[[str], str],
     write: Callable[[str], None],
@@ -84,7 +84,7 @@ def chat_loop(
         try:
             turn = _user_turn(line)
             request = ChatRequest(model, [*history, turn], options or Options(), format)
-            answer, metrics = _stream(backend, request, write)
+            answer, metrics = _stream(client, request, write)
         except ImgscribeError as exc:  # one bad line never ends the session
             write(f"Error: {exc}\n")
             continue
@@ -120,19 +120,19 @@ def run(
     local: bool = typer.Option(False, "--local", help="Run in this process even if a server answers."),
 ) -> None:
     """Answer one prompt (streamed), or chat interactively when no prompt is given."""
-    backend = get_backend(host, local)
+    client = connect(host, local)
     options, fmt = parse_options(option), parse_format(format)
     text = " ".join(prompt or [])
     if not text and sys.stdin is None:  # started with stdin closed (``<&-``)
         if not image:
             raise typer.BadParameter("no prompt, and stdin is closed: give a PROMPT or --image", param_hint="PROMPT")
     elif not text and not image and sys.stdin.isatty():
-        chat_loop(backend, model, _read_line, _stdout, options, fmt, system, verbose)
+        chat_loop(client, model, _read_line, _stdout, options, fmt, system, verbose)
         return
     elif not text and not sys.stdin.isatty():
         text = _text(sys.stdin.read())
     messages = [Message("system", system)] if system else []
     request = ChatRequest(model, [*messages, _user_turn(text, image)], options, fmt)
-    _, metrics = _stream(backend, request, _stdout)
+    _, metrics = _stream(client, request, _stdout)
     if verbose:
         print_stats(metrics)

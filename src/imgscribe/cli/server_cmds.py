@@ -9,9 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..client import connect
 from ..config import help_table
 from .app import app
-from .backend import get_backend
 from .models import human_size
 
 
@@ -33,12 +33,12 @@ def ps(
     host: str = typer.Option(None, "--host"),
 ) -> None:
     """List the models a running server holds in memory."""
-    backend = get_backend(host)
-    rows = backend.ps()
+    client = connect(host)
+    rows = client.ps()
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    if backend.where == "in-process":
+    if client.where == "in-process":
         typer.echo("No server is running, so no model stays loaded between commands (start one: imgscribe serve).")
         return
     table = Table(box=None, header_style="bold")
@@ -57,7 +57,7 @@ def stop(
     host: str = typer.Option(None, "--host"),
 ) -> None:
     """Unload a model from a running server now (it loads again on its next use)."""
-    get_backend(host).stop(model)
+    connect(host).stop(model)
 
 
 def until(expires_at: str | None) -> str:

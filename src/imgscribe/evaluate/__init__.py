@@ -6,7 +6,7 @@
 
 Parts: ``datasets`` (built-in offline sets and loaders for VQAv2, TextVQA, DocVQA, COCO captions,
 POPE and your own JSONL), ``metrics`` (VQA accuracy, ANLS, exact match, BLEU/METEOR/ROUGE-L/
-CIDEr-D, CHAIR, POPE), ``harness`` (models x samples through the scheduler, with a content-keyed
+CIDEr-D, CHAIR, POPE), ``harness`` (models x samples through a client, with a content-keyed
 prediction cache, so an interrupted run resumes and a changed model, prompt or option re-runs),
 ``scoring`` and ``report`` (results.json, samples.jsonl, report.html, the terminal table).
 """
@@ -16,9 +16,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from ..client import Client
 
 __all__ = ["evaluate"]
 
@@ -29,7 +32,7 @@ def evaluate(
     out: str | Path,
     *,
     limit: int | None = None,
-    scheduler: Any = None,
+    client: Client | None = None,
     options: dict[str, Any] | None = None,
     prompt: str | None = None,
     images: str | Path | None = None,
@@ -43,8 +46,10 @@ def evaluate(
     ``options`` override every task's generation options (Ollama names); ``prompt`` replaces every
     task's prompt template (it must keep ``{question}`` for question-answering sets); ``meteor``
     None computes METEOR when Java runs. Answers are cached under ``out/cache``: run the same command
-    again to resume.
+    again to resume. ``client``: where the models run (default: a scheduler of its own, in process,
+    closed at the end).
     """
+    from ..client import LocalClient
     from ..scheduler import Scheduler
     from .datasets import load_task
 
@@ -63,29 +68,29 @@ def evaluate(
             if any(s.question for s in task.samples) and "{question}" not in prompt:
                 raise InvalidRequest(f"--prompt must contain {{question}} for the question set {task.name}")
             task.prompt = prompt
-    own = scheduler is None
-    scheduler = scheduler or Scheduler()
+    own = client is None
+    client = client or LocalClient(Scheduler(), own=True)
     try:
-        return _run(scheduler, models, tasks, out, options, progress, meteor, tokenizer, command)
+        return _run(client, models, tasks, out, options, progress, meteor, tokenizer, command)
     finally:
         if own:
-            scheduler.close()
+            client.close()
 
 
-def _run(scheduler, models, tasks, out, options, progress, meteor, tokenizer, command) -> dict[str, Any]:
+def _run(client, models, tasks, out, options, progress, meteor, tokenizer, command) -> dict[str, Any]:
     from ..version import __version__
     from .harness import PredictionCache, read_model_stats, run_predictions, write_json
     from .report import SCHEMA, host_facts, write_report
     from .scoring import score_task
 
     for model in models:
-        scheduler.info(model)  # an unknown model is one clear error before any work
+        client.info(model)  # an unknown model is one clear error before any work
 
     cache = PredictionCache(out / "cache" / "predictions.jsonl")
     stats_path = out / "cache" / "models.json"
     stats = read_model_stats(stats_path)
     try:
-        runs, answers = run_predictions(scheduler, models, tasks, cache, options=options, model_stats=stats,
+        runs, answers = run_predictions(client, models, tasks, cache, options=options, model_stats=stats,
                                         progress=progress)  # fmt: skip
     finally:
         write_json(stats_path, stats)

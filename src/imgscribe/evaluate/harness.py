@@ -1,4 +1,4 @@
-"""Run every model on every sample through the scheduler, cache the answers, then score them.
+"""Run every model on every sample through a client (in process or a server), cache the answers, then score them.
 
 The prediction cache is a JSON-lines file (``<out>/cache/predictions.jsonl``), one answer a line,
 appended and flushed as each answer arrives, so an interrupted run loses at most the answer in
@@ -31,8 +31,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..api import build_request, collect
+from ..client import Client
 from ..errors import ImgscribeError, InvalidRequest
-from ..types import Options
+from ..images import intake
+from ..types import Message, Options
 from .datasets import Task
 
 __all__ = ["CACHE_VERSION", "PredictionCache", "cache_key", "model_digest", "postprocess", "run_predictions"]
@@ -55,16 +58,20 @@ def cache_key(digest: str, prompt: str, options: dict[str, Any], image_sha256: s
     return hashlib.sha256(_canonical(payload).encode()).hexdigest()
 
 
-def model_digest(scheduler: Any, model: str) -> str:
-    """What identifies the model's weights and settings: its digest, or a hash of its manifest."""
-    info = scheduler.info(model)
+def model_digest(client: Client, model: str) -> str:
+    """What identifies the model's weights and settings: its digest, or a hash of its manifest
+    (of its description, from a server)."""
+    info = client.info(model)
     digest = info.digest
     if not digest:
         described: dict[str, Any]
         try:
-            manifest = scheduler.store.resolve(model)
+            manifest = client.manifest(model)
+        except ImgscribeError:
+            manifest = None
+        if manifest is not None:
             described = manifest.model_dump(mode="json", exclude={"name": True, "info": {"name", "modified_at"}})
-        except (AttributeError, ImgscribeError):
+        else:
             described = info.model_dump(mode="json", exclude={"name", "modified_at"})
         digest = "sha256:" + hashlib.sha256(_canonical(described).encode()).hexdigest()
     if info.engine == "builtin":  # its weights and pipeline ship with the package: a new release re-runs
@@ -215,13 +222,11 @@ def _options(task: Task, overrides: dict[str, Any] | None) -> dict[str, Any]:
         raise InvalidRequest(f"options for {task.name}: {exc}") from None
 
 
-def _ask(scheduler: Any, model: str, prompt: str, image: Any, options: dict[str, Any]) -> tuple[Any, float]:
-    from ..api import build_request, collect
-    from ..types import Message
-
+def _ask(client: Client, model: str, prompt: str, image: Any, options: dict[str, Any]) -> tuple[Any, float]:
     request = build_request(model, [Message("user", prompt, [image])], options=options, stream=True)
     start = time.perf_counter()
-    result = collect(model, scheduler.chat(request), request.images)
+    with contextlib.closing(client.chat(request)) as answer:
+        result = collect(model, answer, request.images)
     return result, time.perf_counter() - start
 
 
@@ -232,7 +237,7 @@ def _record(key: str, run: ModelRun, task: Task, sample: Any, prompt: str, optio
 
 
 def run_predictions(
-    scheduler: Any,
+    client: Client,
     models: Sequence[str],
     tasks: Sequence[Task],
     cache: PredictionCache,
@@ -252,11 +257,11 @@ def run_predictions(
     runs: dict[str, ModelRun] = {}
     answers: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for model in models:
-        info = scheduler.info(model)
-        digest = model_digest(scheduler, model)
+        info = client.info(model)
+        digest = model_digest(client, model)
         run = runs[model] = ModelRun(model, digest, info.model_dump(mode="json", include=_INFO_FIELDS))
         with contextlib.ExitStack() as stack:
-            state = _ModelState(scheduler, model, run, cache, stack, unload)
+            state = _ModelState(client, model, run, cache, stack, unload)
             for task in tasks:
                 opts = _options(task, options)
                 records = answers[(model, task.name)] = []
@@ -282,9 +287,9 @@ def run_predictions(
 class _ModelState:
     """One model's run: loads it on the first answer not in the cache, then answers sample by sample."""
 
-    def __init__(self, scheduler: Any, model: str, run: ModelRun, cache: PredictionCache,
+    def __init__(self, client: Client, model: str, run: ModelRun, cache: PredictionCache,
                  stack: contextlib.ExitStack, unload: bool):  # fmt: skip
-        self.scheduler, self.model, self.run, self.cache = scheduler, model, run, cache
+        self.client, self.model, self.run, self.cache = client, model, run, cache
         self.stack, self.unload = stack, unload
         self.watch: _MemoryWatch | None = None
         self.loaded = False
@@ -294,17 +299,17 @@ class _ModelState:
         self.watch = self.stack.enter_context(_MemoryWatch())
         start = time.perf_counter()
         try:
-            runner = self.scheduler.runner(self.model)
+            self.client.load(self.model)
+            name = self.client.info(self.model).name
+            memory = next((row.get("size") for row in self.client.ps() if row["name"] == name), 0)
         except ImgscribeError as exc:
             self.run.error = f"cannot load {self.model}: {exc}"
             return
         self.run.load_s = time.perf_counter() - start
-        self.run.memory["runner_memory_bytes"] = int(getattr(runner, "memory", 0) or 0)
-        self.stack.callback(_unload, self.scheduler, self.model, self.unload)
+        self.run.memory["runner_memory_bytes"] = int(memory or 0)
+        self.stack.callback(_unload, self.client, self.model, self.unload)
 
     def answer(self, task: Task, sample: Any, opts: dict[str, Any]) -> dict[str, Any]:
-        from ..images import intake
-
         run = self.run
         prompt = task.prompt_for(sample)
         base = {"model": self.model, "task": task.name, "sample": sample.id, "prompt": prompt, "options": opts}
@@ -326,7 +331,7 @@ class _ModelState:
             return {**record, "prediction": "", "error": run.error}
         try:
             image = intake(sample.image_bytes(), source_name=sample.image_name)
-            result, latency = _ask(self.scheduler, self.model, prompt, image, opts)
+            result, latency = _ask(self.client, self.model, prompt, image, opts)
         except ImgscribeError as exc:
             run.failed += 1
             return {**record, "prediction": "", "error": str(exc)}
@@ -350,10 +355,10 @@ class _ModelState:
 _INFO_FIELDS = {"engine", "family", "parameter_size", "quantization_level", "format", "is_vlm", "digest", "size"}
 
 
-def _unload(scheduler: Any, model: str, wanted: bool) -> None:
-    if wanted and hasattr(scheduler, "unload"):
+def _unload(client: Client, model: str, wanted: bool) -> None:
+    if wanted:
         with contextlib.suppress(ImgscribeError):
-            scheduler.unload(model)
+            client.stop(model)
 
 
 def read_model_stats(path: Path) -> dict[str, dict[str, Any]]:
