@@ -260,6 +260,8 @@ TABLE: tuple[Setting, ...] = (
     Setting("IMGSCRIBE_HF_ENDPOINT", "hf_endpoint", _base_url, "https://huggingface.co",
             "Hugging Face Hub for `hf.co/...` pulls", also="HF_ENDPOINT"),
     Setting("IMGSCRIBE_HF_TOKEN", "hf_token", _text, "", "token for gated or private repos", also="HF_TOKEN"),
+    Setting("IMGSCRIBE_RAY_ADDRESS", "ray_address", _text, "",
+            "the Ray cluster `describe --ray` joins (default: a private local one)", also="RAY_ADDRESS"),
     Setting("IMGSCRIBE_IGNORE_MEMORY", "ignore_memory", _flag, "off",
             "load a model even when the memory estimate says it will not fit"),
     Setting("IMGSCRIBE_LLAMA_SERVER", "llama_server", _text, "",
@@ -293,6 +295,7 @@ class Settings:
     url_timeout: float
     hf_endpoint: str  # where hf.co/... names are pulled from
     hf_token: str  # for gated and private Hugging Face repositories
+    ray_address: str  # the Ray cluster to join; empty: a private local instance
     ignore_memory: bool  # load even when the memory estimate says it will not fit
     llama_server: str
     debug: bool

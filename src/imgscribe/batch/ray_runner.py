@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..client import Client, LocalClient, LocalRecipe, Recipe
+from ..config import settings
 from ..errors import ImgscribeError
 from ..scheduler import process_settings
 from .records import Describer, Index, Spec, display_path
@@ -58,8 +59,8 @@ def connect(address: str | None) -> bool:
     ray = _ray()
     if ray.is_initialized():
         return False
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    address = address or os.environ.get("RAY_ADDRESS")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # Ray's own environment: no telemetry
+    address = address or settings().ray_address
     if address:
         ray.init(address=address, log_to_driver=False)
     else:

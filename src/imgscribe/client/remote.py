@@ -10,35 +10,29 @@ Requests carry ``IMGSCRIBE_API_KEY`` (or the key given) as a Bearer token, as th
 A request with a ``cancel`` event goes through its own :class:`~imgscribe.wire.transport.DeadlineClient`,
 whose reads look at the event: setting it closes the response (``Cancelled``).
 
-What is Ollama's dialect here (request bodies, the stream's lines, ``/api/show`` and ``/api/tags``
-entries) is in one section at the end, to move to a shared ``wire/`` module.
+Ollama's dialect (the ``/api/chat`` body, its NDJSON stream, error answers) is
+:mod:`imgscribe.wire.ollama`'s, which the server and the remote engine speak too.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
-import math
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from ..config import parse_host, settings
 from ..errors import (
-    Busy,
     Cancelled,
-    EngineFailed,
-    ImageTooLarge,
     ImgscribeError,
     InvalidRequest,
-    ModelNotFound,
 )
-from ..types import ChatRequest, Chunk, Metrics, ModelInfo, ModelManifest
-from ..wire.transport import DeadlineClient
+from ..types import ChatRequest, ModelInfo, ModelManifest
+from ..wire import ollama
+from ..wire.transport import DeadlineClient, error_message
 from .protocol import Answer, Events
 
 __all__ = ["RemoteClient", "RemoteRecipe", "find_server"]
@@ -82,9 +76,8 @@ class RemoteClient:
         self._http = self._client()
 
     def chat(self, request: ChatRequest, cancel: threading.Event | None = None) -> Answer:
-        with contextlib.closing(self._stream("POST", "/api/chat", chat_body(request), request.model, cancel)) as lines:
-            for obj in lines:
-                yield chunk_from(obj)
+        with contextlib.closing(self._stream("POST", "/api/chat", ollama.chat_body(request), request.model, cancel)) as lines:
+            yield from ollama.chunks(lines)
 
     def info(self, model: str) -> ModelInfo:
         shown = self._call("POST", "/api/show", {"model": model}, model).json()
@@ -149,7 +142,7 @@ class RemoteClient:
                     if response.status_code >= 400:
                         response.read()
                         raise _error(response, model)
-                    yield from stream_objects(response.iter_lines())
+                    yield from ollama.events(response.iter_lines())
             except httpx.HTTPError as exc:
                 if cancel is not None and cancel.is_set():
                     raise Cancelled("the request was cancelled") from None
@@ -167,70 +160,13 @@ class RemoteRecipe:
         return RemoteClient(self.url, self.api_key)
 
 
-_ERRORS: dict[int, type[ImgscribeError]] = {400: InvalidRequest, 413: ImageTooLarge, 499: Cancelled, 503: Busy}
-
-
 def _error(response: httpx.Response, model: str) -> ImgscribeError:
     """The server's error, as the same class it was on the server (its message verbatim)."""
-    try:
-        message = response.json()["error"]
-        message = message["message"] if isinstance(message, dict) else str(message)
-    except (ValueError, KeyError, TypeError):
-        message = response.text or response.reason_phrase
-    if response.status_code == 404:
-        err: ImgscribeError = ModelNotFound(model)
-        err.args = (message,)
-        return err
-    err = _ERRORS.get(response.status_code, ImgscribeError)(message)
-    err.status = response.status_code
-    return err
+    return ollama.error_from(response.status_code, error_message(response.text, response.status_code), model)
 
 
-# -- Ollama's dialect (to move to a shared wire/ module) ---------------------------------------------
-# Everything below knows Ollama's JSON shapes and nothing else: the /api/chat body, the stream's
-# lines, and the /api/show, /api/tags and /api/ps entries.
-
-_METRICS = [f.name for f in fields(Metrics)]
-
-
-def chat_body(request: ChatRequest) -> dict[str, Any]:
-    """The streamed ``/api/chat`` body for ``request`` (images as base64)."""
-    return {
-        "model": request.model,
-        "messages": [
-            {"role": m.role, "content": m.content, "images": [base64.b64encode(i.data).decode() for i in m.images]}
-            for m in request.messages
-        ],
-        "stream": True,
-        "options": request.options.model_dump(exclude_none=True),
-        "format": request.format,
-        "keep_alive": _keep_alive(request.keep_alive),
-        "think": request.think,
-    }
-
-
-def stream_objects(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    """The objects of an NDJSON stream; an ``error`` object is raised as EngineFailed."""
-    for line in lines:
-        if not line.strip():
-            continue
-        obj = json.loads(line)
-        if obj.get("error"):
-            raise EngineFailed(obj["error"])
-        yield obj
-
-
-def chunk_from(obj: dict[str, Any]) -> Chunk:
-    """One ``/api/chat`` stream object as a :class:`Chunk` (the last carries the metrics)."""
-    if not obj.get("done"):
-        return Chunk(text=obj["message"]["content"])
-    metrics = Metrics(**{k: int(obj.get(k) or 0) for k in _METRICS})
-    return Chunk(obj["message"]["content"], True, obj.get("done_reason") or "stop", metrics, obj.get("data"))
-
-
-def _keep_alive(seconds: float | None) -> float | None:
-    return -1 if seconds is not None and math.isinf(seconds) else seconds
-
+# -- what the server tells about its models -----------------------------------------------------------
+# (the /api/chat body, its stream and error answers are wire/ollama.py's)
 
 def ps_row(m: dict[str, Any]) -> dict[str, Any]:
     """An ``/api/ps`` entry as a ``Client.ps`` row."""

@@ -51,7 +51,7 @@ from typing import Any
 import httpx
 from pydantic import Field
 
-from ...config import settings
+from ...config import parallel_slots, settings
 from ...errors import Cancelled, EngineFailed, Unsupported
 from ...types import ChatRequest, Chunk, Metrics, ModelInfo, ModelManifest
 from ...wire import openai
@@ -69,7 +69,6 @@ __all__ = ["LlamaCppEngine", "LlamaCppRunner", "LlamaCppSettings", "server_args"
 log = logging.getLogger("imgscribe.llamacpp")
 _PLACEHOLDER = "data:image/png;base64,AAAA"  # /apply-template only places the marker: no pixels needed
 DEFAULT_CTX = 4096
-DEFAULT_PARALLEL = 4
 
 
 class LlamaCppSettings(EngineSettings):
@@ -144,9 +143,7 @@ class LlamaCppRunner:
         self.manifest = manifest
         self.info: ModelInfo = manifest.info
         self.engine_settings = LlamaCppSettings.of(manifest)
-        configured = self.engine_settings.num_parallel or 0
-        env_parallel = settings().num_parallel
-        self.parallel = configured or (env_parallel if env_parallel > 0 else DEFAULT_PARALLEL)
+        self.parallel = self.engine_settings.num_parallel or parallel_slots(settings().num_parallel)
         self.vision = bool(manifest.files.get("projector"))
         self.log_dir = settings().models_dir / "logs"
         self.binary = binary or server_binary()
