@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import ipaddress
 import logging
-import socket
 import sys
 import threading
 import time
@@ -20,6 +19,7 @@ from imgscribe.config import settings
 from imgscribe.errors import ImageTooLarge, InvalidImage, InvalidRequest
 from imgscribe.scheduler import Scheduler
 from imgscribe.server.urls import UrlFetcher, refusal
+from imgscribe.testing.peers import peer, trickle
 
 from .conftest import image_bytes, live_server
 
@@ -213,33 +213,8 @@ def test_data_uri_of_any_supported_format(server):
 def trickler(head: bytes, every: float) -> Iterator[str]:
     """A server on 127.0.0.1 that reads a request, sends ``head``, then one more byte every
     ``every`` seconds (``X``: a header, or a body, that never ends)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.1)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                try:
-                    conn.recv(65536)
-                    conn.sendall(head)
-                    while not stop.wait(every):
-                        conn.sendall(b"X")
-                except OSError:  # the fetcher gave up
-                    pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/cat.png"
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
+    with peer(trickle(head, every)) as url:
+        yield url + "/cat.png"
 
 
 def fetcher_with(timeout: str) -> UrlFetcher:

@@ -11,76 +11,22 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from imgscribe.errors import Cancelled
+from imgscribe.testing.peers import peer, read_head, trickle
 from imgscribe.wire.transport import DeadlineClient
 
 pytestmark = pytest.mark.timeout(60)
 SLACK = 1.5  # the machine is slow and shared: timing checks are coarse
-Peer = Callable[[socket.socket, threading.Event], None]
-
-
-@contextmanager
-def peer(behave: Peer, tls: ssl.SSLContext | None = None) -> Iterator[str]:
-    """A server on 127.0.0.1 that runs ``behave(connection, stop)`` for each connection (over
-    TLS with the ``tls`` server context)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.1)
-    stop = threading.Event()
-
-    def handle(conn: socket.socket) -> None:
-        with conn:
-            try:
-                if tls is not None:
-                    conn = tls.wrap_socket(conn, server_side=True)
-                behave(conn, stop)
-            except OSError:  # the client gave up: what these tests make it do
-                pass
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:  # a look at ``stop`` every 0.1 s
-                continue
-            except OSError:
-                return
-            threading.Thread(target=handle, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        listener.close()
-        thread.join(5)
-
-
-def read_request(conn: socket.socket) -> None:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        part = conn.recv(65536)
-        if not part:
-            raise ConnectionError("closed")
-        data += part
-
-
-def trickle_headers(conn: socket.socket, stop: threading.Event) -> None:
-    read_request(conn)
-    conn.sendall(b"HTTP/1.1 200 OK\r\n")
-    while not stop.is_set():  # a header that never ends, a byte at a time
-        conn.sendall(b"X")
-        time.sleep(0.2)
+trickle_headers = trickle(b"HTTP/1.1 200 OK\r\n", 0.2)  # a header that never ends, a byte at a time
 
 
 def trickle_body(conn: socket.socket, stop: threading.Event) -> None:
-    read_request(conn)
+    read_head(conn)
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
     while not stop.is_set():
         conn.sendall(b"x")
@@ -89,7 +35,7 @@ def trickle_body(conn: socket.socket, stop: threading.Event) -> None:
 
 def flood_body(conn: socket.socket, stop: threading.Event) -> None:
     """Fast and endless: every read has data, only a total limit ends it."""
-    read_request(conn)
+    read_head(conn)
     conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
     chunk = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
     while not stop.is_set():
@@ -102,7 +48,7 @@ def silent(conn: socket.socket, stop: threading.Event) -> None:
 
 def answer(conn: socket.socket, stop: threading.Event) -> None:
     while True:
-        read_request(conn)
+        read_head(conn)
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
 
