@@ -62,9 +62,7 @@ def to_message(message: Message | Mapping[str, Any]) -> Message:
         return message
     if not isinstance(message, Mapping):
         raise InvalidRequest(f"a message must be a dict with 'role' and 'content', got {type(message).__name__}")
-    role = str(message.get("role", "user")).lower()
-    if role not in ("system", "user", "assistant", "tool"):
-        raise InvalidRequest(f"invalid message role {role!r}: use system, user, assistant or tool")
+    role = str(message.get("role", "user")).lower()  # checked, with the others, by ChatRequest
     content = message.get("content") or ""
     if not isinstance(content, str):
         raise InvalidRequest("message 'content' must be a string")

@@ -1,7 +1,9 @@
 """The one internal language every front door speaks (see docs/architecture.md).
 
-Front doors turn their input into a :class:`ChatRequest`; runners answer with a stream of
-:class:`Chunk`. This module imports nothing else from the package.
+Front doors turn their input into a :class:`ChatRequest`, whose constructor is the one check of a
+request (roles, options, ``format``, ``think``): every door refuses the same bad input with the
+same sentence, and engines trust what passes. Runners answer with a stream of :class:`Chunk`. This
+module imports only :mod:`imgscribe.errors` from the package.
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ from typing import Any, Literal
 from PIL import Image as PILImage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .errors import InvalidRequest
+
 #: File name extensions taken as images when scanning folders or prompts (content still decides).
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "heic", "heif", "avif")
 
 Role = Literal["system", "user", "assistant", "tool"]
+ROLES: tuple[Role, ...] = ("system", "user", "assistant", "tool")
+THINK_LEVELS = ("low", "medium", "high", "max")
 # "json", a JSON-schema object, or None for free text.
 Format = Literal["json"] | dict[str, Any] | None
 
@@ -152,9 +158,61 @@ class ChatRequest:
     stream: bool = True
     think: bool | str | None = None
 
+    def __post_init__(self) -> None:
+        """The one check of a request, whichever door it came through (InvalidRequest, one sentence)."""
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise InvalidRequest("model is required")
+        for i, message in enumerate(self.messages):
+            check_role(message.role, i)
+        if not isinstance(self.options, Options):
+            try:
+                self.options = Options.checked(self.options or {})
+            except ValueError as exc:
+                raise InvalidRequest(str(exc)) from None
+        self.format = check_format(self.format)
+        check_think(self.think)
+
     @property
     def images(self) -> list[Image]:
         return [img for m in self.messages for img in m.images]
+
+
+def check_role(role: str, index: int) -> Role:
+    """A message's role, or InvalidRequest naming the message."""
+    if role not in ROLES:
+        raise InvalidRequest(f"messages[{index}].role: invalid role {role!r}: use system, user, assistant or tool")
+    return role  # type: ignore[return-value]
+
+
+def check_format(value: Any) -> Format:
+    """``"json"``, a valid JSON Schema object, or nothing (``""``/None), as Ollama accepts."""
+    if value is None or value == "":
+        return None
+    if value == "json":
+        return "json"
+    if isinstance(value, dict):
+        from jsonschema.exceptions import SchemaError
+        from jsonschema.validators import validator_for
+
+        try:
+            validator_for(value).check_schema(value)
+        except SchemaError as exc:
+            raise InvalidRequest(f"invalid format: not a valid JSON Schema: {exc.message}") from None
+        return value
+    import json
+
+    try:
+        shown = json.dumps(value)
+    except (TypeError, ValueError):
+        shown = repr(value)
+    raise InvalidRequest(f'invalid format: {shown}; expected "json" or a valid JSON Schema object')
+
+
+def check_think(value: bool | str | None) -> None:
+    if isinstance(value, str) and value not in THINK_LEVELS:
+        raise InvalidRequest(f'invalid think value {value!r}: use true, false, "low", "medium" or "high"')
+    if value is not None and not isinstance(value, (bool, str)):
+        raise InvalidRequest(f"invalid think value {value!r}: use true, false, \"low\", \"medium\" or \"high\"")
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidRequest
-from ..types import Format, Metrics, Options
+from ..types import MODEL_PARAMETERS, Format, Metrics, Options, check_format
 
 
 def parse_format(value: str | None) -> Format:
@@ -24,7 +24,10 @@ def parse_format(value: str | None) -> Format:
         raise InvalidRequest(f"--format: expected 'json' or a JSON schema ({exc.msg} at char {exc.pos})") from None
     if not isinstance(schema, dict):
         raise InvalidRequest("--format: a JSON schema must be an object")
-    return schema
+    try:
+        return check_format(schema)  # what every door checks: refused before any image is read
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"--format: {exc}") from None
 
 
 def _read_schema_file(value: str) -> str:
@@ -54,14 +57,14 @@ def parse_options(pairs: list[str] | None) -> Options:
             value: Any = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
-        if key.strip() not in Options.model_fields:
+        if key.strip() not in MODEL_PARAMETERS:  # Ollama's option names pass, as the server takes them
             known = ", ".join(Options.model_fields)
             raise InvalidRequest(f"--option: unknown option {key.strip()!r} (known: {known})")
         if key.strip() == "stop" and isinstance(value, str):
             value = [value]
         values[key.strip()] = value
     try:
-        return Options.checked(values)
+        return Options.checked({k: v for k, v in values.items() if k in Options.model_fields})
     except ValueError as exc:
         raise InvalidRequest(f"--option: {exc}") from None
 

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from ..version import __version__
 from ..errors import InvalidRequest, Unsupported
 from ..store import parse_name
-from ..types import ChatRequest, Message, Role
+from ..types import ChatRequest, Message, Role, check_role
 from . import render
 from .context import Server, server_of
 from .errors import NotImplementedYet
@@ -29,7 +29,6 @@ from .render import Ollama, Progress
 from .wire import ChatBody, CopyBody, CreateBody, GenerateBody, ModelBody, require_model
 
 router = APIRouter()
-ROLES: tuple[Role, ...] = ("system", "user", "assistant", "tool")
 
 
 @router.api_route("/", methods=["GET", "HEAD"])
@@ -97,10 +96,8 @@ async def chat(request: Request) -> Response:
 
 
 def _role(role: str, index: int) -> Role:
-    role = role.lower()
-    if role not in ROLES:
-        raise InvalidRequest(f"messages[{index}].role: invalid role {role!r}: use system, user, assistant or tool")
-    return role
+    """Ollama's roles are matched without case, as Go's decoder leaves them to the template."""
+    return check_role(role.lower(), index)
 
 
 async def _load(server: Server, dialect: Ollama, model: str, keep_alive: float | None) -> Response:

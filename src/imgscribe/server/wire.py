@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..config import parse_duration
 from ..errors import InvalidRequest
-from ..types import MODEL_PARAMETERS, Format, ModelParameters, Options
+from ..types import check_format, check_think, MODEL_PARAMETERS, Format, ModelParameters, Options
 
 log = logging.getLogger("imgscribe.server")
 
@@ -308,21 +308,9 @@ def require_model(name: str) -> str:
 
 
 def parse_format(value: Any) -> Format:
-    """``"json"``, a JSON-schema object, or nothing (``""``/null), as Ollama accepts."""
-    if value is None or value == "":
-        return None
-    if value == "json":
-        return "json"
-    if isinstance(value, dict):
-        from jsonschema.exceptions import SchemaError
-        from jsonschema.validators import validator_for
-
-        try:
-            validator_for(value).check_schema(value)
-        except SchemaError as exc:
-            raise InvalidRequest(f"invalid format: not a valid JSON Schema: {exc.message}") from None
-        return value
-    raise InvalidRequest(f'invalid format: {json.dumps(value)}; expected "json" or a valid JSON Schema object')
+    """``"json"``, a JSON-schema object, or nothing: :func:`imgscribe.types.check_format`, checked
+    here too so that a bad one is refused before any image is read."""
+    return check_format(value)
 
 
 def parse_keep_alive(value: Any) -> float | None:
@@ -416,11 +404,6 @@ def check_int(name: str, value: int | None) -> None:
     """Integers an engine passes on (to torch, to llama-server) must fit in 64 bits."""
     if value is not None and not INT64[0] <= value <= INT64[1]:
         raise InvalidRequest(f"{name} is out of range: {value} does not fit in a 64-bit integer")
-
-
-def check_think(value: bool | str | None) -> None:
-    if isinstance(value, str) and value not in ("low", "medium", "high", "max"):
-        raise InvalidRequest(f'invalid think value {value!r}: use true, false, "low", "medium" or "high"')
 
 
 def check_top_logprobs(value: int | None) -> None:

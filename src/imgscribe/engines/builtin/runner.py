@@ -21,7 +21,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ...errors import InvalidRequest
 from ...types import ChatRequest, Chunk, Image, Metrics, ModelInfo, ModelManifest
 from . import evidence
 from .info import INFO, BuiltinSettings
@@ -63,16 +62,6 @@ class BuiltinRunner:
         self.closed = False
 
     def chat(self, request: ChatRequest, cancel: threading.Event | None = None) -> Iterator[Chunk]:
-        fmt = request.format
-        if fmt is not None and fmt != "json" and not isinstance(fmt, dict):
-            raise InvalidRequest(f"format must be \"json\" or a JSON schema object, got {fmt!r}")
-        if isinstance(fmt, dict):
-            import jsonschema
-
-            try:
-                jsonschema.validators.validator_for(fmt).check_schema(fmt)
-            except jsonschema.SchemaError as exc:
-                raise InvalidRequest(f"format: not a valid JSON schema: {exc.message}") from None
         return self._generate(request, cancel or threading.Event())
 
     def close(self) -> None:

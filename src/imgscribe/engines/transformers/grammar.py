@@ -9,11 +9,10 @@ sampler only ever sees valid tokens; when the JSON is complete only end-of-seque
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any
 
-from ...errors import InvalidRequest, Unsupported
+from ...errors import Unsupported
 from ..schema import compile_json_schema
 
 # Compact separators and no free whitespace: a model cannot wander into endless blank lines.
@@ -22,20 +21,10 @@ ANY_JSON_OBJECT: dict[str, Any] = {"type": "object"}  # Ollama's format "json" i
 
 
 def schema_of(format: Any) -> dict[str, Any] | None:
-    if format is None or format == "":
+    """The schema to constrain to: ``format`` is None, "json" or a schema (ChatRequest checked it)."""
+    if format is None:
         return None
-    if format == "json":
-        return ANY_JSON_OBJECT
-    if isinstance(format, dict):
-        return format
-    if isinstance(format, str):
-        try:
-            value = json.loads(format)
-        except ValueError:
-            value = None
-        if isinstance(value, dict):
-            return value
-    raise InvalidRequest(f'format must be "json" or a JSON schema object, not {format!r}')
+    return ANY_JSON_OBJECT if format == "json" else format
 
 
 class GrammarCompiler:
