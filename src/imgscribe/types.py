@@ -8,9 +8,9 @@ module imports only :mod:`imgscribe.errors` from the package.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from PIL import Image as PILImage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -25,6 +25,21 @@ ROLES: tuple[Role, ...] = ("system", "user", "assistant", "tool")
 THINK_LEVELS = ("low", "medium", "high", "max")
 # "json", a JSON-schema object, or None for free text.
 Format = Literal["json"] | dict[str, Any] | None
+
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Stream(Protocol[T_co]):
+    """An iterator that can be stopped early: ``close()`` ends the work behind it (a generation, a
+    download). What a runner's and a client's ``chat`` return, and what the server's jobs read; a
+    generator is one."""
+
+    def __iter__(self) -> Iterator[T_co]: ...
+
+    def __next__(self) -> T_co: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, eq=False)

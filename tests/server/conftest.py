@@ -55,6 +55,16 @@ def noise_bytes(size: tuple[int, int] = (300, 300)) -> bytes:
     return buf.getvalue()
 
 
+def wait_for(predicate, timeout: float = 5.0) -> bool:
+    """Whether ``predicate()`` came true within ``timeout`` seconds (looked at every 10 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -10,18 +9,9 @@ import pytest
 
 from imgscribe.scheduler import Scheduler
 
-from .conftest import add_echo, live_server
+from .conftest import add_echo, live_server, wait_for
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def ask(url: str, model: str, prompt: str = "hi", **extra) -> httpx.Response:

@@ -29,6 +29,7 @@ from imgscribe.server.budget import PixelBudget
 from imgscribe.types import ModelInfo, ModelManifest
 
 from .conftest import add_echo, b64, image_bytes, live_server
+from .conftest import wait_for as wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -45,13 +46,8 @@ def budget_of(server):
     return server.uvicorn.config.app.state.server.reader.budget
 
 
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
+def wait_for(predicate, timeout: float = 10.0) -> bool:  # decoding takes longer than echoing
+    return wait_until(predicate, timeout)
 
 
 def generate(url: str, model: str, images: list[str], timeout: float = 30) -> httpx.Response:

@@ -16,25 +16,11 @@ A client is portable: :meth:`Client.recipe` is a small picklable value from whic
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
-from ..types import ChatRequest, Chunk, ModelInfo, ModelManifest
+from ..types import ChatRequest, Chunk, ModelInfo, ModelManifest, Stream
 
 __all__ = ["Answer", "Client", "Events", "Recipe", "Stream"]
-
-T_co = TypeVar("T_co", covariant=True)
-
-
-class Stream(Protocol[T_co]):
-    """An iterator that can be stopped early: ``close()`` ends the work behind it."""
-
-    def __iter__(self) -> Iterator[T_co]: ...
-
-    def __next__(self) -> T_co: ...
-
-    def close(self) -> None: ...
-
 
 #: a chat's answer: text pieces, the last one ``done`` with the metrics
 Answer = Stream[Chunk]

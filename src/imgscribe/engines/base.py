@@ -11,13 +11,12 @@ store write those; a model's options (``manifest.parameters``) are a separate, f
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import ClassVar, Protocol, Self, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import EngineFailed
-from ..types import ChatRequest, Chunk, ModelInfo, ModelManifest
+from ..types import ChatRequest, Chunk, ModelInfo, ModelManifest, Stream
 
 
 class EngineSettings(BaseModel):
@@ -57,7 +56,7 @@ class Runner(Protocol):
     #: bytes of memory it holds (for ``ps`` and the memory budget); 0 if unknown.
     memory: int
 
-    def chat(self, request: ChatRequest, cancel: threading.Event | None = None) -> Iterator[Chunk]:
+    def chat(self, request: ChatRequest, cancel: threading.Event | None = None) -> Stream[Chunk]:
         """Stream the answer to the last user message. Stops early when ``cancel`` is set.
 
         The last chunk has ``done=True``, ``done_reason`` and ``metrics``.

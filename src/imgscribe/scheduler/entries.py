@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from ..engines import Runner
 from ..errors import EngineFailed, ImgscribeError, Unsupported
-from ..types import Chunk, ModelInfo
+from ..types import Chunk, ModelInfo, Stream
 
 if TYPE_CHECKING:
     from . import Scheduler
@@ -76,7 +76,7 @@ class _Model:
 class _Lease(Iterator[Chunk]):
     """A runner's answer while it holds a slot; the slot goes back when the answer ends or is dropped."""
 
-    def __init__(self, scheduler: Scheduler, entry: _Model, chunks: Iterator[Chunk], started: int, load_ns: int):
+    def __init__(self, scheduler: Scheduler, entry: _Model, chunks: Stream[Chunk], started: int, load_ns: int):
         self._scheduler = scheduler
         self._entry = entry
         self._chunks = chunks
@@ -108,7 +108,7 @@ class _Lease(Iterator[Chunk]):
         if self._open:
             self._open = False
             try:
-                getattr(self._chunks, "close", lambda: None)()
+                self._chunks.close()
             finally:
                 self._scheduler._release(self._entry)
 

@@ -81,7 +81,7 @@ class Server:
                 yield chunk
         finally:
             try:
-                getattr(chunks, "close", lambda: None)()
+                chunks.close()
             finally:
                 if held is not None:
                     held.release()

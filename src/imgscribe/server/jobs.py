@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from typing import Any
 
@@ -24,11 +24,13 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from ..errors import Cancelled, EngineFailed, ImageTooLarge, RequestTimeout
+from ..types import Stream
 from .errors import log_error
 from .render import Dialect, dump
 
-# Chunks of an answer, or Ollama's progress objects (pull, create), given the cancel event.
-Work = Callable[[threading.Event], Iterable[Any]]
+# Chunks of an answer, or Ollama's progress objects (pull, create), given the cancel event: a
+# Stream (a generator is one), closed when the client goes or the answer is complete.
+Work = Callable[[threading.Event], Stream[Any]]
 _END = object()
 
 
@@ -75,14 +77,14 @@ class Job:
 
     def _run(self, work: Work) -> None:
         try:
-            items = iter(work(self.cancel))
+            items = work(self.cancel)
             try:
                 for item in items:
                     self._put(item)
                     if self.cancel.is_set():  # nobody is listening any more
                         break
             finally:
-                getattr(items, "close", lambda: None)()
+                items.close()
         except BaseException as exc:  # handed to the event loop, which answers with it
             self._put(exc)
         self._put(_END)
