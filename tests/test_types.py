@@ -10,6 +10,8 @@ import pytest
 import imgscribe
 from imgscribe.cli.common import parse_format
 from imgscribe.errors import InvalidRequest
+from imgscribe.scheduler import Scheduler
+from imgscribe.store import Store
 from imgscribe.types import ChatRequest, Message, Options
 
 from server.conftest import add_echo, live_server  # tests/server, a package beside this file
@@ -70,3 +72,41 @@ def test_the_python_api_and_the_server_say_the_same(monkeypatch, tmp_path):
     with pytest.raises(InvalidRequest) as cli:
         parse_format('{"type": 12}')
     assert served == _message(direct) and _message(cli) == f"--format: {served}"
+
+
+def test_options_are_checked_alike_at_every_door(monkeypatch, tmp_path):
+    from imgscribe.cli.common import parse_options
+
+    sentence = 'option "temperature" must be of type float, got a boolean'
+    with pytest.raises(InvalidRequest) as direct:
+        ChatRequest("m", [], options={"temperature": True})  # type: ignore[arg-type]
+    assert _message(direct) == sentence
+    with pytest.raises(InvalidRequest) as cli:
+        parse_options(["temperature=true"])
+    assert _message(cli) == f"--option: {sentence}"
+    monkeypatch.setenv("IMGSCRIBE_MODELS", str(tmp_path / "models"))
+    with pytest.raises(InvalidRequest) as api:
+        imgscribe.ask(_png(tmp_path), "what", options={"temperature": True})
+    assert _message(api) == sentence
+    store = Store(tmp_path / "served")
+    add_echo(store, "llava")
+    scheduler = Scheduler(store, num_parallel=0)
+    try:
+        with live_server(scheduler) as live:
+            r = httpx.post(live.url + "/api/generate", json={"model": "llava", "prompt": "x", "options": {"temperature": True}})
+            assert r.status_code == 400 and r.json()["error"] == sentence
+    finally:
+        scheduler.close()
+    # Ollama's names that no engine here uses pass everywhere; a name that is no option is the
+    # command line's typing mistake, and ignored by the server as Ollama's ignores it.
+    assert parse_options(["num_gpu=20"]) == Options()
+    with pytest.raises(InvalidRequest, match="^--option: unknown option 'temprature'"):
+        parse_options(["temprature=0.2"])
+
+
+def _png(folder) -> str:
+    from PIL import Image as PILImage
+
+    path = folder / "red.png"
+    PILImage.new("RGB", (32, 32), "red").save(path)
+    return str(path)

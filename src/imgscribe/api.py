@@ -17,7 +17,7 @@ from typing import Any
 from .errors import InvalidRequest
 from .images import intake
 from .scheduler import Scheduler, default_scheduler
-from .types import ChatRequest, Chunk, Format, Image, Message, Metrics, Options
+from .types import ChatRequest, Chunk, Format, Image, Message, Metrics, Options, options_from
 
 DEFAULT_PROMPT = "Describe this image."
 ImageLike = str | bytes | os.PathLike | Image
@@ -84,7 +84,7 @@ def build_request(
     if system:
         msgs = [Message("system", system), *[m for m in msgs if m.role != "system"]]
     try:
-        opts = options if isinstance(options, Options) else Options.checked(dict(options or {}))
+        opts = options if isinstance(options, Options) else options_from(dict(options or {}))
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
     return ChatRequest(model=model, messages=msgs, options=opts, format=format, keep_alive=keep_alive, stream=stream)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, get_args
 
 from PIL import Image as PILImage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -156,6 +156,70 @@ def check_model_parameters(values: Mapping[str, Any]) -> None:
     ModelParameters.checked(values)
 
 
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def check_int(name: str, value: int | None) -> None:
+    """Integers an engine passes on (to torch, to llama-server) must fit in 64 bits."""
+    if value is not None and not INT64[0] <= value <= INT64[1]:
+        raise InvalidRequest(f"{name} is out of range: {value} does not fit in a 64-bit integer")
+
+
+def check_option(name: str, value: Any) -> Any:
+    """One option's value (a name of :data:`MODEL_PARAMETERS`), of the type Ollama checks: a number
+    for a number (an integral one, within 64 bits, for an integer), strings for ``stop``; Ollama's
+    messages. Its range is :class:`Options`'."""
+    kinds = get_args(ModelParameters.model_fields[name].annotation)
+    if bool in kinds:
+        if not isinstance(value, bool):
+            raise InvalidRequest(f'option "{name}" must be of type boolean, got {json_type(value)}')
+    elif int in kinds:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidRequest(f'option "{name}" must be of type integer, got {json_type(value)}')
+        check_int(f'option "{name}"', value)
+    elif float in kinds:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidRequest(f'option "{name}" must be of type float, got {json_type(value)}')
+        if isinstance(value, int) and abs(value) > 1e308:
+            raise InvalidRequest(f'option "{name}" is out of range: too large for a float')
+    else:
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidRequest(f'option "{name}" must be of type array of strings')
+    return value
+
+
+def options_from(values: Mapping[str, Any], *, unknown: Literal["ignore", "refuse"] = "ignore") -> Options:
+    """A request's options, whichever door they came through: each of its type (:func:`check_option`)
+    and within its range, with one sentence for the first that is not. Ollama's option names that no
+    engine here uses are left out; other names are left out too, as Ollama's server ignores them, or
+    refused (``unknown="refuse"``: a command line, where a name is a typing mistake)."""
+    if unknown == "refuse":
+        for key in values:
+            if key not in MODEL_PARAMETERS:
+                raise InvalidRequest(f"unknown option {key!r} (known: {', '.join(Options.model_fields)})")
+    typed = {k: check_option(k, v) for k, v in values.items() if k in Options.model_fields and v is not None}
+    try:
+        return Options.checked(typed)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
 @dataclass
 class Message:
     role: Role
@@ -180,10 +244,7 @@ class ChatRequest:
         for i, message in enumerate(self.messages):
             check_role(message.role, i)
         if not isinstance(self.options, Options):
-            try:
-                self.options = Options.checked(self.options or {})
-            except ValueError as exc:
-                raise InvalidRequest(str(exc)) from None
+            self.options = options_from(self.options or {})
         self.format = check_format(self.format)
         check_think(self.think)
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidRequest
-from ..types import Format, Options
+from ..types import Format, options_from
 from .sources import printable
 
 DEFAULT_NAME = "response"
@@ -207,8 +207,8 @@ def load_prompt_file(path: str | Path, default_format: Format = None) -> list[Pr
         fmt = _format(spec["format"], path.parent, name) if "format" in spec else default_format
         options = dict(spec.get("options") or {})
         try:
-            Options.checked(options)
-        except ValueError as exc:
+            options_from(options)
+        except InvalidRequest as exc:
             raise InvalidRequest(f"--prompts: {path}: prompt {name!r}: {exc}") from None
         prompts.append(Prompt(str(name), spec["prompt"], fmt, options, str(spec.get("system") or "")))
     return prompts

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidRequest
-from ..types import MODEL_PARAMETERS, Format, Metrics, Options, check_format
+from ..types import Format, Metrics, Options, check_format, options_from
 
 
 def parse_format(value: str | None) -> Format:
@@ -47,7 +47,8 @@ def _read_schema_file(value: str) -> str:
 
 
 def parse_options(pairs: list[str] | None) -> Options:
-    """``-o temperature=0.2 -o stop=END`` to :class:`Options` (values parsed as JSON when they can be)."""
+    """``-o temperature=0.2 -o stop=END`` to :class:`Options` (values parsed as JSON when they can
+    be), checked as every door checks options; a name that is no option is refused (a typing mistake)."""
     values: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
@@ -57,15 +58,10 @@ def parse_options(pairs: list[str] | None) -> Options:
             value: Any = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
-        if key.strip() not in MODEL_PARAMETERS:  # Ollama's option names pass, as the server takes them
-            known = ", ".join(Options.model_fields)
-            raise InvalidRequest(f"--option: unknown option {key.strip()!r} (known: {known})")
-        if key.strip() == "stop" and isinstance(value, str):
-            value = [value]
         values[key.strip()] = value
     try:
-        return Options.checked({k: v for k, v in values.items() if k in Options.model_fields})
-    except ValueError as exc:
+        return options_from(values, unknown="refuse")
+    except InvalidRequest as exc:
         raise InvalidRequest(f"--option: {exc}") from None
 
 

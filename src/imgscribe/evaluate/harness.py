@@ -35,7 +35,7 @@ from ..api import build_request, collect
 from ..client import Client
 from ..errors import ImgscribeError, InvalidRequest
 from ..images import intake
-from ..types import Message, Options
+from ..types import Message, options_from
 from .datasets import Task
 
 __all__ = ["CACHE_VERSION", "PredictionCache", "cache_key", "model_digest", "postprocess", "run_predictions"]
@@ -217,8 +217,8 @@ class ModelRun:
 def _options(task: Task, overrides: dict[str, Any] | None) -> dict[str, Any]:
     merged = {**task.options, **(overrides or {})}
     try:
-        return Options.checked(merged).model_dump(exclude_none=True)
-    except ValueError as exc:
+        return options_from(merged).model_dump(exclude_none=True)
+    except InvalidRequest as exc:
         raise InvalidRequest(f"options for {task.name}: {exc}") from None
 
 

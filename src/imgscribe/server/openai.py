@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import InvalidRequest, Unsupported
-from ..types import ChatRequest, Format, Image, Message, Options, Role
+from ..types import ChatRequest, Format, Image, Message, Options, Role, check_int, options_from
 from . import render
 from .context import server_of
 from .inputs import Labelled
@@ -25,8 +25,6 @@ from .wire import (
     ModelBody,
     OpenAIMessage,
     ResponseFormat,
-    check_int,
-    checked_options,
     parse_format,
     parse_keep_alive,
     require_model,
@@ -101,7 +99,7 @@ def _options(body: CompletionBody) -> Options:
             )
         check_int(name, value)
     check_int("seed", body.seed)
-    return checked_options(dict(
+    return options_from(dict(
         num_predict=body.max_completion_tokens or body.max_tokens,
         seed=body.seed,
         stop=[body.stop] if isinstance(body.stop, str) else body.stop,

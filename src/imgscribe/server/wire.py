@@ -11,13 +11,13 @@ import json
 import logging
 import math
 import re
-from typing import Any, get_args
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..config import parse_duration
 from ..errors import InvalidRequest
-from ..types import check_format, check_think, MODEL_PARAMETERS, Format, ModelParameters, Options
+from ..types import check_format, check_option, check_think, json_type, options_from, MODEL_PARAMETERS, Format, ModelParameters, Options
 
 log = logging.getLogger("imgscribe.server")
 
@@ -28,7 +28,6 @@ log = logging.getLogger("imgscribe.server")
 # JSON deeper than this is refused: no real request comes near it, and a deep one would exhaust
 # the stack of whatever walks it (the JSON decoder, pydantic, jsonschema).
 MAX_DEPTH = 64
-INT64 = (-(2**63), 2**63 - 1)
 
 
 class Body(BaseModel):
@@ -101,19 +100,6 @@ def _unsurrogate(text: str) -> str:
         return text
     except UnicodeEncodeError:
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-
-
-def json_type(value: Any) -> str:
-    """The JSON name of a parsed value's type, for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"
 
 
 def validation_message(exc: ValidationError, data: Any = None) -> str:
@@ -341,9 +327,9 @@ def parse_options(value: Any) -> Options:
 
 
 def known_options(values: dict[str, Any]) -> Options:
-    """The options among ``values`` (other keys are left out), each of its type and within its range."""
-    fields = Options.model_fields
-    return checked_options({k: check_option(k, v) for k, v in values.items() if k in fields and v is not None})
+    """The options among ``values`` (other keys are left out), each of its type and within its
+    range: :func:`imgscribe.types.options_from`, as every door checks them."""
+    return options_from(values)
 
 
 def model_parameters(values: dict[str, Any] | None) -> dict[str, Any]:
@@ -364,46 +350,6 @@ def model_parameters(values: dict[str, Any] | None) -> dict[str, Any]:
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
     return checked
-
-
-def checked_options(values: dict[str, Any]) -> Options:
-    """:class:`Options` whose values are within their meaning (a negative temperature is a 400)."""
-    try:
-        return Options.checked(values)
-    except ValueError as exc:
-        raise InvalidRequest(str(exc)) from None
-
-
-def check_option(name: str, value: Any) -> Any:
-    """One known option's value, of the type Ollama checks: a number for a number (an integral
-    one, within 64 bits, for an integer), strings for ``stop``; Ollama's messages. Its range is
-    :func:`checked_options`'s."""
-    kinds = get_args(ModelParameters.model_fields[name].annotation)
-    if bool in kinds:
-        if not isinstance(value, bool):
-            raise InvalidRequest(f'option "{name}" must be of type boolean, got {json_type(value)}')
-    elif int in kinds:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidRequest(f'option "{name}" must be of type integer, got {json_type(value)}')
-        check_int(f'option "{name}"', value)
-    elif float in kinds:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidRequest(f'option "{name}" must be of type float, got {json_type(value)}')
-        if isinstance(value, int) and abs(value) > 1e308:
-            raise InvalidRequest(f'option "{name}" is out of range: too large for a float')
-    else:
-        value = [value] if isinstance(value, str) else value
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise InvalidRequest(f'option "{name}" must be of type array of strings')
-    return value
-
-
-def check_int(name: str, value: int | None) -> None:
-    """Integers an engine passes on (to torch, to llama-server) must fit in 64 bits."""
-    if value is not None and not INT64[0] <= value <= INT64[1]:
-        raise InvalidRequest(f"{name} is out of range: {value} does not fit in a 64-bit integer")
 
 
 def check_top_logprobs(value: int | None) -> None:
