@@ -205,3 +205,18 @@ def test_force_is_an_override_the_scheduler_is_given_not_the_environment(tmp_pat
     assert sched.Scheduler(store).ignore_memory and "IMGSCRIBE_IGNORE_MEMORY" not in os.environ
     with pytest.raises(TypeError, match="not settings: forced"):
         sched.configure(forced=True)
+    sched.configure(ignore_memory=None)  # a later command without --force
+    assert not sched.Scheduler(store).ignore_memory
+    monkeypatch.setenv("IMGSCRIBE_IGNORE_MEMORY", "1")  # the setting itself still counts
+    assert sched.Scheduler(store).ignore_memory
+
+
+def test_force_does_not_outlive_its_command(monkeypatch, tmp_path):
+    from imgscribe import scheduler as sched
+    from imgscribe.cli import main
+
+    monkeypatch.setattr(sched, "_overrides", {})
+    monkeypatch.setenv("IMGSCRIBE_MODELS", str(tmp_path))
+    monkeypatch.delenv("IMGSCRIBE_IGNORE_MEMORY", raising=False)
+    assert main(["--force", "list"]) == 0 and sched.process_settings().ignore_memory
+    assert main(["list"]) == 0 and not sched.process_settings().ignore_memory

@@ -20,7 +20,8 @@ def _root(
     force: bool = typer.Option(False, "--force", help="Load models even when the memory estimate says they will not fit."),
 ) -> None:
     """imgscribe: local image description, Ollama-compatible."""
-    if force:  # an override for every scheduler this command makes (in-process loads, serve)
-        from ..scheduler import configure
+    from ..scheduler import configure
 
-        configure(ignore_memory=True)
+    # An override for every scheduler this command makes (in-process loads, serve); a later command
+    # in the same process without --force is back to the setting's own value.
+    configure(ignore_memory=True if force else None)

@@ -379,11 +379,16 @@ _overrides: dict[str, Any] = {}
 def configure(**overrides: Any) -> None:
     """Overrides (a command's flags, by :class:`~imgscribe.config.Settings` field) for every
     scheduler this process makes without settings of its own: the CLI's ``--force`` is
-    ``configure(ignore_memory=True)``. Nothing is written to the environment."""
+    ``configure(ignore_memory=True)``; None takes an override back (the environment's value
+    counts again). Nothing is written to the environment."""
     unknown = set(overrides) - set(Settings.__dataclass_fields__)
     if unknown:
         raise TypeError(f"not settings: {', '.join(sorted(unknown))}")
-    _overrides.update(overrides)
+    for name, value in overrides.items():
+        if value is None:
+            _overrides.pop(name, None)
+        else:
+            _overrides[name] = value
 
 
 def process_settings() -> Settings:
