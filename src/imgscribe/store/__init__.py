@@ -66,11 +66,8 @@ def _builtin() -> ModelManifest:
     return manifest
 
 
-def _builtin_info() -> ModelInfo | None:
-    try:
-        return _builtin().info
-    except ImportError:  # the builtin engine is not in this checkout (yet): list the rest
-        return None
+def _builtin_info() -> ModelInfo:
+    return _builtin().info
 
 
 def _now() -> str:
@@ -112,8 +109,7 @@ class Store:
         return self.manifest_files.path(parsed).is_file()
 
     def list(self) -> list[ModelInfo]:
-        builtin = _builtin_info()
-        infos = [builtin] if builtin is not None else []
+        infos = [_builtin_info()]
         for name, stored in self.manifest_files.all():
             infos.append(self._materialize(name, stored).info)
         return infos

@@ -31,7 +31,6 @@ with a warning in the log.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Iterator
@@ -105,10 +104,6 @@ class StoredManifest(BaseModel):
             raise ValueError(validation_message(exc)) from None
         stored._migrated = old
         return stored
-
-    @staticmethod
-    def content_digest(text: str | bytes) -> str:
-        return "sha256:" + hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
 
 
 def validation_message(exc: ValidationError) -> str:
