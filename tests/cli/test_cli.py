@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 
 import pytest
@@ -49,10 +50,15 @@ def test_run_missing_image_is_one_clear_line(imgscribe_cmd, cli_env, photos):
     assert "Traceback" not in result.stderr
 
 
-def test_run_unknown_model(imgscribe_cmd, cli_env, photos):
-    result = run(imgscribe_cmd, "run", "nosuchmodel", "hi", env=cli_env)
+def test_run_unknown_model_tries_to_pull_it(imgscribe_cmd, cli_env, photos):
+    # as `ollama run`: a model that is not here is pulled first (tests/cli/test_run_pulls.py); a
+    # registry nothing answers at is one sentence
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = run(imgscribe_cmd, "run", f"127.0.0.1:{port}/library/nosuchmodel", "hi", "--insecure", env=cli_env)
     assert result.returncode == 1
-    assert "model 'nosuchmodel' not found" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.startswith("Error: cannot reach 127.0.0.1") and "Traceback" not in result.stderr
 
 
 def test_usage_error_exits_2(imgscribe_cmd, cli_env):

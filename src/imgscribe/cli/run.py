@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,12 +11,13 @@ import typer
 
 from ..api import DEFAULT_PROMPT
 from ..client import Client, connect
-from ..errors import ImgscribeError
+from ..errors import ImgscribeError, ModelNotFound
 from ..images import intake
 from ..types import ChatRequest, Format, Image, Message, Metrics, Options
 from .app import app
 from .common import parse_format, parse_options, print_stats
 from .prompt_paths import extract_image_paths
+from .pull import show_progress
 
 HELP = """Commands:
   /bye            leave
@@ -107,6 +109,56 @@ def _stdout(text: str) -> None:
     sys.stdout.flush()
 
 
+def ensure_model(client: Client, model: str, insecure: bool = False) -> None:
+    """``ollama run``'s first step: a model that is not here is pulled (through the same client,
+    with ``imgscribe pull``'s progress). One that the registry lacks too is a ModelNotFound that
+    says so and names the closest models here. Ctrl-C stops the transfers (what arrived is kept
+    for the next pull)."""
+    try:
+        client.info(model)
+        return
+    except ModelNotFound:
+        pass
+    try:
+        show_progress(client.pull(model, insecure=insecure))
+    except ModelNotFound as exc:
+        raise _nowhere(client, model, exc) from None
+
+
+def _nowhere(client: Client, model: str, exc: ModelNotFound) -> ModelNotFound:
+    """Ollama's "pull model manifest: file does not exist", with the registry's reason and the
+    closest local names."""
+    reason = exc.message
+    prefix = f"model '{model}' not found"
+    if reason.startswith(prefix):
+        reason = reason[len(prefix) :].lstrip(", ")
+    why = f": {reason}" if reason else ""
+    sentence = f"model '{model}' is neither here nor in the registry (pull model manifest: file does not exist{why})"
+    close = _closest(client, model)
+    if close:
+        sentence += f"; models here with a similar name: {', '.join(close)}"
+    err = ModelNotFound(model)
+    err.args = (sentence,)
+    return err
+
+
+def _short(name: str) -> str:
+    return name.removesuffix(":latest")
+
+
+def _closest(client: Client, model: str) -> list[str]:
+    """Local names close to ``model`` (compared without host, namespace and ':latest')."""
+    try:
+        names = [_short(info.name) for info in client.list()]
+    except ImgscribeError:
+        return []
+    by_key = {name.rsplit("/", 1)[-1]: name for name in names}
+    by_key.update({name: name for name in names})
+    wanted = _short(model).rsplit("/", 1)[-1]
+    matches = difflib.get_close_matches(wanted, list(by_key), n=6, cutoff=0.6)
+    return list(dict.fromkeys(by_key[key] for key in matches))[:3]
+
+
 @app.command()
 def run(
     model: str = typer.Argument(..., help="Model name, e.g. builtin or llava:7b."),
@@ -118,19 +170,22 @@ def run(
     verbose: bool = typer.Option(False, "--verbose", help="Print timings and token rates."),
     host: str = typer.Option(None, "--host", help="Server to use (default: IMGSCRIBE_HOST if one answers)."),
     local: bool = typer.Option(False, "--local", help="Run in this process even if a server answers."),
+    insecure: bool = typer.Option(False, "--insecure", help="Allow a registry that speaks plain http (for a pull)."),
 ) -> None:
-    """Answer one prompt (streamed), or chat interactively when no prompt is given."""
+    """Answer one prompt (streamed), or chat interactively when no prompt is given. A model that
+    is not here is pulled first, as ``ollama run`` does."""
     client = connect(host, local)
     options, fmt = parse_options(option), parse_format(format)
     text = " ".join(prompt or [])
-    if not text and sys.stdin is None:  # started with stdin closed (``<&-``)
-        if not image:
-            raise typer.BadParameter("no prompt, and stdin is closed: give a PROMPT or --image", param_hint="PROMPT")
-    elif not text and not image and sys.stdin.isatty():
-        chat_loop(client, model, _read_line, _stdout, options, fmt, system, verbose)
-        return
-    elif not text and not sys.stdin.isatty():
-        text = _text(sys.stdin.read())
+    if not text and not image and sys.stdin is None:  # started with stdin closed (``<&-``)
+        raise typer.BadParameter("no prompt, and stdin is closed: give a PROMPT or --image", param_hint="PROMPT")
+    ensure_model(client, model, insecure)  # usage errors first, then the pull (as ollama run)
+    if not text and sys.stdin is not None:
+        if not image and sys.stdin.isatty():
+            chat_loop(client, model, _read_line, _stdout, options, fmt, system, verbose)
+            return
+        if not sys.stdin.isatty():
+            text = _text(sys.stdin.read())
     messages = [Message("system", system)] if system else []
     request = ChatRequest(model, [*messages, _user_turn(text, image)], options, fmt)
     _, metrics = _stream(client, request, _stdout)
