@@ -41,8 +41,9 @@ def _gguf_string(text: str) -> bytes:
     return struct.pack("<Q", len(raw)) + raw
 
 
-def gguf(metadata: dict, padding: int = 0, seed: int = 0) -> bytes:
-    """A GGUF v3 file with these metadata (str, int -> u32, bool) and no tensors, plus padding."""
+def gguf(metadata: dict, padding: int = 0, seed: int = 0, tensors: dict[str, tuple[int, ...]] | None = None) -> bytes:
+    """A GGUF v3 file with these metadata (str, int -> u32, float -> f32, bool, list of str) and tensor
+    infos (name -> shape, type F32, no data: only the header is ever read), plus padding."""
     body = b""
     for key, value in metadata.items():
         body += _gguf_string(key)
@@ -50,9 +51,17 @@ def gguf(metadata: dict, padding: int = 0, seed: int = 0) -> bytes:
             body += struct.pack("<I?", 7, value)
         elif isinstance(value, int):
             body += struct.pack("<II", 4, value)
+        elif isinstance(value, float):
+            body += struct.pack("<If", 6, value)
+        elif isinstance(value, list):
+            body += struct.pack("<IIQ", 9, 8, len(value)) + b"".join(_gguf_string(str(v)) for v in value)
         else:
             body += struct.pack("<I", 8) + _gguf_string(str(value))
-    head = b"GGUF" + struct.pack("<IQQ", 3, 0, len(metadata))
+    offset = 0
+    for name, shape in (tensors or {}).items():
+        body += _gguf_string(name) + struct.pack(f"<I{len(shape)}Q", len(shape), *shape) + struct.pack("<IQ", 0, offset)
+        offset += 32
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors or {}), len(metadata))
     rng = hashlib.sha256(f"{seed}".encode()).digest()
     pad = (rng * (padding // len(rng) + 1))[:padding]
     return head + body + pad
@@ -63,8 +72,24 @@ def tiny_model_gguf(name: str = "tiny", padding: int = 300_000, seed: int = 0, a
                  "general.file_type": 15}, padding, seed)  # fmt: skip
 
 
-def tiny_projector_gguf(padding: int = 100_000, seed: int = 1) -> bytes:
-    return gguf({"general.architecture": "clip", "clip.has_vision_encoder": True, "clip.projector_type": "mlp"}, padding, seed)
+def tiny_projector_gguf(padding: int = 100_000, seed: int = 1, projector_type: str | None = "mlp", width: int = 0) -> bytes:
+    """A clip projector; ``projector_type=None``: an old LLaVA/BakLLaVA one; ``width``: what it projects to."""
+    meta: dict = {"general.architecture": "clip", "clip.has_vision_encoder": True}
+    if projector_type is not None:
+        meta["clip.projector_type"] = projector_type
+    return gguf(meta, padding, seed, {"v.blk.0.attn_q.weight": (8, 8), "mm.0.weight": (8, 16), "mm.2.weight": (16, width or 16)})
+
+
+def ollama_vision_gguf(arch: str = "gemma3", padding: int = 300_000, seed: int = 5, template: bool = True) -> bytes:
+    """Ollama's single-file layout: the vision tower inside the model GGUF (``<arch>.vision.*``, ``v.*``, ``mm.*``)."""
+    meta: dict = {"general.architecture": arch, "general.name": f"tiny-{arch}", f"{arch}.context_length": 2048,
+                  f"{arch}.embedding_length": 16, f"{arch}.vision.block_count": 1, f"{arch}.vision.embedding_length": 8,
+                  "general.file_type": 15, "tokenizer.ggml.tokens": ["<s>", "</s>", "a"]}  # fmt: skip
+    if template:
+        meta["tokenizer.chat_template"] = "{{ messages }}"
+    tensors = {"token_embd.weight": (16, 3), "blk.0.attn_q.weight": (16, 16), "v.blk.0.attn_q.weight": (8, 8),
+               "mm.input_projection.weight": (8, 16)}  # fmt: skip
+    return gguf(meta, padding, seed, tensors)
 
 
 def safetensors(seed: int = 0) -> bytes:
@@ -113,7 +138,8 @@ class FakeRemote:
     def __init__(self) -> None:
         self.faults = Faults()
         self.log: list[Request] = []
-        self.served = Counter()  # key -> bytes sent
+        self.served = Counter()  # key -> bytes sent to downloads
+        self.inspected = Counter()  # key -> bytes sent to header reads (inspect.py asks with Accept-Encoding: identity)
         self._lock = threading.Lock()
         remote = self
 
@@ -154,6 +180,13 @@ class FakeRemote:
 
     def requests(self, contains: str) -> list[Request]:
         return [r for r in self.log if contains in r.path]
+
+    def downloads(self, contains: str) -> list[Request]:
+        """The requests of the downloader (not inspect.py's header reads)."""
+        return [r for r in self.requests(contains) if r.headers.get("accept-encoding") != "identity"]
+
+    def header_reads(self, contains: str) -> list[Request]:
+        return [r for r in self.requests(contains) if r.headers.get("accept-encoding") == "identity"]
 
     def handle(self, h: BaseHTTPRequestHandler) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -196,12 +229,13 @@ class FakeRemote:
                 return
             ranged = True
         body = data
+        header_read = h.headers.get("Accept-Encoding") == "identity"  # the faults are the downloader's
+        drop = None
         with self._lock:
-            if self.faults.corrupt_times.get(key, 0) > 0:
+            if not header_read and self.faults.corrupt_times.get(key, 0) > 0:
                 self.faults.corrupt_times[key] -= 1
                 body = bytes(b ^ 0xFF for b in data)
-            drop = None
-            if key in self.faults.drop_after and self.faults.drop_times.get(key, 1) > 0:
+            if not header_read and key in self.faults.drop_after and self.faults.drop_times.get(key, 1) > 0:
                 self.faults.drop_times[key] = self.faults.drop_times.get(key, 1) - 1
                 drop = self.faults.drop_after[key]
         piece = body[start : end + 1]
@@ -228,7 +262,7 @@ class FakeRemote:
                 h.wfile.write(chunk)
                 sent += len(chunk)
                 with self._lock:
-                    self.served[key] += len(chunk)
+                    (self.inspected if header_read else self.served)[key] += len(chunk)
                 if self.faults.delay:
                     time.sleep(self.faults.delay)
         except (BrokenPipeError, ConnectionResetError):

@@ -95,6 +95,15 @@ def test_a_missing_tag_is_a_404_with_a_clear_message(api, registry, stream):
     assert "not found" in error and "no model library/llava with tag '99b'" in error
 
 
+def test_a_refusal_before_download_is_a_400_with_the_alternative(api, registry):
+    from .fake_remotes import ollama_vision_gguf
+
+    manifest = registry.add_model("gemma3", "4b", [("model", ollama_vision_gguf())])
+    status, lines = ndjson(api, "/api/pull", {"model": f"{registry.host}/library/gemma3:4b", "insecure": True})
+    assert status == 400 and len(lines) == 1 and "imgscribe pull hf.co/ggml-org/gemma-3-4b-it-GGUF" in lines[0]["error"]
+    assert registry.served[manifest["layers"][0]["digest"]] == 0  # only its header was read
+
+
 def test_offline_is_an_error_that_says_what_to_do(api):
     answer = httpx.post(api + "/api/pull", json={"model": f"127.0.0.1:{closed_port()}/library/llava", "insecure": True},
                         timeout=60, trust_env=False)  # fmt: skip

@@ -45,3 +45,12 @@ def test_progress_bars_on_a_terminal(registry):
     text = out.getvalue()
     assert "pulling manifest" in text and "success" in text
     assert "pulling " in text and "kB" in text  # a bar per blob with its size
+
+
+def test_a_refusal_before_download_is_one_line(registry, capsys):
+    from .fake_remotes import gguf
+
+    registry.add_model("llama3.2-vision", "latest", [("model", gguf({"general.architecture": "mllama"}, 1000))])
+    assert main(["pull", f"{registry.host}/library/llama3.2-vision", "--insecure"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: ") and "no llama.cpp build runs" in err and "Traceback" not in err

@@ -182,7 +182,7 @@ def test_large_files_resume_with_range(store, hub, monkeypatch):
     files = gguf_repo(hub)
     hub.faults.drop_after["tiny-vlm-Q4_K_M.gguf"] = 2 * 16384
     pull(store, f"hf.co/{REPO}")
-    resumed = [r.headers["range"] for r in hub.requests("/cdn/Org/Tiny-VLM-GGUF::tiny-vlm-Q4_K_M.gguf")]
+    resumed = [r.headers["range"] for r in hub.downloads("/cdn/Org/Tiny-VLM-GGUF::tiny-vlm-Q4_K_M.gguf")]
     size = len(files["tiny-vlm-Q4_K_M.gguf"])
     assert resumed == [f"bytes=0-{size - 1}", f"bytes=32768-{size - 1}"]  # again from where it broke
     assert hub.served["tiny-vlm-Q4_K_M.gguf"] == len(files["tiny-vlm-Q4_K_M.gguf"])

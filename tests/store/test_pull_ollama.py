@@ -12,7 +12,12 @@ from imgscribe.errors import InvalidRequest, ModelNotFound
 from imgscribe.store import Store
 from imgscribe.store.pull import DigestMismatch, Offline
 
-from .fake_remotes import closed_port, tiny_model_gguf, tiny_projector_gguf
+from .fake_remotes import (
+    closed_port,
+    ollama_vision_gguf,
+    tiny_model_gguf,
+    tiny_projector_gguf,
+)
 
 TEMPLATE = "[INST] {{ if .System }}{{ .System }} {{ end }}{{ .Prompt }} [/INST]"
 PARAMS = {"stop": ["[INST]", "[/INST]"], "num_ctx": 4096}
@@ -89,7 +94,7 @@ def test_big_blobs_download_in_parallel_ranges(store, registry):
     manifest = add_llava(registry, model=tiny_model_gguf(padding=600_000))
     pull(store, f"{registry.host}/library/llava:7b")
     model = blob_digest(manifest, "model")
-    ranges = [r.headers.get("range") for r in registry.requests(f"/cdn/{model}")]
+    ranges = [r.headers.get("range") for r in registry.downloads(f"/cdn/{model}")]
     assert len(ranges) >= 9 and all(r and r.startswith("bytes=") for r in ranges)  # 64 KiB parts in the tests
     assert registry.served[model] == next(layer["size"] for layer in manifest["layers"] if layer["digest"] == model)
 
@@ -104,7 +109,7 @@ def test_a_dropped_connection_resumes_where_it_stopped(store, registry, monkeypa
     registry.faults.drop_after[model] = 6 * 16384
     registry.faults.drop_times[model] = 2
     pull(store, f"{registry.host}/library/llava:7b")
-    ranges = [r.headers["range"] for r in registry.requests(f"/cdn/{model}")]
+    ranges = [r.headers["range"] for r in registry.downloads(f"/cdn/{model}")]
     assert ranges == [f"bytes=0-{size - 1}", f"bytes=98304-{size - 1}", f"bytes=196608-{size - 1}"]
     assert registry.served[model] == size  # nothing fetched twice
     assert store.blobs.verify(model)
@@ -132,7 +137,7 @@ def test_an_interrupted_pull_resumes_next_time(store, registry, monkeypatch):
 
     registry.faults.delay = 0
     pull(store, name)
-    resumed = registry.requests(f"/cdn/{model}")[-1].headers["range"]
+    resumed = registry.downloads(f"/cdn/{model}")[-1].headers["range"]
     start = int(resumed.split("=")[1].split("-")[0])
     assert 0 < start <= first
     assert registry.served[model] - first == size - start  # only the rest was fetched
@@ -258,13 +263,13 @@ def test_tensor_layer_models_are_refused(store, registry):
 
 
 def test_newer_single_file_vision_models_point_to_a_gguf_build(store, registry):
-    """Ollama's gemma3 keeps its vision encoder in the model file: llama.cpp needs GGUF + mmproj."""
-    registry.add_model("gemma3", "4b", [("model", tiny_model_gguf(arch="gemma3"))],
+    """Ollama's gemma3 keeps its vision encoder in the model file: llama.cpp needs GGUF + mmproj (more in test_pull_inspect.py)."""
+    registry.add_model("gemma3", "4b", [("model", ollama_vision_gguf("gemma3"))],
                        {"model_format": "gguf", "model_family": "gemma3"})  # fmt: skip
     with pytest.raises(InvalidRequest, match=r"imgscribe pull hf.co/ggml-org/gemma-3-4b-it-GGUF"):
         pull(store, f"{registry.host}/library/gemma3:4b")
     model = registry.manifests[("library", "gemma3", "4b")]
-    assert not [r for r in registry.requests("/cdn/") if json.loads(model)["layers"][0]["digest"] in r.path]
+    assert not [r for r in registry.downloads("/cdn/") if json.loads(model)["layers"][0]["digest"] in r.path]
 
 
 def test_a_text_model_without_projector_is_pulled_as_text_only(store, registry):

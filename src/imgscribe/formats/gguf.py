@@ -7,13 +7,14 @@ engine (which reads a model's own chat template and trained context).
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import InvalidRequest
 
-__all__ = ["FILE_TYPES", "GGUFHeader", "read_gguf"]
+__all__ = ["FILE_TYPES", "GGUFHeader", "RangeReader", "read_gguf", "read_gguf_header"]
 
 #: llama.cpp's ``llama_ftype`` (include/llama.h): ``general.file_type`` -> Ollama's quantization names.
 FILE_TYPES = {
@@ -94,29 +95,94 @@ def _value(f: BinaryIO, kind: int) -> Any:
     raise ValueError(f"unknown metadata type {kind}")
 
 
+def _parse(f: BinaryIO, where: str) -> GGUFHeader:
+    if f.read(4) != b"GGUF":
+        raise InvalidRequest(f"{where} is not a GGUF file (it does not start with 'GGUF')")
+    version, n_tensors, n_kv = struct.unpack("<IQQ", _read(f, 20))
+    if version < 2:
+        raise InvalidRequest(f"{where}: GGUF version {version} is too old (llama.cpp reads 2 and 3)")
+    header = GGUFHeader(version)
+    for _ in range(n_kv):
+        key = _string(f)
+        (kind,) = struct.unpack("<I", _read(f, 4))
+        header.metadata[key] = _value(f, kind)
+    for _ in range(n_tensors):
+        name = _string(f)
+        (n_dims,) = struct.unpack("<I", _read(f, 4))
+        shape = struct.unpack(f"<{n_dims}Q", _read(f, 8 * n_dims))
+        kind, _offset = struct.unpack("<IQ", _read(f, 12))
+        header.tensors[name] = (shape, kind)
+    return header
+
+
 def read_gguf(path: str | Path) -> GGUFHeader:
     """The metadata and tensor list of a GGUF file (the weights are not read)."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            if f.read(4) != b"GGUF":
-                raise InvalidRequest(f"{path} is not a GGUF file (it does not start with 'GGUF')")
-            version, n_tensors, n_kv = struct.unpack("<IQQ", _read(f, 20))
-            if version < 2:
-                raise InvalidRequest(f"{path}: GGUF version {version} is too old (llama.cpp reads 2 and 3)")
-            header = GGUFHeader(version)
-            for _ in range(n_kv):
-                key = _string(f)
-                (kind,) = struct.unpack("<I", _read(f, 4))
-                header.metadata[key] = _value(f, kind)
-            for _ in range(n_tensors):
-                name = _string(f)
-                (n_dims,) = struct.unpack("<I", _read(f, 4))
-                shape = struct.unpack(f"<{n_dims}Q", _read(f, 8 * n_dims))
-                kind, _offset = struct.unpack("<IQ", _read(f, 12))
-                header.tensors[name] = (shape, kind)
-            return header
+            return _parse(f, str(path))
     except OSError as exc:
         raise InvalidRequest(f"cannot read {path}: {exc.strerror or exc}") from None
     except (ValueError, struct.error, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"{path} is not a valid GGUF file: {exc}") from None
+
+
+class RangeReader:
+    """A forward-only file over ``fetch(offset, size) -> bytes`` (an HTTP Range request, say), for a
+    source of unknown total length: it asks for ``first`` bytes, then for twice as many each time the
+    header reads past what arrived, and never for more than ``limit`` bytes in all. Skipped arrays
+    (token scores) are not fetched unless a later read needs the bytes after them.
+
+    ``fetch`` may return fewer bytes than asked (the end of the file) and must return ``b""`` past it.
+    """
+
+    def __init__(self, fetch: Callable[[int, int], bytes], first: int = 1 << 20, limit: int = 256 << 20):
+        self._fetch = fetch
+        self._next = first
+        self.limit = limit
+        self.pos = 0
+        self.fetched = 0  # bytes asked of the source, in all
+        self._buf = b""
+        self._buf_start = 0
+        self._eof = False
+
+    def read(self, n: int) -> bytes:
+        end = self.pos + n
+        while end > self._buf_start + len(self._buf) and not self._eof:
+            self._more(end)
+        start = self.pos - self._buf_start
+        data = self._buf[start : start + n]
+        self.pos += len(data)
+        return data
+
+    def seek(self, n: int, whence: int = 0) -> int:
+        self.pos = self.pos + n if whence == 1 else n
+        return self.pos
+
+    def _more(self, end: int) -> None:
+        have_end = self._buf_start + len(self._buf)
+        start = max(have_end, self.pos)
+        if start > self._buf_start + len(self._buf):  # a skip past the buffer: start afresh there
+            self._buf, self._buf_start = b"", start
+        size = max(self._next, end - start)
+        if self.fetched + size > self.limit:
+            size = self.limit - self.fetched
+            if size < end - start:
+                raise ValueError(f"its header is larger than {self.limit >> 20} MiB")
+        data = self._fetch(start, size)
+        self.fetched += size
+        self._next = min(self._next * 2, 64 << 20)
+        if len(data) < size:
+            self._eof = True
+        keep = max(0, self.pos - self._buf_start)  # what is behind the reader is never read again
+        self._buf = self._buf[keep:] + data
+        self._buf_start += keep
+
+
+def read_gguf_header(fetch: Callable[[int, int], bytes], where: str = "the file", **kw: int) -> GGUFHeader:
+    """The metadata and tensor list of a GGUF read through ``fetch(offset, size)`` (see
+    :class:`RangeReader`), fetching only as much of the file as its header takes."""
+    try:
+        return _parse(RangeReader(fetch, **kw), where)  # type: ignore[arg-type]
+    except (ValueError, struct.error, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"{where} is not a valid GGUF file: {exc}") from None

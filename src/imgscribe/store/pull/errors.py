@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...errors import ImgscribeError
+from ...errors import ImgscribeError, InvalidRequest
 
 
 class PullError(ImgscribeError):
@@ -33,3 +33,13 @@ class DiskError(PullError):
 
 class DigestMismatch(PullError):
     """A blob's bytes do not hash to the digest the manifest promised, even after fetching it again."""
+
+
+class Unsupported(InvalidRequest):
+    """A model whose files the pinned llama-server cannot load as they are, found out from their headers
+    before the big download; the message names what to pull instead. ``verdict`` says whether a
+    translation of the files could make it run (``translate``) or nothing would (``refuse``)."""
+
+    def __init__(self, message: str, verdict: str = "refuse"):
+        self.verdict = verdict
+        super().__init__(message)

@@ -12,8 +12,9 @@ The Hub's plain HTTP API, no client library:
 Two kinds of repository:
 
 - **GGUF** (it has ``*.gguf`` files): the model file whose name carries the quantisation asked for
-  (the tag; by default Q4_K_M, else the closest common one), as Ollama's ``hf.co/`` names do, and an
-  ``mmproj*.gguf`` projector when there is one (F16 preferred) -> engine ``llamacpp``, files
+  (the tag; by default Q4_K_M, else the closest common one), as Ollama's ``hf.co/`` names do, and the
+  first ``mmproj*.gguf`` (F16 preferred) whose header llama-server can use with that model (read
+  with Range requests before the download, ``inspect.py``; none usable: refused) -> engine ``llamacpp``, files
   ``{"model": blob, "projector": blob}``. A model split in parts (``-00001-of-0000N.gguf``) becomes a
   snapshot folder and ``model`` names its first part, as llama.cpp expects.
 - **checkpoint** (``config.json`` and weights): safetensors (else ``.bin``) weights, configs,
@@ -38,6 +39,7 @@ import httpx
 from ...config import settings
 from ...errors import InvalidRequest, ModelNotFound
 from ...formats import checkpoints as families
+from ...formats.gguf import read_gguf
 from ...types import ModelInfo, ModelManifest
 from .. import gc
 from ..blobs import safe_relative
@@ -45,8 +47,9 @@ from ..manifests import Layer
 from ..names import DEFAULT_TAG, ModelName
 from .common import finish, forget, info_from_catalog, manifest_for_gguf_blobs
 from .download import Downloader
-from .errors import PullError
+from .errors import PullError, Unsupported
 from .http import _Retry, check_response, new_client, transport_error
+from .inspect import Verdict, check_model, projector_problem, remote_header
 from .progress import Item
 
 __all__ = ["DEFAULT_QUANT", "HF_HOSTS", "pick_gguf", "pull"]
@@ -194,15 +197,19 @@ def pick_gguf(files: list[RepoFile], tag: str) -> tuple[list[RepoFile], RepoFile
         chosen = sorted((f for f in models if f.path.startswith(prefix) and _SPLIT.search(f.base)), key=lambda f: f.path)
     else:
         chosen = [first]
-    projector = None
-    projectors.sort(key=lambda f: f.path)
+    candidates = projector_candidates(files)
+    return chosen, (candidates[0] if candidates else None), quant
+
+
+def projector_candidates(files: list[RepoFile]) -> list[RepoFile]:
+    """The repository's projector files, in the order of :data:`PROJECTOR_PREFERENCE` (F16 first);
+    the pull reads their headers and takes the first one llama-server can use with the model."""
+    projectors = sorted((f for f in files if f.base.lower().endswith(".gguf") and "mmproj" in f.base.lower()),
+                        key=lambda f: f.path)  # fmt: skip
+    ordered: list[RepoFile] = []
     for pref in PROJECTOR_PREFERENCE:
-        projector = next((p for p in projectors if _has_quant(p.base, pref)), None)
-        if projector:
-            break
-    if projector is None and projectors:
-        projector = projectors[0]
-    return chosen, projector, quant
+        ordered += [p for p in projectors if _has_quant(p.base, pref) and p not in ordered]
+    return ordered + [p for p in projectors if p not in ordered]
 
 
 class _NoQuant(Exception):
@@ -257,6 +264,7 @@ def pull(store, name: ModelName, asked: str, cancel: threading.Event | None = No
                 if exc.quant:
                     raise ModelNotFound(asked, f"{repo_id} has no GGUF file for quantisation '{exc.quant}' (it has: {have})") from None
                 raise InvalidRequest(f"{repo_id} has several GGUF files; name one with a tag: hf.co/{repo_id}:QUANT ({have})") from None
+            projector, verdict = _inspect(store, hub, revision, name, chosen[0], projector_candidates(files))
             wanted = chosen + ([projector] if projector else [])
             kind = "gguf"
         else:
@@ -268,6 +276,7 @@ def pull(store, name: ModelName, asked: str, cancel: threading.Event | None = No
             wanted = pick_checkpoint(files)
             _check_family(hub, revision, files)
             chosen, projector, quant, kind = [], None, "", "checkpoint"
+            verdict = None
 
         yield {"status": "pulling manifest"}
         items = [Item(url=hub.url(revision, f.path), digest=f"sha256:{f.sha256}" if f.sha256 else None,
@@ -287,6 +296,8 @@ def pull(store, name: ModelName, asked: str, cancel: threading.Event | None = No
                     layers = [Layer(digest=by_path[f.path], size=f.size, path=f.path) for f in wanted]
                     if kind == "gguf":
                         model = _gguf_manifest(store, name, chosen, projector, by_path, quant)
+                        if verdict is not None:
+                            verdict.record(model.info.model_info)
                     else:
                         model = _checkpoint_manifest(store, name, repo_id, by_path)
                     info_from_catalog(model.info, asked)
@@ -299,6 +310,39 @@ def pull(store, name: ModelName, asked: str, cancel: threading.Event | None = No
         except InvalidRequest:  # the files arrived but are not a model we can run: do not keep them
             forget(store, [*known, *(f for f in fetched if f.startswith("sha256:"))], snapshots)
             raise
+
+
+def _inspect(
+    store, hub: Hub, revision: str, name: ModelName, model: RepoFile, candidates: list[RepoFile]
+) -> tuple[RepoFile | None, Verdict]:
+    """Before the download: the model GGUF's verdict from its header, and the first projector
+    candidate whose header llama-server can use with it (``inspect.py``); raises ``Unsupported``."""
+    shown = f"hf.co/{hub.repo_id}"
+
+    def header(f: RepoFile):
+        digest = f"sha256:{f.sha256}" if f.sha256 else ""
+        try:
+            if digest and store.blobs.has(digest):
+                return read_gguf(store.blobs.path(digest))
+            return remote_header(hub.client, hub.url(revision, f.path), {}, f"{shown}'s {f.path}")
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"{f.path} of {shown} is not one llama.cpp can run: {exc}") from None
+
+    model_header = header(model)
+    verdict = check_model(model_header, shown, name.tag, has_projector=bool(candidates))
+    problems = []
+    for candidate in candidates:
+        _, why = projector_problem(header(candidate), model_header)
+        if not why:
+            return candidate, verdict
+        problems.append(f"{candidate.path}: {why}")
+    if not candidates:
+        return None, verdict
+    raise Unsupported(
+        f"{shown} has no projector llama-server can use with {model.path} ({'; '.join(problems)}); pull a "
+        "GGUF build whose mmproj matches the model (the ggml-org/...-GGUF builds do), or its Hugging Face checkpoint",
+        verdict="translate" if any("clip.projector_type" in p for p in problems) else "refuse",
+    )
 
 
 def _check_family(hub: Hub, revision: str, files: list[RepoFile]) -> None:

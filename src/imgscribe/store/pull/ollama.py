@@ -14,6 +14,10 @@ The protocol (Ollama's ``server/images.go`` and ``download.go``), an OCI-style r
 - A 401 with ``WWW-Authenticate: Bearer realm=...,service=...,scope=...`` asks for a token from the
   realm (on the same host only, as Ollama insists); public models need none.
 
+Before the big layers are fetched, the model layer's GGUF header (and the projector's) is read with
+Range requests and judged (``inspect.py``): Ollama's single-file vision models, ``mllama`` and
+projectors llama.cpp refuses are refused there, naming what to pull instead.
+
 The result is a llamacpp model: ``files = {"model": <model blob>, "projector": <projector blob>}``,
 ``parameters`` = the options of the params layer (only Ollama's option names: a registry cannot set
 engine settings; other keys are dropped and logged), ``template`` = Ollama's Go template text (for
@@ -42,6 +46,13 @@ from .common import finish, forget, info_from_catalog, manifest_for_gguf_blobs
 from .download import Downloader
 from .errors import PullError
 from .http import _Retry, check_response, new_client, transport_error
+from .inspect import (
+    Verdict,
+    check_model,
+    check_projector,
+    llava_alternative,
+    remote_header,
+)
 from .progress import Item
 
 log = logging.getLogger("imgscribe.store")
@@ -202,8 +213,7 @@ def pull(
         if "model" not in roles:
             raise PullError(f"{registry.repo}:{name.tag} has no model layer; it is not a model imgscribe can run")
         config = _config(store, registry, config_layer)
-        if "projector" not in roles:
-            _refuse_single_file_vision(name, config)
+        verdict = _inspect(store, registry, layers)
 
         yield {"status": "pulling manifest"}
         all_layers = layers + ([config_layer] if config_layer else [])
@@ -219,6 +229,7 @@ def pull(
                 yield from Downloader(store.blobs, client).run(items, cancel)
                 yield {"status": "verifying sha256 digest"}
                 model = _manifest(store, name, layers, config, raw)
+                verdict.record(model.info.model_info)
                 yield {"status": "writing manifest"}
                 stored_layers = [
                     Layer(media_type=str(layer.get("mediaType", "")), digest=str(layer["digest"]),
@@ -251,28 +262,34 @@ def _config(store, registry: Registry, layer: dict[str, Any] | None) -> dict[str
         return {}  # informative only; the blob itself is fetched and verified with the others
 
 
-def _refuse_single_file_vision(name: ModelName, config: dict[str, Any]) -> None:
-    """Ollama's newer vision models (gemma3, qwen2.5vl, llama4...) keep the vision encoder inside
-    the model file, which only Ollama's own engine reads; say so before downloading gigabytes."""
-    from ..catalog import lookup
+def _inspect(store, registry: Registry, layers: list[dict[str, Any]]) -> Verdict:
+    """Read the model layer's (and the projector's) GGUF header with Range requests and decide, from
+    the blobs, before the big download (``inspect.py``); raises ``Unsupported`` with the alternative."""
+    name = registry.name
+    shown = f"{name.short if name.host == DEFAULT_HOST else registry.repo + ':' + name.tag}"
+    auth = {"Authorization": f"Bearer {registry.token}"} if registry.token else {}
 
-    if name.namespace != "library":
-        return
-    match = lookup(f"{name.model}:{name.tag}")  # Ollama's library, or a mirror of it
-    if match is None:
-        return  # not a vision model we know of: a text model, pulled as one
-    variant = match.variant
-    instead = []
-    if variant.hf.gguf:
-        instead.append(f"imgscribe pull hf.co/{variant.hf.gguf} (llama.cpp: GGUF + mmproj)")
-    if variant.hf.checkpoint:
-        instead.append(f"imgscribe pull hf.co/{variant.hf.checkpoint} (transformers)")
-    family = config.get("model_family") or variant.family.family
-    raise InvalidRequest(
-        f"Ollama's build of '{name.short}' ({family}) keeps its vision encoder inside the model file, in a "
-        "layout only Ollama's own engine reads; llama.cpp needs the model and its mmproj projector as two "
-        "files. " + ("Pull it from Hugging Face instead: " + " or ".join(instead) if instead else "")
-    )
+    def header(layer: dict[str, Any], what: str):
+        digest = str(layer["digest"])
+        try:
+            if store.blobs.has(digest):
+                from ...formats.gguf import read_gguf
+
+                return read_gguf(store.blobs.path(digest))
+            return remote_header(registry.client, registry.url("blobs", digest), auth, f"{shown}'s {what}")
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"the {what} of {shown} is not one llama.cpp can run: {exc}") from None
+
+    by_role: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        by_role.setdefault(MEDIA_TYPES.get(str(layer.get("mediaType")), ""), layer)
+    model = header(by_role["model"], "model layer")
+    projector = by_role.get("projector")
+    verdict = check_model(model, shown, name.tag, has_projector=projector is not None)
+    if projector is not None:
+        alternative = llava_alternative(name.model, name.tag) if name.namespace == "library" else ""
+        check_projector(header(projector, "projector layer"), model, shown, alternative)
+    return verdict
 
 
 def _manifest(store, name: ModelName, layers: list[dict[str, Any]], config: dict[str, Any], raw: bytes) -> ModelManifest:
