@@ -58,6 +58,20 @@ def test_single_file_vision_blobs_are_refused_before_download(store, registry, m
     assert_only_headers_read(registry, manifest, store)
 
 
+def test_a_size_without_a_llama_cpp_build_lists_the_builds_there_are(store, registry):
+    manifest = registry.add_model("llama4", "128x17b", [("model", ollama_vision_gguf("llama4"))])
+    with pytest.raises(Unsupported, match=r"no llama.cpp build of that size .*Llama-4-Scout-17B-16E-Instruct-GGUF"):
+        pull(store, f"{registry.host}/library/llama4:128x17b")
+    assert_only_headers_read(registry, manifest, store)
+
+
+def test_a_qwen25vl_text_blob_names_the_build_llama_cpp_runs(store, registry):
+    """qwen25vl is not an architecture b11434 knows (it knows qwen2vl), vision tensors or not."""
+    registry.add_model("qwen2.5vl", "7b", [("model", tiny_model_gguf(arch="qwen25vl"))])
+    with pytest.raises(Unsupported, match=r"architecture 'qwen25vl'.*hf.co/ggml-org/Qwen2.5-VL-7B-Instruct-GGUF"):
+        pull(store, f"{registry.host}/library/qwen2.5vl:7b")
+
+
 def test_a_text_gemma3_blob_is_pulled_as_text(store, registry):
     """gemma3:1b has no vision tower: the same architecture, nothing inside to refuse."""
     registry.add_model("gemma3", "1b", [("model", tiny_model_gguf(arch="gemma3"))])

@@ -63,7 +63,7 @@ parakeet qwen3tts_spkenc qwen3tts_gen pockettts_spkenc pockettts_gen muse-glimme
 SINGLE_FILE_ALTERNATIVES: dict[str, tuple[dict[str, str], str]] = {
     "gemma3": ({s: f"ggml-org/gemma-3-{s}-it-GGUF" for s in ("4b", "12b", "27b")}, "4b"),
     "qwen25vl": ({s.lower(): f"ggml-org/Qwen2.5-VL-{s}-Instruct-GGUF" for s in ("3B", "7B", "32B", "72B")}, "7b"),
-    "llama4": ({"scout": "ggml-org/Llama-4-Scout-17B-16E-Instruct-GGUF"}, "scout"),
+    "llama4": ({"16x17b": "ggml-org/Llama-4-Scout-17B-16E-Instruct-GGUF"}, "16x17b"),  # Scout; no Maverick build
     "mistral3": ({"24b": "ggml-org/Mistral-Small-3.1-24B-Instruct-2503-GGUF"}, "24b"),
 }
 #: The first header range asked for; each further one is twice as large.
@@ -133,11 +133,24 @@ def remote_header(client: httpx.Client, url: str, headers: dict[str, str], what:
 # -- verdicts -------------------------------------------------------------------------------------
 
 
-def _size_of(tag: str, sizes: dict[str, str], default: str) -> str:
+def _size_of(tag: str, sizes: dict[str, str], default: str) -> str | None:
+    """The size a tag names (``12b-it-qat`` -> ``12b``); the default for ``latest`` and tags that name
+    none; None for a size that has no llama.cpp build in the list."""
     for size in sorted(sizes, key=len, reverse=True):
         if re.match(rf"{re.escape(size)}(\b|-|$)", tag.lower()):
             return size
-    return default
+    return None if re.match(r"\d", tag) else default
+
+
+def _instead(arch: str, tag: str) -> str:
+    sizes, default = SINGLE_FILE_ALTERNATIVES.get(arch, ({}, ""))
+    if not sizes:
+        return ""
+    size = _size_of(tag, sizes, default)
+    if size is None:
+        listed = ", ".join(f"hf.co/{r}" for r in sizes.values())
+        return f"no llama.cpp build of that size is listed (the builds are: {listed})"
+    return f"imgscribe pull hf.co/{sizes[size]}"
 
 
 def has_vision_inside(header: GGUFHeader) -> bool:
@@ -172,12 +185,13 @@ def check_model(header: GGUFHeader, shown: str, tag: str = "latest", has_project
     if header.is_projector:
         raise Unsupported(f"{shown}'s model file is a projector (architecture 'clip'), not a model", verdict="refuse")
     if not has_projector and has_vision_inside(header):
-        sizes, default = SINGLE_FILE_ALTERNATIVES.get(arch, ({}, ""))
-        if sizes:
-            repo = sizes[_size_of(tag, sizes, default)]
-            instead = f"pull the llama.cpp build instead (a GGUF with its mmproj projector): imgscribe pull hf.co/{repo}"
+        alternative = _instead(arch, tag)
+        if alternative.startswith("imgscribe pull"):
+            instead = f"pull the llama.cpp build instead (a GGUF with its mmproj projector): {alternative}"
         else:
-            instead = "pull a build of it that comes as a GGUF with a separate mmproj projector (hf.co/ORG/REPO)"
+            instead = "pull a build of it that comes as a GGUF with a separate mmproj projector" + (
+                f": {alternative}" if alternative else " (hf.co/ORG/REPO)"
+            )
         raise Unsupported(
             f"{shown} is one GGUF with its vision encoder inside ({arch}: Ollama's own layout, which Ollama translates "
             f"as it loads it and llama.cpp's llama-server cannot load; imgscribe does not translate it yet), so "
@@ -185,8 +199,8 @@ def check_model(header: GGUFHeader, shown: str, tag: str = "latest", has_project
             verdict="translate",
         )
     if arch and arch not in LLAMA_ARCHITECTURES:
-        sizes, default = SINGLE_FILE_ALTERNATIVES.get(arch, ({}, ""))
-        instead = f"; pull hf.co/{sizes[_size_of(tag, sizes, default)]} instead" if sizes else ""
+        alternative = _instead(arch, tag)
+        instead = f"; {alternative} instead" if alternative.startswith("imgscribe pull") else ""
         raise Unsupported(f"{shown} has architecture '{arch}', which the pinned llama.cpp does not know{instead}")
     verdict = Verdict("use")
     if not header.metadata.get("tokenizer.chat_template"):
