@@ -72,12 +72,29 @@ def test_a_qwen25vl_text_blob_names_the_build_llama_cpp_runs(store, registry):
         pull(store, f"{registry.host}/library/qwen2.5vl:7b")
 
 
+def gemma3_text_gguf(rms_eps: bool = True) -> bytes:
+    meta = {"general.architecture": "gemma3", "gemma3.context_length": 32768, "gemma3.embedding_length": 16}
+    if rms_eps:
+        meta["gemma3.attention.layer_norm_rms_epsilon"] = 1e-6
+    return gguf(meta, 400_000, 8, {"token_embd.weight": (16, 3)})
+
+
 def test_a_text_gemma3_blob_is_pulled_as_text(store, registry):
     """gemma3:1b has no vision tower: the same architecture, nothing inside to refuse."""
-    registry.add_model("gemma3", "1b", [("model", tiny_model_gguf(arch="gemma3"))])
+    registry.add_model("gemma3", "1b", [("model", gemma3_text_gguf())])
     pull(store, f"{registry.host}/library/gemma3:1b")
     info = store.resolve(f"{registry.host}/library/gemma3:1b").info
     assert info.capabilities == ["completion"] and info.model_info["imgscribe.inspection"] == "use"
+
+
+@pytest.mark.parametrize(("tag", "instead"), [("1b", "llama.cpp's own converter"), ("4b", "hf.co/ggml-org/gemma-3-4b-it-GGUF")])
+def test_a_gemma3_blob_without_its_rms_epsilon_is_refused_before_download(store, registry, tag, instead):
+    """llama.cpp requires gemma3.attention.layer_norm_rms_epsilon ("key not found" at load); Ollama adds it."""
+    manifest = registry.add_model("gemma3", tag, [("model", gemma3_text_gguf(rms_eps=False))])
+    with pytest.raises(Unsupported, match="lacks gemma3.attention.layer_norm_rms_epsilon") as caught:
+        pull(store, f"{registry.host}/library/gemma3:{tag}")
+    assert caught.value.verdict == "translate" and instead in str(caught.value)
+    assert_only_headers_read(registry, manifest, store)
 
 
 def mllama_gguf() -> bytes:

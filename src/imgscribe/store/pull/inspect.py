@@ -68,6 +68,9 @@ SINGLE_FILE_ALTERNATIVES: dict[str, tuple[dict[str, str], str]] = {
 }
 #: The first header range asked for; each further one is twice as large.
 HEADER_FIRST = 64 << 10
+#: Keys llama.cpp requires (``get_key`` without a default, ``src/llama-model.cpp``) that some of
+#: Ollama's blobs lack (Ollama's compat layer adds them as it loads the file): load fails "key not found".
+REQUIRED_KEYS: dict[str, tuple[str, ...]] = {"gemma3": ("attention.layer_norm_rms_epsilon",)}
 MLLAMA_CHECKPOINT = "meta-llama/Llama-3.2-11B-Vision-Instruct"
 MLLAMA_ARCHITECTURE = "MllamaForConditionalGeneration"
 #: Old LLaVA projectors (no ``clip.projector_type``): Hugging Face checkpoints the transformers engine runs.
@@ -202,6 +205,16 @@ def check_model(header: GGUFHeader, shown: str, tag: str = "latest", has_project
         alternative = _instead(arch, tag)
         instead = f"; {alternative} instead" if alternative.startswith("imgscribe pull") else ""
         raise Unsupported(f"{shown} has architecture '{arch}', which the pinned llama.cpp does not know{instead}")
+    missing = [f"{arch}.{k}" for k in REQUIRED_KEYS.get(arch, ()) if f"{arch}.{k}" not in header.metadata]
+    if missing:
+        alternative = _instead(arch, tag)
+        instead = (alternative if alternative.startswith("imgscribe pull")
+                   else "a GGUF converted by llama.cpp's own converter (hf.co/ORG/REPO)")  # fmt: skip
+        raise Unsupported(
+            f"{shown}'s GGUF lacks {', '.join(missing)}, which llama.cpp requires (Ollama adds it as it loads the "
+            f"file; imgscribe does not translate it yet), so pull {instead.removeprefix('imgscribe pull ')} instead",
+            verdict="translate",
+        )
     verdict = Verdict("use")
     if not header.metadata.get("tokenizer.chat_template"):
         verdict.notes.append(
