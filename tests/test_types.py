@@ -24,6 +24,19 @@ def _message(exc: pytest.ExceptionInfo) -> str:
     return str(exc.value)
 
 
+@pytest.fixture
+def served(tmp_path):
+    """A live server with an echo model named llava."""
+    store = Store(tmp_path / "served")
+    add_echo(store, "llava")
+    scheduler = Scheduler(store, num_parallel=0)
+    try:
+        with live_server(scheduler) as live:
+            yield live
+    finally:
+        scheduler.close()
+
+
 def test_the_constructor_checks_what_every_door_sends():
     with pytest.raises(InvalidRequest) as role:
         ChatRequest("m", [Message("wizard", "hi")])  # type: ignore[arg-type]
@@ -46,35 +59,23 @@ def test_what_passes_is_normalised():
     assert request.format is None
 
 
-def test_the_python_api_and_the_server_say_the_same(monkeypatch, tmp_path):
+def test_the_python_api_and_the_server_say_the_same(monkeypatch, tmp_path, served):
     monkeypatch.setenv("IMGSCRIBE_MODELS", str(tmp_path / "models"))
     with pytest.raises(InvalidRequest) as api:
         imgscribe.chat("builtin", [{"role": "wizard", "content": "hi"}])
     assert _message(api) == WIZARD
-
-    from imgscribe.scheduler import Scheduler
-    from imgscribe.store import Store
-
-
-    store = Store(tmp_path / "served")
-    add_echo(store, "llava")
-    scheduler = Scheduler(store, num_parallel=0)
-    try:
-        with live_server(scheduler) as live:
-            r = httpx.post(live.url + "/api/chat", json={"model": "llava", "messages": [{"role": "wizard", "content": "hi"}]})
-            assert r.status_code == 400 and r.json()["error"] == WIZARD
-            r = httpx.post(live.url + "/api/generate", json={"model": "llava", "prompt": "x", "format": BAD_SCHEMA})
-            served = r.json()["error"]
-    finally:
-        scheduler.close()
+    r = httpx.post(served.url + "/api/chat", json={"model": "llava", "messages": [{"role": "wizard", "content": "hi"}]})
+    assert r.status_code == 400 and r.json()["error"] == WIZARD
+    r = httpx.post(served.url + "/api/generate", json={"model": "llava", "prompt": "x", "format": BAD_SCHEMA})
+    served_error = r.json()["error"]
     with pytest.raises(InvalidRequest) as direct:
         ChatRequest("m", [], format=BAD_SCHEMA)
     with pytest.raises(InvalidRequest) as cli:
         parse_format('{"type": 12}')
-    assert served == _message(direct) and _message(cli) == f"--format: {served}"
+    assert served_error == _message(direct) and _message(cli) == f"--format: {served_error}"
 
 
-def test_options_are_checked_alike_at_every_door(monkeypatch, tmp_path):
+def test_options_are_checked_alike_at_every_door(monkeypatch, tmp_path, served):
     from imgscribe.cli.common import parse_options
 
     sentence = 'option "temperature" must be of type float, got a boolean'
@@ -88,15 +89,8 @@ def test_options_are_checked_alike_at_every_door(monkeypatch, tmp_path):
     with pytest.raises(InvalidRequest) as api:
         imgscribe.ask(_png(tmp_path), "what", options={"temperature": True})
     assert _message(api) == sentence
-    store = Store(tmp_path / "served")
-    add_echo(store, "llava")
-    scheduler = Scheduler(store, num_parallel=0)
-    try:
-        with live_server(scheduler) as live:
-            r = httpx.post(live.url + "/api/generate", json={"model": "llava", "prompt": "x", "options": {"temperature": True}})
-            assert r.status_code == 400 and r.json()["error"] == sentence
-    finally:
-        scheduler.close()
+    r = httpx.post(served.url + "/api/generate", json={"model": "llava", "prompt": "x", "options": {"temperature": True}})
+    assert r.status_code == 400 and r.json()["error"] == sentence
     # Ollama's names that no engine here uses pass everywhere; a name that is no option is the
     # command line's typing mistake, and ignored by the server as Ollama's ignores it.
     assert parse_options(["num_gpu=20"]) == Options()

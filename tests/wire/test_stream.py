@@ -13,6 +13,8 @@ from contextlib import contextmanager
 import pytest
 
 from imgscribe.errors import Cancelled
+from imgscribe.testing import peers
+from imgscribe.testing.peers import read_head
 from imgscribe.wire.transport import SLICE, StreamedPost
 
 pytestmark = pytest.mark.timeout(60)
@@ -20,34 +22,18 @@ pytestmark = pytest.mark.timeout(60)
 
 @contextmanager
 def peer(behave: Callable[[socket.socket], None]) -> Iterator[str]:
-    listener = socket.create_server(("127.0.0.1", 0))
+    """A peer that reads one POST of ``{"q": 1}`` whole, then does ``behave(conn)``."""
 
-    def serve() -> None:
-        try:
-            conn, _ = listener.accept()
-        except OSError:
-            return
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += conn.recv(65536)
-            head, _, rest = data.partition(b"\r\n\r\n")
-            length = int(next(h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")))
-            while len(rest) < length:
-                rest += conn.recv(65536)
-            assert json.loads(rest) == {"q": 1}
-            try:
-                behave(conn)
-            except OSError:
-                pass
+    def answer(conn: socket.socket, stop: threading.Event) -> None:
+        head, _, rest = read_head(conn).partition(b"\r\n\r\n")
+        length = int(next(h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")))
+        while len(rest) < length:
+            rest += conn.recv(65536)
+        if json.loads(rest) == {"q": 1}:
+            behave(conn)
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/x"
-    finally:
-        listener.close()
-        thread.join(5)
+    with peers.peer(answer) as url:
+        yield url + "/x"
 
 
 def chunked(conn: socket.socket, status: str, *pieces: bytes, then: Callable[[], None] = lambda: None) -> None:
