@@ -63,6 +63,7 @@ def test_pull_streams_progress_then_the_model_is_listed_and_shown(api, registry)
     status, lines = ndjson(api, "/api/pull", {"model": name, "insecure": True})
     assert status == 200
     assert lines[0] == {"status": "pulling manifest"} and lines[-1] == {"status": "success"}
+    assert lines[1] == {"status": "checked the GGUF headers: llama-server runs this model as published"}
     assert any("digest" in line and line["completed"] == line["total"] for line in lines)
 
     tags = httpx.get(api + "/api/tags", trust_env=False).json()["models"]

@@ -20,6 +20,7 @@ def test_pull_cp_rm(registry, capsys):
     assert main(["pull", name, "--insecure"]) == 0
     err = capsys.readouterr().err
     assert "pulling manifest" in err and "verifying sha256 digest" in err and err.rstrip().endswith("success")
+    assert "checked the GGUF headers: llama-server runs this model as published" in err  # the inspection's verdict
     assert main(["cp", name, "mine"]) == 0
     assert capsys.readouterr().out.strip() == f"copied '{name}' to 'mine'"
     assert main(["rm", name]) == 0

@@ -151,8 +151,12 @@ def test_an_unknown_architecture_is_refused_before_download(store, registry):
 def test_a_missing_chat_template_is_recorded_not_refused(store, registry):
     registry.add_model("notemplate", "latest", [("model", tiny_model_gguf()), ("projector", tiny_projector_gguf())])
     registry.add_model("withtemplate", "latest", [("model", ollama_vision_gguf("llama")), ("projector", tiny_projector_gguf())])
-    pull(store, f"{registry.host}/library/notemplate")
-    pull(store, f"{registry.host}/library/withtemplate")
+    without = [e["status"] for e in pull(store, f"{registry.host}/library/notemplate")]
+    with_one = [e["status"] for e in pull(store, f"{registry.host}/library/withtemplate")]
+    # the verdict is said as the pull goes, right after the manifest (what /api/pull streams, pull prints)
+    checked = "checked the GGUF headers: llama-server runs this model as published"
+    assert without[:2] == ["pulling manifest", checked] and without[2].startswith("note: the GGUF has no tokenizer.chat_template")
+    assert with_one[:2] == ["pulling manifest", checked] and not any(s.startswith("note:") for s in with_one)
     info = store.resolve(f"{registry.host}/library/notemplate").info.model_info
     assert info["imgscribe.inspection"] == "use" and "no tokenizer.chat_template" in info["imgscribe.notes"][0]
     info = store.resolve(f"{registry.host}/library/withtemplate").info.model_info

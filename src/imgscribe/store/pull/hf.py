@@ -279,6 +279,8 @@ def pull(store, name: ModelName, asked: str, cancel: threading.Event | None = No
             verdict = None
 
         yield {"status": "pulling manifest"}
+        if verdict is not None:
+            yield from verdict.events()
         items = [Item(url=hub.url(revision, f.path), digest=f"sha256:{f.sha256}" if f.sha256 else None,
                       size=f.size, name=f.path, git_oid=f.git_oid) for f in wanted]  # fmt: skip
         known = [str(i.digest) for i in items if i.digest]

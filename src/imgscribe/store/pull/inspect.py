@@ -90,6 +90,12 @@ class Verdict:
     reason: str = ""
     notes: list[str] = field(default_factory=list)
 
+    def events(self) -> list[dict[str, Any]]:
+        """The verdict as Ollama-style status lines, streamed by ``/api/pull`` and printed by ``pull``
+        and ``run`` (a refusal is an error instead: it never gets here)."""
+        lines = [{"status": "checked the GGUF headers: llama-server runs this model as published"}]
+        return lines + [{"status": f"note: {note}"} for note in self.notes]
+
     def record(self, model_info: dict[str, Any]) -> None:
         """What the inspection found, in the manifest's ``info.model_info``."""
         model_info["imgscribe.inspection"] = self.action

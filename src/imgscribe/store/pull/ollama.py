@@ -216,6 +216,7 @@ def pull(
         verdict = _inspect(store, registry, layers)
 
         yield {"status": "pulling manifest"}
+        yield from verdict.events()
         all_layers = layers + ([config_layer] if config_layer else [])
         auth = {"Authorization": f"Bearer {registry.token}"} if registry.token else {}
         items = [
