@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import InvalidRequest, Unsupported
-from ..types import ChatRequest, Format, Image, Message, Options, Role, check_int, options_from
+from ..types import ChatRequest, Format, Image, Message, Options, Role, check_format, check_int, options_from
 from . import render
 from .context import server_of
 from .inputs import Labelled
@@ -25,7 +25,6 @@ from .wire import (
     ModelBody,
     OpenAIMessage,
     ResponseFormat,
-    parse_format,
     parse_keep_alive,
     require_model,
 )
@@ -119,7 +118,7 @@ def _format(value: ResponseFormat | None) -> Format:
         schema = (value.json_schema or {}).get("schema")
         if not isinstance(schema, dict):
             raise InvalidRequest("response_format.json_schema.schema: a JSON Schema object is required")
-        return parse_format(schema)
+        return check_format(schema)
     raise InvalidRequest(f"response_format.type {value.type!r}: use text, json_object or json_schema")
 
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..config import parse_duration
 from ..errors import InvalidRequest
-from ..types import check_format, check_option, check_think, json_type, options_from, MODEL_PARAMETERS, Format, ModelParameters, Options
+from ..types import check_format, check_option, check_think, json_type, options_from, MODEL_PARAMETERS, ModelParameters, Options
 
 log = logging.getLogger("imgscribe.server")
 
@@ -178,7 +178,7 @@ class Answering(Body):
         check_top_logprobs(self.top_logprobs)
         return {
             "options": parse_options(self.options),
-            "format": parse_format(self.format),
+            "format": check_format(self.format),  # here too, so a bad one is refused before any image is read
             "keep_alive": parse_keep_alive(self.keep_alive),
             "stream": self.stream is not False,  # Ollama streams unless told not to
             "think": self.think,
@@ -293,12 +293,6 @@ def require_model(name: str) -> str:
     return name
 
 
-def parse_format(value: Any) -> Format:
-    """``"json"``, a JSON-schema object, or nothing: :func:`imgscribe.types.check_format`, checked
-    here too so that a bad one is refused before any image is read."""
-    return check_format(value)
-
-
 def parse_keep_alive(value: Any) -> float | None:
     """Seconds (``math.inf`` for a negative value: forever), from a number or a duration string."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, str))):
@@ -323,13 +317,7 @@ def parse_options(value: Any) -> Options:
     unknown = sorted(k for k in value if k not in Options.model_fields)
     if unknown:
         log.info("ignoring options this server does not use: %s", ", ".join(unknown))
-    return known_options(value)
-
-
-def known_options(values: dict[str, Any]) -> Options:
-    """The options among ``values`` (other keys are left out), each of its type and within its
-    range: :func:`imgscribe.types.options_from`, as every door checks them."""
-    return options_from(values)
+    return options_from(value)
 
 
 def model_parameters(values: dict[str, Any] | None) -> dict[str, Any]:
