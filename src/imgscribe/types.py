@@ -370,6 +370,8 @@ class ModelManifest(BaseModel):
     engine_settings: dict[str, Any] = Field(default_factory=dict)  # the engine's Settings, by field name
     system: str = ""
     template: str = ""  # Ollama's Go template of a pulled model, shown by ``show`` (prompts use the GGUF's)
+    #: a Modelfile's MESSAGE lines (/api/create ``messages``): ``{"role", "content"}``, shown by ``show``
+    messages: list[dict[str, str]] = Field(default_factory=list)
     info: ModelInfo
 
     @field_validator("parameters")
