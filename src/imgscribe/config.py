@@ -239,6 +239,9 @@ TABLE: tuple[Setting, ...] = (
     Setting("IMGSCRIBE_IMPORT_ROOTS", "import_roots", _folders, "",
             "folders whose files `/api/create` may register by path (`from`, `mmproj`); the local CLI "
             "registers any file"),
+    Setting("IMGSCRIBE_MAX_BLOB_BYTES", "max_blob_bytes", _whole(0), str(200_000 * MB),
+            "largest model file `POST /api/blobs` accepts (413 over it; 0: no limit); an upload must also "
+            "average 1 MB/s once `IMGSCRIBE_BODY_TIMEOUT` has passed"),
     Setting("IMGSCRIBE_MAX_IMAGE_BYTES", "max_image_bytes", _whole(0), str(100 * MB), "largest image file accepted"),
     Setting("IMGSCRIBE_MAX_IMAGE_PIXELS", "max_image_pixels", _whole(0), str(50 * MB),
             "largest image accepted, in pixels"),
@@ -283,6 +286,7 @@ class Settings:
     remotes: tuple[str, ...]
     remote_keys: tuple[str, ...]
     import_roots: tuple[Path, ...]
+    max_blob_bytes: int  # 0: no limit
     max_image_bytes: int
     max_image_pixels: int
     max_request_images: int

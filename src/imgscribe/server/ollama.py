@@ -19,12 +19,14 @@ from starlette.concurrency import run_in_threadpool
 from ..version import __version__
 from ..errors import InvalidRequest, Unsupported
 from ..store import parse_name
+from ..store.blobs import check_digest
 from ..types import ChatRequest, Message, Role, check_role
 from . import render
 from .context import Server, server_of
 from .errors import NotImplementedYet
 from .paths import importable
 from .remotes import check_key_variable, check_remote
+from .uploads import receive_blob
 from .render import Ollama, Progress
 from .wire import ChatBody, CopyBody, CreateBody, GenerateBody, ModelBody, require_model
 
@@ -264,9 +266,18 @@ async def push(request: Request) -> Response:
     raise NotImplementedYet("pushing models to a registry is not available")
 
 
-@router.api_route("/api/blobs/{digest}", methods=["HEAD", "POST"])
-async def blobs(request: Request, digest: str) -> Response:
-    raise NotImplementedYet(
-        "uploading model files is not available yet: register local files with 'imgscribe create', "
-        "or use /api/create with 'from' an existing model"
-    )
+@router.head("/api/blobs/{digest}")
+async def blob_exists(request: Request, digest: str) -> Response:
+    """200 when the store holds the blob, 404 when not (400 for a malformed digest), as Ollama."""
+    found = server_of(request).store.blobs.has(check_digest(digest))
+    return Response(status_code=200 if found else 404)
+
+
+@router.post("/api/blobs/{digest}")
+async def blob_upload(request: Request, digest: str) -> Response:
+    """A model file for ``/api/create``'s ``files``: 201 when stored, 200 when it was already
+    there, 400 when the bytes are not the digest (nothing kept); see server/uploads.py."""
+    server = server_of(request)
+    cfg = server.settings
+    created = await receive_blob(request, server.store.blobs, digest, cfg.max_blob_bytes, cfg.body_timeout)
+    return Response(status_code=201 if created else 200)

@@ -1,0 +1,164 @@
+"""``HEAD``/``POST /api/blobs/sha256:<hex>`` and ``POST /api/create`` with what Ollama >= 0.5 sends
+(``files`` of uploaded blobs, ``from`` with ``template``/``messages``...), hostile requests included,
+and the official ``ollama`` Python client's ``create_blob`` + ``create``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import struct
+import threading
+from pathlib import Path
+
+import httpx
+import ollama
+import pytest
+
+from imgscribe.store import Store
+
+from .conftest import live_server, wait_for
+
+EVIL = {"Origin": "http://evil.com", "Content-Type": "text/plain"}
+
+
+def _string(text: str) -> bytes:
+    raw = text.encode()
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def tiny_gguf(metadata: dict, padding: int = 4096, seed: int = 0) -> bytes:
+    """A GGUF v3 header with these metadata (str, int as u32, bool) and no tensors, plus padding."""
+    body = b""
+    for key, value in metadata.items():
+        body += _string(key)
+        if isinstance(value, bool):
+            body += struct.pack("<I?", 7, value)
+        elif isinstance(value, int):
+            body += struct.pack("<II", 4, value)
+        else:
+            body += struct.pack("<I", 8) + _string(str(value))
+    pad = hashlib.sha256(str(seed).encode()).digest() * (padding // 32 + 1)
+    return b"GGUF" + struct.pack("<IQQ", 3, 0, len(metadata)) + body + pad[:padding]
+
+
+MODEL = tiny_gguf({"general.architecture": "llama", "general.name": "tiny", "llama.context_length": 2048,
+                   "general.file_type": 15})  # fmt: skip
+PROJECTOR = tiny_gguf({"general.architecture": "clip", "clip.has_vision_encoder": True,
+                       "clip.projector_type": "mlp"}, seed=1)  # fmt: skip
+
+
+def digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def upload(url: str, data: bytes, name: str | None = None, **kw) -> httpx.Response:
+    return httpx.post(f"{url}/api/blobs/{name or digest(data)}", content=data, timeout=30, **kw)
+
+
+def stored_files(store: Store) -> list[str]:
+    """Everything in the blobs folder, temporary files included."""
+    return sorted(p.name for p in store.blobs.dir.iterdir()) if store.blobs.dir.is_dir() else []
+
+
+def create(url: str, **body) -> httpx.Response:
+    return httpx.post(f"{url}/api/create", json={"stream": False, **body}, timeout=30)
+
+
+# -- blobs ----------------------------------------------------------------------------------------
+
+
+def test_head_then_post_then_head(server, store):
+    d = digest(MODEL)
+    assert httpx.head(f"{server.url}/api/blobs/{d}").status_code == 404
+    r = upload(server.url, MODEL)
+    assert r.status_code == 201, r.text
+    assert store.blobs.path(d).read_bytes() == MODEL
+    assert httpx.head(f"{server.url}/api/blobs/{d}").status_code == 200
+    assert upload(server.url, MODEL).status_code == 200  # already there: Ollama's 200
+    assert stored_files(store) == [d.replace(":", "-")]
+
+
+@pytest.mark.parametrize("name", ["sha256:00", "md5:" + "0" * 64, "sha256:" + "g" * 64, "latest", "sha256:" + "0" * 65])
+def test_a_malformed_digest_is_a_400(server, store, name):
+    assert httpx.head(f"{server.url}/api/blobs/{name}").status_code == 400
+    r = upload(server.url, MODEL, name)
+    assert r.status_code == 400 and "invalid digest" in r.json()["error"]
+    assert stored_files(store) == []
+
+
+def test_a_wrong_digest_is_a_400_and_nothing_is_kept(server, store):
+    wrong = digest(b"something else")
+    r = upload(server.url, MODEL, wrong)
+    assert r.status_code == 400 and "digest mismatch" in r.json()["error"] and digest(MODEL) in r.json()["error"]
+    assert stored_files(store) == []
+    assert httpx.head(f"{server.url}/api/blobs/{wrong}").status_code == 404
+
+
+def test_a_foreign_web_page_cannot_upload_or_probe(server, store):
+    r = upload(server.url, MODEL, headers=EVIL)
+    assert r.status_code == 403 and "IMGSCRIBE_ORIGINS" in r.json()["error"]
+    assert httpx.head(f"{server.url}/api/blobs/{digest(MODEL)}", headers=EVIL).status_code == 403
+    assert stored_files(store) == []
+    # and /api/create from files is refused the same way
+    r = httpx.post(f"{server.url}/api/create", content=json.dumps({"model": "planted", "files": {}}), headers=EVIL)
+    assert r.status_code == 403 and not store.exists("planted")
+
+
+def test_the_api_key_guards_uploads(monkeypatch, scheduler, store):
+    monkeypatch.setenv("IMGSCRIBE_API_KEY", "s3cret")
+    with live_server(scheduler) as live:
+        assert upload(live.url, MODEL).status_code == 401
+        assert httpx.head(f"{live.url}/api/blobs/{digest(MODEL)}").status_code == 401
+        assert stored_files(store) == []
+        assert upload(live.url, MODEL, headers={"Authorization": "Bearer s3cret"}).status_code == 201
+
+
+def test_an_oversize_upload_is_a_413_and_nothing_is_kept(monkeypatch, scheduler, store):
+    monkeypatch.setenv("IMGSCRIBE_MAX_BLOB_BYTES", "1000")
+    with live_server(scheduler) as live:
+        r = upload(live.url, MODEL)  # Content-Length says so: refused before reading
+        assert r.status_code == 413 and "IMGSCRIBE_MAX_BLOB_BYTES" in r.json()["error"]
+        chunks = iter([MODEL[:800], MODEL[800:]])  # no Content-Length: refused once past the limit
+        r = httpx.post(f"{live.url}/api/blobs/{digest(MODEL)}", content=chunks, timeout=30)
+        assert r.status_code == 413
+        assert stored_files(store) == []
+        small = b"x" * 1000
+        assert upload(live.url, small).status_code == 201
+
+
+def test_a_truncated_upload_keeps_nothing(server, store):
+    """The client goes away halfway through: no blob, no temporary file left behind."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(f"POST /api/blobs/{digest(MODEL)} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"Content-Length: {len(MODEL)}\r\n\r\n".encode() + MODEL[: len(MODEL) // 2])  # fmt: skip
+        assert wait_for(lambda: any(n.startswith(".tmp-upload-") for n in stored_files(store)))
+    assert wait_for(lambda: stored_files(store) == []), stored_files(store)
+    assert httpx.head(f"{server.url}/api/blobs/{digest(MODEL)}").status_code == 404
+
+
+def test_a_slow_upload_is_cut_off(monkeypatch, scheduler, store):
+    monkeypatch.setenv("IMGSCRIBE_BODY_TIMEOUT", "0.5")
+    with live_server(scheduler) as live, socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
+        sock.sendall(f"POST /api/blobs/{digest(MODEL)} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"Content-Length: {len(MODEL)}\r\n\r\n".encode() + MODEL[:10])  # fmt: skip
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert wait_for(lambda: stored_files(store) == [])
+
+
+def test_concurrent_uploads_of_the_same_file_make_one_good_blob(server, store):
+    data = MODEL * 64  # big enough to be written in several pieces
+    results: list[int] = []
+
+    def send():
+        results.append(upload(server.url, data).status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(results) <= {200, 201} and 201 in results
+    assert stored_files(store) == [digest(data).replace(":", "-")]
+    assert store.blobs.verify(digest(data))
