@@ -162,3 +162,122 @@ def test_concurrent_uploads_of_the_same_file_make_one_good_blob(server, store):
     assert set(results) <= {200, 201} and 201 in results
     assert stored_files(store) == [digest(data).replace(":", "-")]
     assert store.blobs.verify(digest(data))
+
+
+# -- /api/create ----------------------------------------------------------------------------------
+
+
+def test_create_from_uploaded_files_references_the_blobs(server, store):
+    for data in (MODEL, PROJECTOR):
+        assert upload(server.url, data).status_code == 201
+    files = {"mmproj-tiny.gguf": digest(PROJECTOR), "tiny.gguf": digest(MODEL)}  # the projector first: headers decide
+    r = create(server.url, model="uploaded", files=files, system="Be brief.", parameters={"temperature": 0},
+               template="{{ .Prompt }}", messages=[{"role": "user", "content": "hi"}], license="MIT")  # fmt: skip
+    assert r.status_code == 200 and r.json()["status"] == "success", r.text
+    manifest = store.resolve("uploaded")
+    assert manifest.engine == "llamacpp"  # run by llama-server as any imported GGUF
+    assert manifest.files == {"model": str(store.blobs.path(digest(MODEL))),
+                              "projector": str(store.blobs.path(digest(PROJECTOR)))}  # fmt: skip
+    assert manifest.system == "Be brief." and manifest.parameters == {"temperature": 0}
+    assert manifest.template == "{{ .Prompt }}" and manifest.messages == [{"role": "user", "content": "hi"}]
+    assert manifest.info.license == "MIT" and "vision" in manifest.info.capabilities
+    assert store.stored("uploaded").digests == {digest(MODEL), digest(PROJECTOR)}  # layers: kept alive
+    assert len(stored_files(store)) == 2  # referenced, not copied
+    shown = httpx.post(f"{server.url}/api/show", json={"model": "uploaded"}).json()
+    assert shown["system"] == "Be brief." and shown["template"] == "{{ .Prompt }}" and "vision" in shown["capabilities"]
+    assert store.prune() == 0 and len(stored_files(store)) == 2
+
+
+def test_create_from_files_streams_progress(server, store):
+    upload(server.url, MODEL)
+    with httpx.stream("POST", f"{server.url}/api/create", json={"model": "streamed", "files": {"m.gguf": digest(MODEL)}}) as r:
+        statuses = [json.loads(line)["status"] for line in r.iter_lines() if line]
+    assert statuses[-1] == "success" and store.resolve("streamed").files["model"].endswith(digest(MODEL).replace(":", "-"))
+    assert "projector" not in store.resolve("streamed").files
+
+
+@pytest.mark.parametrize("files, status, words", [
+    ({"tiny.gguf": "sha256:" + "0" * 64}, 400, "is not on this server: upload it first"),
+    ({"tiny.gguf": "sha256:00"}, 400, "invalid digest"),
+    ({"../../etc/x.gguf": "MODEL"}, 400, "invalid file name"),
+    ({"/abs.gguf": "MODEL"}, 400, "invalid file name"),
+    ({"a.gguf": "PROJECTOR"}, 400, "no model GGUF"),
+    ({"a.gguf": "MODEL", "b.gguf": "MODEL2"}, 400, "two model GGUFs"),
+    ({"notes.txt": "TEXT"}, 400, "neither a GGUF file"),
+])  # fmt: skip
+def test_create_from_files_that_make_no_model(server, store, files, status, words):
+    blobs = {"MODEL": MODEL, "MODEL2": tiny_gguf({"general.architecture": "llama"}, seed=9),
+             "PROJECTOR": PROJECTOR, "TEXT": b"just text"}  # fmt: skip
+    for data in blobs.values():
+        upload(server.url, data)
+    files = {k: digest(blobs[v]) if v in blobs else v for k, v in files.items()}
+    for stream in (False, True):  # judged before the stream starts: a 400 either way
+        r = httpx.post(f"{server.url}/api/create", json={"model": "broken", "files": files, "stream": stream})
+        assert r.status_code == status and words in r.json()["error"], r.text
+    assert not store.exists("broken")
+
+
+def test_create_from_uploaded_checkpoint_files_makes_a_snapshot(server, store):
+    from imgscribe import testing
+
+    folder = testing.build("gemma3", Path(store.root).parent / "gemma3")
+    files = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        assert upload(server.url, data).status_code in (200, 201)
+        files[path.relative_to(folder).as_posix()] = digest(data)
+    r = create(server.url, model="ckpt", files=files)
+    assert r.status_code == 200, r.text
+    manifest = store.resolve("ckpt")
+    assert manifest.engine == "transformers" and Path(manifest.files["model"]).parent == store.root / "snapshots"
+    assert store.stored("ckpt").digests == set(files.values())
+
+
+def test_create_from_an_existing_model_with_template_and_messages(server, store):
+    r = create(server.url, model="derived", **{"from": "llava"}, system="terse", template="T {{ .Prompt }}",
+               parameters={"num_predict": 3, "stop": ["END"]},
+               messages=[{"role": "System", "content": "s"}, {"role": "assistant", "content": "a"}])  # fmt: skip
+    assert r.status_code == 200, r.text
+    derived, parent = store.resolve("derived"), store.resolve("llava")
+    assert derived.files == parent.files and derived.engine == parent.engine
+    assert derived.template == "T {{ .Prompt }}" and derived.system == "terse"
+    assert derived.messages == [{"role": "system", "content": "s"}, {"role": "assistant", "content": "a"}]
+    assert derived.parameters == {"num_predict": 3, "stop": ["END"]}
+    answer = httpx.post(f"{server.url}/api/generate", json={"model": "derived", "prompt": "a b c d e", "stream": False})
+    assert answer.json()["eval_count"] == 3
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ({"from": "llava", "quantize": "q4_K_M"}, 501, "quantizing is not available"),
+    ({"from": "llava", "adapters": {"lora.gguf": "sha256:" + "0" * 64}}, 501, "LoRA adapters are not supported"),
+    ({"from": "llava", "files": {"a.gguf": "sha256:" + "0" * 64}}, 400, "not both"),
+    ({"from": "llava", "messages": [{"role": "tool", "content": "x"}]}, 400, "messages[0].role"),
+    ({"from": "llava", "messages": [{"role": "user", "content": "x", "images": ["aGk="]}]}, 400, "text only"),
+    ({"from": "llava", "messages": "hi"}, 400, "messages"),
+    ({"from": "llava", "template": 3}, 400, "template"),
+    ({"from": "llava", "parameters": {"server_args": ["--log-file", "/tmp/x"]}}, 400, "unknown parameter"),
+    ({"files": {"a.gguf": 5}}, 400, "files"),
+    ({}, 400, "'from' is required"),
+])  # fmt: skip
+def test_create_refusals(server, store, body, status, words):
+    r = create(server.url, model="refused", **body)
+    assert r.status_code == status and words in r.json()["error"], r.text
+    assert not store.exists("refused")
+
+
+def test_the_official_client_creates_from_a_model_and_from_an_uploaded_blob(server, store, tmp_path):
+    client = ollama.Client(host=server.url)
+    done = client.create("terse-llava", from_="llava", system="Answer in one word.", parameters={"temperature": 0})
+    assert done.status == "success"
+    assert store.resolve("terse-llava").system == "Answer in one word."
+    path = tmp_path / "tiny.gguf"
+    path.write_bytes(MODEL)
+    d = client.create_blob(path)
+    assert d == digest(MODEL) and store.blobs.has(d)
+    assert client.create_blob(path) == d  # uploading it again is fine
+    statuses = [p.status for p in client.create("from-blob", files={"tiny.gguf": d}, stream=True)]
+    assert statuses[-1] == "success"
+    assert client.show("from-blob").details.format == "gguf"
+    with pytest.raises(ollama.ResponseError) as info:
+        client.create("nope", from_="llava", quantize="q4_K_M")
+    assert info.value.status_code == 501 and "quantizing is not available" in info.value.error

@@ -2,7 +2,7 @@
 
 Beyond Ollama: ``images`` may also hold data URIs, and http(s) URLs when the server fetches URLs;
 images sent to a model without vision get a 400; an empty prompt *with* images is a question, not a
-load; ``create`` takes ``from`` an existing model (from uploaded files: a 501 that says so).
+load; ``create`` takes ``from`` an existing model or ``files`` uploaded with ``POST /api/blobs``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from ..version import __version__
 from ..errors import InvalidRequest, Unsupported
 from ..store import parse_name
-from ..store.blobs import check_digest
+from ..store.blobs import check_digest, safe_relative
+from ..store.modelfile import apply
 from ..types import ChatRequest, Message, Role, check_role
 from . import render
 from .context import Server, server_of
@@ -163,14 +164,27 @@ async def copy(request: Request) -> Response:
 
 @router.post("/api/create")
 async def create(request: Request) -> Response:
-    """A new model from an existing one (``from``) with its own ``system`` and ``parameters``."""
+    """A new model: ``from`` an existing one, or from ``files`` uploaded with ``POST /api/blobs``
+    (a GGUF and its projector, or a checkpoint's files), with its own ``system``, ``template``,
+    ``parameters``, ``messages`` and ``license``, as Ollama >= 0.5 creates one."""
     server = server_of(request)
     body = await server.body(request, CreateBody)
     name = require_model(body.model)
     parse_name(name)  # a bad name is a 400 now, not an error at the end of a 200 stream
-    _check_parameters(body.parameters)
+    settings = _settings(body)
+    if body.quantize:
+        raise NotImplementedYet(
+            "quantizing is not available: /api/create registers a model's files as they are; "
+            "make a quantized GGUF with 'imgscribe convert --outtype q8_0' and create the model from it"
+        )
+    if body.adapters:
+        raise NotImplementedYet("LoRA adapters are not supported: merge the adapter into the model's weights first")
     if body.files:
-        raise NotImplementedYet("creating a model from files is not available yet: use 'from' with an existing model")
+        if body.from_ or body.remote or body.mmproj:
+            raise InvalidRequest("give either 'files' (uploaded with POST /api/blobs) or 'from', not both")
+        files = _uploaded(server.store, body.files)
+        return await server.respond(request, _files_work(server, name, files, settings), Progress(),
+                                    stream=body.stream is not False)  # fmt: skip
     if body.remote:
         from ..store.import_remote import normalise_url
 
@@ -180,22 +194,19 @@ async def create(request: Request) -> Response:
         return await server.respond(request, _remote_work(server, name, url, body), Progress(),
                                     stream=body.stream is not False)  # fmt: skip
     if not body.from_:
-        raise InvalidRequest("'from' is required: the name of the model to start from")
+        raise InvalidRequest("'from' is required: the name of the model to start from (or 'files' uploaded "
+                             "with POST /api/blobs)")  # fmt: skip
 
     if os.path.isabs(body.from_) or body.mmproj:
         source = importable(server.settings.import_roots, body.from_, "from")
         mmproj = importable(server.settings.import_roots, body.mmproj, "mmproj") if body.mmproj else None
-        return await server.respond(request, _import_work(server, name, source, mmproj), Progress(),
+        return await server.respond(request, _import_work(server, name, source, mmproj, settings), Progress(),
                                     stream=body.stream is not False)  # fmt: skip
 
     def work(cancel: threading.Event):
-        manifest = server.store.resolve(body.from_).model_copy(deep=True)
-        if body.system is not None:
-            manifest.system = body.system
-        manifest.parameters.update(_check_parameters(body.parameters))
-        if body.license:
-            manifest.info.license = "\n".join(body.license) if isinstance(body.license, list) else body.license
-        yield {"status": "using existing model " + manifest.name}
+        parent = server.store.resolve(body.from_)
+        yield {"status": "using existing model " + parent.name}
+        manifest = apply(parent, **settings)
         if server.store.exists(name):
             server.scheduler.unload(name)  # the next request loads the new version
         server.store.create(name, manifest)
@@ -203,6 +214,70 @@ async def create(request: Request) -> Response:
         yield {"status": "success"}
 
     return await server.respond(request, work, Progress(), stream=body.stream is not False)
+
+
+def _settings(body: CreateBody) -> dict:
+    """What the new model sets over what it starts from, checked (keyword arguments of
+    ``store.modelfile.apply``)."""
+    messages = []
+    for i, m in enumerate(body.messages or []):
+        role = m.role.lower()
+        if role not in ("system", "user", "assistant"):
+            raise InvalidRequest(f"messages[{i}].role: invalid role {m.role!r}: use system, user or assistant")
+        if m.images:
+            raise InvalidRequest(f"messages[{i}].images: a model's messages hold text only")
+        messages.append({"role": role, "content": m.content or ""})
+    return {"system": body.system, "template": body.template, "parameters": _check_parameters(body.parameters),
+            "messages": messages, "license": body.license}  # fmt: skip
+
+
+def _uploaded(store, files: dict[str, str]) -> dict[str, str]:
+    """``files`` (name -> digest) checked: safe names, well-formed digests of blobs in the store."""
+    out = {}
+    for filename, digest in files.items():
+        try:
+            safe_relative(filename)
+        except InvalidRequest:
+            raise InvalidRequest(f"files: invalid file name {filename!r}: a relative path inside the model") from None
+        checked = check_digest(digest)
+        if not store.blobs.has(checked):
+            raise InvalidRequest(f"files: {filename}: blob {checked} is not on this server: upload it first "
+                                 f"(POST /api/blobs/{checked})")  # fmt: skip
+        out[filename] = checked
+    return out
+
+
+def _files_work(server, name: str, files: dict[str, str], settings: dict):
+    """A model from uploaded blobs, used in place in the store (no copy): GGUF files (the model and
+    its projector, told apart by their headers) for llama.cpp, or a checkpoint's files (a snapshot
+    folder of links to the blobs) for transformers."""
+    from ..store import gc
+    from ..store.modelfile import manifest_for_files
+
+    def work(cancel: threading.Event):
+        blobs = server.store.blobs
+        with gc.pinned(blobs.root, files.values()):  # a prune meanwhile must not take them
+            # the files are judged before the first status, so that a bad one is a 400, streamed or not
+            if any(Path(f).name == "config.json" for f in files):
+                folder = blobs.snapshot(files)
+                manifest, source = manifest_for_files(name, [folder])
+                source = {"kind": "upload", "digest": (source or {}).get("digest", "")}
+            else:
+                for filename, digest in files.items():
+                    with open(blobs.path(digest), "rb") as f:
+                        if f.read(4) != b"GGUF":
+                            raise InvalidRequest(f"files: {filename} is neither a GGUF file nor part of a "
+                                                 "checkpoint folder (with config.json)")  # fmt: skip
+                manifest, source = manifest_for_files(name, [blobs.path(d) for d in files.values()])
+            manifest = apply(manifest, **settings)
+            yield {"status": "parsed model files: " + ", ".join(files)}
+            if server.store.exists(name):
+                server.scheduler.unload(name)
+            server.store.create(name, manifest, source=source)
+        yield {"status": "writing manifest"}
+        yield {"status": "success"}
+
+    return work
 
 
 def _check_parameters(parameters: dict | None) -> dict:
@@ -218,7 +293,7 @@ def _check_parameters(parameters: dict | None) -> dict:
         raise InvalidRequest(f"parameters: {exc}") from None
 
 
-def _import_work(server, name: str, source: Path, mmproj: Path | None):
+def _import_work(server, name: str, source: Path, mmproj: Path | None, settings: dict):
     """``from`` a checkpoint folder or GGUF file under ``IMGSCRIBE_IMPORT_ROOTS`` (imgscribe's extension)."""
     from ..store.importer import create_from_path
 
@@ -227,6 +302,9 @@ def _import_work(server, name: str, source: Path, mmproj: Path | None):
         if server.store.exists(name):
             server.scheduler.unload(name)
         create_from_path(server.store, name, source, mmproj=mmproj)
+        if any(v for v in settings.values()):
+            stored = server.store.stored(name)
+            server.store.create(name, apply(server.store.resolve(name), **settings), source=stored.source)
         yield {"status": "writing manifest"}
         yield {"status": "success"}
 

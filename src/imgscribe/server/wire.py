@@ -225,10 +225,13 @@ class CreateBody(Body):
 
     model: str = ""
     from_: str | None = Field(None, alias="from")
-    files: dict[str, str] | None = None
+    files: dict[str, str] | None = None  # file name -> digest of a blob uploaded with POST /api/blobs
+    adapters: dict[str, str] | None = None  # refused: no LoRA adapters here
+    quantize: str | None = None  # refused: files are registered as they are
     system: str | None = None
     parameters: dict[str, Any] | None = None
     template: str | None = None
+    messages: list[OllamaMessage] | None = None  # turns the model starts every conversation with
     license: str | list[str] | None = None
     stream: bool | None = None
     # imgscribe: ``from`` may be an absolute path on the server (a checkpoint folder or a GGUF),
