@@ -25,9 +25,12 @@ class Template:
         self.text = text
         self._src = Source(text)
         self._nodes = nodes
-        self._names = frozenset(n.lower() for n in _identifiers(nodes))
-        if "messages" not in self._names and "response" not in self._names:
-            self._nodes = [*nodes, Action(len(text), Pipe(len(text), [], False, [Command(len(text), [Field(len(text), ["Response"])])]))]
+        names = {n.lower() for n in _identifiers(nodes)}
+        if "messages" not in names and "response" not in names:
+            end = len(text)
+            self._nodes = [*nodes, Action(end, Pipe(end, [], False, [Command(end, [Field(end, ["Response"])])]))]
+            names.add("response")
+        self._names = frozenset(names)
         self._until_response: list[Node] | None = None
 
     @classmethod
