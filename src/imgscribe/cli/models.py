@@ -52,10 +52,22 @@ def list_models(
 def show(
     model: str = typer.Argument(..., help="Model name."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    modelfile: bool = typer.Option(False, "--modelfile", help="The model as a Modelfile (create -f reads it)."),
+    template: bool = typer.Option(False, "--template", help="Its prompt template."),
+    system: bool = typer.Option(False, "--system", help="Its system prompt."),
+    parameters: bool = typer.Option(False, "--parameters", help="Its default options."),
+    license: bool = typer.Option(False, "--license", help="Its licence."),
     host: str = typer.Option(None, "--host"),
 ) -> None:
     """Show what a model is, what it can do, and what it cannot (from the catalog when it is not
     downloaded yet)."""
+    parts = [flag for flag, on in (("modelfile", modelfile), ("template", template), ("system", system),
+                                   ("parameters", parameters), ("license", license)) if on]  # fmt: skip
+    if len(parts) > 1 or (parts and as_json):
+        raise typer.BadParameter("give one of --modelfile, --template, --system, --parameters, --license")
+    if parts:
+        typer.echo(_part(connect(host), model, parts[0]))
+        return
     try:
         info = connect(host).info(model)
     except ModelNotFound:
@@ -86,3 +98,21 @@ def show(
         console.print(f"\n{info.summary}")
     if info.description:
         console.print(f"\n{info.description}", markup=False)
+
+
+def _part(client, model: str, part: str) -> str:
+    """One part of a model, as ``ollama show --modelfile`` (and the others) print it: from the
+    manifest in process, from ``/api/show`` when a server answers."""
+    from ..store.modelfile import parameters_text, to_modelfile
+
+    manifest = client.manifest(model)
+    if manifest is None:  # a server: Ollama's fields of /api/show
+        shown = client._call("POST", "/api/show", {"model": model}, model).json()
+        return str(shown.get(part) or "").rstrip("\n")
+    if part == "modelfile":
+        return to_modelfile(manifest).rstrip("\n")
+    if part == "parameters":
+        return parameters_text(manifest.parameters)
+    if part == "license":
+        return manifest.info.license
+    return manifest.template if part == "template" else manifest.system
