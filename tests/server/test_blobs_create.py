@@ -204,17 +204,23 @@ def test_create_from_files_streams_progress(server, store):
     ({"a.gguf": "PROJECTOR"}, 400, "no model GGUF"),
     ({"a.gguf": "MODEL", "b.gguf": "MODEL2"}, 400, "two model GGUFs"),
     ({"notes.txt": "TEXT"}, 400, "neither a GGUF file"),
+    ({"x.gguf": "NO_ARCH"}, 400, "files: x.gguf has no general.architecture"),
+    ({"config.json": "TEXT", "model.safetensors": "TEXT"}, 400, "files: cannot read config.json"),
+    ({"config.json": "NOPE", "model.safetensors": "TEXT"}, 400, "the uploaded checkpoint is a Nope model"),
 ])  # fmt: skip
 def test_create_from_files_that_make_no_model(server, store, files, status, words):
     blobs = {"MODEL": MODEL, "MODEL2": tiny_gguf({"general.architecture": "llama"}, seed=9),
-             "PROJECTOR": PROJECTOR, "TEXT": b"just text"}  # fmt: skip
+             "PROJECTOR": PROJECTOR, "TEXT": b"just text", "NO_ARCH": tiny_gguf({"general.name": "x"}),
+             "NOPE": b'{"architectures": ["Nope"]}'}  # fmt: skip
     for data in blobs.values():
         upload(server.url, data)
     files = {k: digest(blobs[v]) if v in blobs else v for k, v in files.items()}
     for stream in (False, True):  # judged before the stream starts: a 400 either way
         r = httpx.post(f"{server.url}/api/create", json={"model": "broken", "files": files, "stream": stream})
         assert r.status_code == status and words in r.json()["error"], r.text
+        assert str(store.root) not in r.text  # the store's paths are the server's business
     assert not store.exists("broken")
+    assert not store.blobs.snapshots.exists() or list(store.blobs.snapshots.iterdir()) == []
 
 
 def test_create_from_uploaded_checkpoint_files_makes_a_snapshot(server, store):

@@ -260,7 +260,11 @@ def _files_work(server, name: str, files: dict[str, str], settings: dict):
             # the files are judged before the first status, so that a bad one is a 400, streamed or not
             if any(Path(f).name == "config.json" for f in files):
                 folder = blobs.snapshot(files)
-                manifest, source = manifest_for_files(name, [folder])
+                try:
+                    manifest, source = manifest_for_files(name, [folder])
+                except InvalidRequest as exc:
+                    gc.collect(blobs, server.store.manifest_files, [], [folder.name])  # unless a model uses it
+                    raise _unpathed(exc, {str(folder) + "/": "", str(folder): "the uploaded checkpoint"}) from None
                 source = {"kind": "upload", "digest": (source or {}).get("digest", "")}
             else:
                 for filename, digest in files.items():
@@ -268,7 +272,11 @@ def _files_work(server, name: str, files: dict[str, str], settings: dict):
                         if f.read(4) != b"GGUF":
                             raise InvalidRequest(f"files: {filename} is neither a GGUF file nor part of a "
                                                  "checkpoint folder (with config.json)")  # fmt: skip
-                manifest, source = manifest_for_files(name, [blobs.path(d) for d in files.values()])
+                try:
+                    manifest, source = manifest_for_files(name, [blobs.path(d) for d in files.values()])
+                except InvalidRequest as exc:
+                    where = {str(p): f for f, d in files.items() for p in (blobs.path(d), blobs.path(d).resolve())}
+                    raise _unpathed(exc, where) from None
             manifest = apply(manifest, **settings)
             yield {"status": "parsed model files: " + ", ".join(files)}
             if server.store.exists(name):
@@ -291,6 +299,15 @@ def _check_parameters(parameters: dict | None) -> dict:
         return model_parameters(parameters)
     except InvalidRequest as exc:
         raise InvalidRequest(f"parameters: {exc}") from None
+
+
+def _unpathed(exc: InvalidRequest, names: dict[str, str]) -> InvalidRequest:
+    """``exc`` with the store's paths replaced by the names the client gave (they are the server's
+    business, docs/security.md)."""
+    message = exc.message
+    for path, name in sorted(names.items(), key=lambda kv: -len(kv[0])):
+        message = message.replace(path, name)
+    return InvalidRequest(f"files: {message}")
 
 
 def _import_work(server, name: str, source: Path, mmproj: Path | None, settings: dict):
