@@ -212,6 +212,8 @@ class _JSONList(list):
     def go_string(self) -> str:
         return "null" if self.nil else go_json(list(self))
 
+    go_json = go_string
+
 
 class _PropertyType(list):
     """api.PropertyType: one type prints as itself, several as ``[a b]``; JSON likewise."""

@@ -98,6 +98,9 @@ def go_fmt(v: Any, nested: bool = False) -> str:
 
 def go_json(v: Any) -> str:
     """json.Marshal: compact, map keys sorted, struct fields in order, <>& escaped as Go does."""
+    method = getattr(type(v), "go_json", None)
+    if method is not None:
+        return method(v)
     if isinstance(v, Struct):
         if v.json is None:
             return "{" + ",".join(f"{_jstr(k)}:{go_json(x)}" for k, x in v.fields.items()) + "}"
