@@ -174,8 +174,9 @@ async def create(request: Request) -> Response:
     settings = _settings(body)
     if body.quantize:
         raise NotImplementedYet(
-            "quantizing is not available: /api/create registers a model's files as they are; "
-            "make a quantized GGUF with 'imgscribe convert --outtype q8_0' and create the model from it"
+            "quantizing is not available: /api/create registers a model's files as they are; make a "
+            "quantized GGUF on the server's machine with 'imgscribe convert CHECKPOINT --quantize Q4_K_M' "
+            "(or --outtype q8_0) and create the model from it"
         )
     if body.adapters:
         raise NotImplementedYet("LoRA adapters are not supported: merge the adapter into the model's weights first")
