@@ -42,8 +42,8 @@ def _gguf_string(text: str) -> bytes:
 
 
 def gguf(metadata: dict, padding: int = 0, seed: int = 0, tensors: dict[str, tuple[int, ...]] | None = None) -> bytes:
-    """A GGUF v3 file with these metadata (str, int -> u32, float -> f32, bool, list of str) and tensor
-    infos (name -> shape, type F32, no data: only the header is ever read), plus padding."""
+    """A valid GGUF v3 file with these metadata (str, int -> u32, float -> f32, bool, list of str) and
+    F32 tensors (name -> shape, in GGUF's order: ne0 first) of pseudo-random data, plus padding."""
     body = b""
     for key, value in metadata.items():
         body += _gguf_string(key)
@@ -60,11 +60,17 @@ def gguf(metadata: dict, padding: int = 0, seed: int = 0, tensors: dict[str, tup
     offset = 0
     for name, shape in (tensors or {}).items():
         body += _gguf_string(name) + struct.pack(f"<I{len(shape)}Q", len(shape), *shape) + struct.pack("<IQ", 0, offset)
-        offset += 32
+        n = 4
+        for d in shape:
+            n *= d
+        offset += -(-n // 32) * 32
     head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors or {}), len(metadata))
+    header = head + body
+    if tensors:
+        header += b"\0" * (-len(header) % 32)  # the data section starts aligned
     rng = hashlib.sha256(f"{seed}".encode()).digest()
-    pad = (rng * (padding // len(rng) + 1))[:padding]
-    return head + body + pad
+    data = (rng * ((offset + padding) // len(rng) + 1))[: offset + padding]
+    return header + data
 
 
 def tiny_model_gguf(name: str = "tiny", padding: int = 300_000, seed: int = 0, arch: str = "llama") -> bytes:

@@ -99,10 +99,25 @@ def test_a_missing_tag_is_a_404_with_a_clear_message(api, registry, stream):
 def test_a_refusal_before_download_is_a_400_with_the_alternative(api, registry):
     from .fake_remotes import ollama_vision_gguf
 
-    manifest = registry.add_model("gemma3", "4b", [("model", ollama_vision_gguf())])
-    status, lines = ndjson(api, "/api/pull", {"model": f"{registry.host}/library/gemma3:4b", "insecure": True})
-    assert status == 400 and len(lines) == 1 and "imgscribe pull hf.co/ggml-org/gemma-3-4b-it-GGUF" in lines[0]["error"]
+    manifest = registry.add_model("qwen3-vl", "8b", [("model", ollama_vision_gguf("qwen3vl"))])  # no translation
+    status, lines = ndjson(api, "/api/pull", {"model": f"{registry.host}/library/qwen3-vl:8b", "insecure": True})
+    assert status == 400 and len(lines) == 1 and "vision encoder inside" in lines[0]["error"]
+    assert "a GGUF with a separate mmproj projector" in lines[0]["error"]
     assert registry.served[manifest["layers"][0]["digest"]] == 0  # only its header was read
+
+
+def test_a_translated_pull_streams_the_verdict_and_the_translation(api, registry):
+    from .fake_remotes import ollama_vision_gguf
+
+    registry.add_model("gemma3", "4b", [("model", ollama_vision_gguf())])
+    status, lines = ndjson(api, "/api/pull", {"model": f"{registry.host}/library/gemma3:4b", "insecure": True})
+    statuses = [line["status"] for line in lines]
+    assert status == 200 and statuses[-1] == "success", lines
+    verdict = next(s for s in statuses if s.startswith("checked the GGUF headers"))
+    assert "imgscribe translates it for llama-server" in verdict and "split into a model and an mmproj" in verdict
+    assert statuses.index(verdict) < statuses.index("verifying sha256 digest")  # decided before the download
+    progress = [line for line in lines if line["status"].startswith("translating ")]
+    assert progress and progress[-1]["completed"] == progress[-1]["total"] > 0
 
 
 def test_offline_is_an_error_that_says_what_to_do(api):

@@ -3,12 +3,14 @@ and the pull is refused before the big download when the pinned llama-server can
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from pathlib import Path
 
 import pytest
 
 from imgscribe.store.pull.errors import Unsupported
+from imgscribe.store.names import parse_name
 from imgscribe.store.pull.inspect import HEADER_FIRST
 
 from .fake_remotes import gguf, ollama_vision_gguf, tiny_model_gguf, tiny_projector_gguf
@@ -34,42 +36,105 @@ def assert_only_headers_read(remote, manifest: dict, store) -> None:
 # -- Ollama's registry ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("model", "tag", "arch", "instead"),
-    [
-        ("gemma3", "4b", "gemma3", "hf.co/ggml-org/gemma-3-4b-it-GGUF"),
-        ("gemma3", "12b-it-qat", "gemma3", "hf.co/ggml-org/gemma-3-12b-it-GGUF"),  # not in the catalog
-        ("gemma3", "latest", "gemma3", "hf.co/ggml-org/gemma-3-4b-it-GGUF"),
-        ("qwen2.5vl", "3b", "qwen25vl", "hf.co/ggml-org/Qwen2.5-VL-3B-Instruct-GGUF"),
-        ("qwen2.5vl", "latest", "qwen25vl", "hf.co/ggml-org/Qwen2.5-VL-7B-Instruct-GGUF"),
-        ("llama4", "16x17b", "llama4", "hf.co/ggml-org/Llama-4-Scout-17B-16E-Instruct-GGUF"),
-        ("mistral-small3.1", "24b", "mistral3", "hf.co/ggml-org/Mistral-Small-3.1-24B-Instruct-2503-GGUF"),
-    ],
-)
-def test_single_file_vision_blobs_are_refused_before_download(store, registry, model, tag, arch, instead):
+def assert_translated(remote, manifest: dict, store, name: str) -> None:
+    """The published model blob was fetched once, after one header read; the store keeps only its
+    translation, and the manifest keeps Ollama's digests."""
+    layer = manifest["layers"][0]
+    assert remote.inspected[layer["digest"]] <= HEADER_FIRST
+    assert remote.served[layer["digest"]] == layer["size"]
+    assert not store.blobs.has(layer["digest"])  # replaced by its translation
+    stored = store.manifest_files.read(parse_name(name))
+    assert layer["digest"] in [entry["digest"] for entry in stored.source["layers"]]
+    assert layer["digest"] in stored.source["translated"]
+
+
+SINGLE_FILE = [
+    ("gemma3", "4b", "gemma3", "gemma3", "gemma3"),
+    ("gemma3", "12b-it-qat", "gemma3", "gemma3", "gemma3"),  # not in the catalog: decided from the blob
+    ("qwen2.5vl", "3b", "qwen25vl", "qwen2vl", "qwen2.5vl_merger"),
+    ("llama4", "128x17b", "llama4", "llama4", "llama4"),  # no llama.cpp build of that size exists: translated anyway
+    ("mistral-small3.1", "24b", "mistral3", "mistral3", "pixtral"),
+]
+
+
+@pytest.mark.parametrize(("model", "tag", "arch", "llama_arch", "projector"), SINGLE_FILE)
+def test_single_file_vision_blobs_are_split_into_model_and_projector(store, registry, model, tag, arch, llama_arch, projector):
     """Decided from the blob (its v.*/mm.* tensors and <arch>.vision.* keys), not from the catalog or the config."""
+    from imgscribe.formats.gguf import read_gguf
+
     manifest = registry.add_model(model, tag, [("model", ollama_vision_gguf(arch, padding=400_000))],
                                   {"model_format": "gguf", "model_family": "llama"})  # fmt: skip
+    name = f"{registry.host}/library/{model}:{tag}"
+    events = pull(store, name)
+    assert any("imgscribe translates it for llama-server" in e.get("status", "") for e in events)
+    assert_translated(registry, manifest, store, name)
+    found = store.resolve(name)
+    text, clip = read_gguf(found.files["model"]), read_gguf(found.files["projector"])
+    assert text.architecture == llama_arch and not [t for t in text.tensors if t.startswith(("v.", "mm."))]
+    assert not [k for k in text.metadata if ".vision." in k]
+    assert clip.is_projector and clip.metadata["clip.projector_type"] == projector
+    assert len(clip.tensors) == 2 + (arch == "mistral3")  # the two vision tensors; mistral3 gains v.token_embd.img_break
+    assert clip.metadata["clip.vision.block_count"] == 1 and clip.metadata["clip.vision.projection_dim"] == 16
+    assert found.info.model_info["imgscribe.inspection"] == "translated"
+    assert "Translated for llama.cpp" in found.info.description  # what `show` prints
+    assert found.info.digest == hashlib.sha256(registry.manifests[("library", model, tag)]).hexdigest()
+    assert "vision" in found.info.capabilities
+
+
+def test_a_second_pull_of_a_translated_blob_downloads_and_translates_nothing(store, registry):
+    manifest = registry.add_model("gemma3", "4b", [("model", ollama_vision_gguf(padding=400_000))])
+    first = pull(store, f"{registry.host}/library/gemma3:4b")
+    layer = manifest["layers"][0]
+    served = registry.served[layer["digest"]]
+    again = pull(store, f"{registry.host}/library/gemma3:4b")
+    assert registry.served[layer["digest"]] == served  # not fetched again
+    assert any(e["status"].startswith("translating ") for e in first)
+    assert not any(e["status"].startswith("translating ") for e in again)
+    assert store.resolve(f"{registry.host}/library/gemma3:4b").files["projector"]
+
+
+def test_an_interrupted_translation_leaves_no_file_and_a_rerun_finishes(store, registry, monkeypatch):
+    from imgscribe.store import translate
+
+    manifest = registry.add_model("gemma3", "4b", [("model", ollama_vision_gguf(padding=400_000))])
+    real = translate.write_gguf
+
+    def crash(source, spec, dest, progress=lambda n: None):
+        Path(dest).write_bytes(b"GGUF half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(translate, "write_gguf", crash)
+    with pytest.raises(KeyboardInterrupt):
+        pull(store, f"{registry.host}/library/gemma3:4b")
+    layer = manifest["layers"][0]["digest"]
+    assert [p.name for p in store.blobs.dir.iterdir() if "tmp" in p.name] == []
+    assert store.blobs.has(layer)  # the download is kept for the rerun
+    assert not store.exists(f"{registry.host}/library/gemma3:4b")
+    monkeypatch.setattr(translate, "write_gguf", real)
+    served = registry.served[layer]
+    pull(store, f"{registry.host}/library/gemma3:4b")
+    assert registry.served[layer] == served  # resumed from the kept download, not fetched again
+    assert store.resolve(f"{registry.host}/library/gemma3:4b").files["projector"]
+
+
+def test_a_single_file_layout_without_a_translation_is_refused_before_download(store, registry):
+    manifest = registry.add_model("qwen3-vl", "8b", [("model", ollama_vision_gguf("qwen3vl", padding=400_000))])
     with pytest.raises(Unsupported, match="vision encoder inside") as caught:
-        pull(store, f"{registry.host}/library/{model}:{tag}")
+        pull(store, f"{registry.host}/library/qwen3-vl:8b")
     assert caught.value.verdict == "translate"
-    assert f"imgscribe pull {instead}" in str(caught.value)
-    assert "only Ollama's own engine" not in str(caught.value)
+    assert "for gemma3, qwen25vl, mistral3, llama4 but not for qwen3vl" in str(caught.value)
     assert_only_headers_read(registry, manifest, store)
 
 
-def test_a_size_without_a_llama_cpp_build_lists_the_builds_there_are(store, registry):
-    manifest = registry.add_model("llama4", "128x17b", [("model", ollama_vision_gguf("llama4"))])
-    with pytest.raises(Unsupported, match=r"no llama.cpp build of that size .*Llama-4-Scout-17B-16E-Instruct-GGUF"):
-        pull(store, f"{registry.host}/library/llama4:128x17b")
-    assert_only_headers_read(registry, manifest, store)
-
-
-def test_a_qwen25vl_text_blob_names_the_build_llama_cpp_runs(store, registry):
+def test_a_qwen25vl_text_blob_is_renamed_qwen2vl(store, registry):
     """qwen25vl is not an architecture b11434 knows (it knows qwen2vl), vision tensors or not."""
+    from imgscribe.formats.gguf import read_gguf
+
     registry.add_model("qwen2.5vl", "7b", [("model", tiny_model_gguf(arch="qwen25vl"))])
-    with pytest.raises(Unsupported, match=r"architecture 'qwen25vl'.*hf.co/ggml-org/Qwen2.5-VL-7B-Instruct-GGUF"):
-        pull(store, f"{registry.host}/library/qwen2.5vl:7b")
+    pull(store, f"{registry.host}/library/qwen2.5vl:7b")
+    header = read_gguf(store.resolve(f"{registry.host}/library/qwen2.5vl:7b").files["model"])
+    assert header.architecture == "qwen2vl" and header.metadata["qwen2vl.context_length"] == 2048
+    assert not [k for k in header.metadata if k.startswith("qwen25vl.")]
 
 
 def gemma3_text_gguf(rms_eps: bool = True) -> bytes:
@@ -87,14 +152,18 @@ def test_a_text_gemma3_blob_is_pulled_as_text(store, registry):
     assert info.capabilities == ["completion"] and info.model_info["imgscribe.inspection"] == "use"
 
 
-@pytest.mark.parametrize(("tag", "instead"), [("1b", "llama.cpp's own converter"), ("4b", "hf.co/ggml-org/gemma-3-4b-it-GGUF")])
-def test_a_gemma3_blob_without_its_rms_epsilon_is_refused_before_download(store, registry, tag, instead):
+def test_a_gemma3_blob_without_its_rms_epsilon_gets_gemma3s(store, registry):
     """llama.cpp requires gemma3.attention.layer_norm_rms_epsilon ("key not found" at load); Ollama adds it."""
-    manifest = registry.add_model("gemma3", tag, [("model", gemma3_text_gguf(rms_eps=False))])
-    with pytest.raises(Unsupported, match="lacks gemma3.attention.layer_norm_rms_epsilon") as caught:
-        pull(store, f"{registry.host}/library/gemma3:{tag}")
-    assert caught.value.verdict == "translate" and instead in str(caught.value)
-    assert_only_headers_read(registry, manifest, store)
+    from imgscribe.formats.gguf import read_gguf
+
+    manifest = registry.add_model("gemma3", "1b", [("model", gemma3_text_gguf(rms_eps=False))])
+    name = f"{registry.host}/library/gemma3:1b"
+    pull(store, name)
+    assert_translated(registry, manifest, store, name)
+    header = read_gguf(store.resolve(name).files["model"])
+    assert header.metadata["gemma3.attention.layer_norm_rms_epsilon"] == pytest.approx(1e-6)
+    assert "<start_of_turn>" in header.metadata["tokenizer.chat_template"]  # Gemma 3's, not llama-server's ChatML
+    assert "projector" not in store.resolve(name).files
 
 
 def mllama_gguf() -> bytes:
@@ -115,21 +184,25 @@ def test_llama3_2_vision_is_refused_before_download(store, registry):
     assert_only_headers_read(registry, manifest, store)
 
 
-@pytest.mark.parametrize(
-    ("model", "tag", "instead"),
-    [
-        ("llava", "7b-v1.5-q4_0", "hf.co/llava-hf/llava-1.5-7b-hf"),
-        ("llava", "13b", "hf.co/llava-hf/llava-v1.6-vicuna-13b-hf"),
-        ("bakllava", "latest", "hf.co/llava-hf/bakLlava-v1-hf"),
-    ],
-)
-def test_old_llava_projectors_without_a_type_are_refused_before_download(store, registry, model, tag, instead):
-    manifest = registry.add_model(model, tag, [("model", tiny_model_gguf(padding=400_000)),
-                                               ("projector", tiny_projector_gguf(projector_type=None))])  # fmt: skip
-    with pytest.raises(Unsupported, match="no clip.projector_type") as caught:
-        pull(store, f"{registry.host}/library/{model}:{tag}")
-    assert caught.value.verdict == "translate"
-    assert instead in str(caught.value)
+@pytest.mark.parametrize(("model", "tag"), [("llava", "7b-v1.5-q4_0"), ("llava", "13b"), ("bakllava", "latest")])
+def test_old_llava_projectors_without_a_type_get_mlp(store, registry, model, tag):
+    from imgscribe.formats.gguf import read_gguf
+
+    published = tiny_model_gguf(padding=400_000)
+    registry.add_model(model, tag, [("model", published), ("projector", tiny_projector_gguf(projector_type=None))])
+    name = f"{registry.host}/library/{model}:{tag}"
+    events = pull(store, name)
+    assert any("clip.projector_type = mlp added" in e["status"] for e in events)
+    files = store.resolve(name).files
+    assert read_gguf(files["projector"]).metadata["clip.projector_type"] == "mlp"
+    assert Path(files["model"]).read_bytes() == published  # only the projector needed it
+
+
+def test_a_projector_with_neither_type_nor_vision_encoder_is_refused_before_download(store, registry):
+    projector = gguf({"general.architecture": "clip"}, 100_000, 1, {"mm.0.weight": (8, 16)})
+    manifest = registry.add_model("odd", "latest", [("model", tiny_model_gguf(padding=400_000)), ("projector", projector)])
+    with pytest.raises(Unsupported, match="no clip.projector_type"):
+        pull(store, f"{registry.host}/library/odd")
     assert_only_headers_read(registry, manifest, store)
 
 
@@ -211,11 +284,11 @@ def test_hf_an_mllama_gguf_is_refused_before_download(store, hub):
 
 
 def test_a_registry_that_ignores_range_still_gets_only_the_header_read(store, registry):
-    manifest = registry.add_model("gemma3", "4b", [("model", ollama_vision_gguf(padding=2_000_000))])
+    manifest = registry.add_model("qwen3-vl", "8b", [("model", ollama_vision_gguf("qwen3vl", padding=2_000_000))])
     registry.faults.ignore_range = True
     registry.faults.delay = 0.002  # so that what the fake sends is what the client took, not a socket buffer's worth
-    with pytest.raises(Unsupported, match="gemma-3-4b-it-GGUF"):
-        pull(store, f"{registry.host}/library/gemma3:4b")
+    with pytest.raises(Unsupported, match="vision encoder inside"):
+        pull(store, f"{registry.host}/library/qwen3-vl:8b")
     layer = manifest["layers"][0]["digest"]
     assert registry.served[layer] == 0 and registry.inspected[layer] < 1_000_000
 

@@ -262,14 +262,16 @@ def test_tensor_layer_models_are_refused(store, registry):
         pull(store, f"{registry.host}/library/mlxmodel")
 
 
-def test_newer_single_file_vision_models_point_to_a_gguf_build(store, registry):
+def test_newer_single_file_vision_models_become_a_model_and_a_projector(store, registry):
     """Ollama's gemma3 keeps its vision encoder in the model file: llama.cpp needs GGUF + mmproj (more in test_pull_inspect.py)."""
+    from imgscribe.formats.gguf import read_gguf
+
     registry.add_model("gemma3", "4b", [("model", ollama_vision_gguf("gemma3"))],
                        {"model_format": "gguf", "model_family": "gemma3"})  # fmt: skip
-    with pytest.raises(InvalidRequest, match=r"imgscribe pull hf.co/ggml-org/gemma-3-4b-it-GGUF"):
-        pull(store, f"{registry.host}/library/gemma3:4b")
-    model = registry.manifests[("library", "gemma3", "4b")]
-    assert not [r for r in registry.downloads("/cdn/") if json.loads(model)["layers"][0]["digest"] in r.path]
+    pull(store, f"{registry.host}/library/gemma3:4b")
+    files = store.resolve(f"{registry.host}/library/gemma3:4b").files
+    assert read_gguf(files["model"]).architecture == "gemma3"
+    assert read_gguf(files["projector"]).metadata["clip.projector_type"] == "gemma3"
 
 
 def test_a_text_model_without_projector_is_pulled_as_text_only(store, registry):

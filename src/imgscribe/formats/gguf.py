@@ -35,6 +35,9 @@ class GGUFHeader:
     version: int
     metadata: dict[str, Any] = field(default_factory=dict)
     tensors: dict[str, tuple[tuple[int, ...], int]] = field(default_factory=dict)  # name -> (shape, type)
+    #: ids of the vocabulary's control-like tokens (``<|eot_id|>``, ``<end_of_turn>``...), kept from the
+    #: long ``tokenizer.ggml.tokens`` array, which is otherwise skipped
+    special_tokens: dict[str, int] = field(default_factory=dict)
 
     @property
     def architecture(self) -> str:
@@ -60,6 +63,15 @@ class GGUFHeader:
         value = self.metadata.get(f"{self.architecture}.context_length")
         return int(value) if isinstance(value, int) else 0
 
+    def length(self, key: str) -> int:
+        """The number of items of an array value (kept or skipped); 0 for anything else."""
+        value = self.metadata.get(key)
+        if isinstance(value, list):
+            return len(value)
+        if isinstance(value, str) and value.startswith("<array of "):
+            return int(value[10:-1])
+        return 0
+
     @property
     def is_projector(self) -> bool:
         return self.architecture == "clip"
@@ -79,7 +91,11 @@ def _string(f: BinaryIO) -> str:
     return _read(f, n).decode("utf-8", "replace")
 
 
-def _value(f: BinaryIO, kind: int) -> Any:
+def _special(token: str) -> bool:
+    return len(token) < 48 and (token[:1], token[-1:]) in (("<", ">"), ("[", "]"))
+
+
+def _value(f: BinaryIO, kind: int, keep: bool = False) -> Any:
     if kind in _SCALARS:
         fmt = _SCALARS[kind]
         return struct.unpack(fmt, _read(f, struct.calcsize(fmt)))[0]
@@ -91,7 +107,7 @@ def _value(f: BinaryIO, kind: int) -> Any:
             f.seek(n * struct.calcsize(_SCALARS[item]), 1)
             return f"<array of {n}>"
         values = [_value(f, item) for _ in range(n)]
-        return values if n <= _KEEP_ARRAY else f"<array of {n}>"
+        return values if n <= _KEEP_ARRAY or keep else f"<array of {n}>"
     raise ValueError(f"unknown metadata type {kind}")
 
 
@@ -105,7 +121,11 @@ def _parse(f: BinaryIO, where: str) -> GGUFHeader:
     for _ in range(n_kv):
         key = _string(f)
         (kind,) = struct.unpack("<I", _read(f, 4))
-        header.metadata[key] = _value(f, kind)
+        value = _value(f, kind, keep=key == "tokenizer.ggml.tokens")
+        if isinstance(value, list) and len(value) > _KEEP_ARRAY:
+            header.special_tokens = {t: i for i, t in enumerate(value) if isinstance(t, str) and _special(t)}
+            value = f"<array of {len(value)}>"
+        header.metadata[key] = value
     for _ in range(n_tensors):
         name = _string(f)
         (n_dims,) = struct.unpack("<I", _read(f, 4))

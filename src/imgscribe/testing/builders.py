@@ -197,7 +197,7 @@ def _pixtral_parts(merge: int):
         chat_template=templates.MISTRAL_SMALL_3_2,
     )  # fmt: skip
     vc = PixtralVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
-                             head_dim=16, image_size=512, patch_size=16)  # fmt: skip
+                             head_dim=16, image_size=512, patch_size=16, hidden_act="silu")  # fmt: skip (silu: real Pixtral's)
     tc = MistralConfig(vocab_size=len(tok), max_position_embeddings=8192, head_dim=16, **_small_text(), **_ids(tok))
     return tok, proc, vc, tc
 

@@ -7,8 +7,10 @@ A verdict is one of
   without ``tokenizer.chat_template`` is prompted in ChatML by llama-server, which may not be the
   model's format;
 - ``translate``: its metadata or tensor layout differs from what llama.cpp expects (Ollama's
-  single-file vision models, old LLaVA projectors without ``clip.projector_type``) and a translation
-  would make it run; imgscribe has none yet, so the pull is refused with the alternative;
+  single-file vision models, old LLaVA projectors without ``clip.projector_type``, Llama 3 models that
+  stop at ``<|end_of_text|>``): the pull translates it after the download (``store/translate``), and
+  the translation's result is judged here first, from the headers it would write; a layout with no
+  translation is refused with the alternative;
 - ``refuse``: nothing would (``mllama``: llama.cpp has no implementation).
 
 What llama.cpp b11434 knows comes from its source (``src/llama-arch.cpp`` ``LLM_ARCH_NAMES``,
@@ -27,6 +29,8 @@ import httpx
 
 from ...formats import checkpoints
 from ...formats.gguf import GGUFHeader, read_gguf_header
+from .. import translate
+from ..translate import Translation
 from .errors import PullError, Unsupported
 from .http import _Retry, check_response, transport_error
 
@@ -89,18 +93,32 @@ class Verdict:
     action: str  # use | translate | refuse
     reason: str = ""
     notes: list[str] = field(default_factory=list)
+    #: layer role ("model", "projector") -> how that layer is translated
+    translations: dict[str, Translation] = field(default_factory=dict)
+
+    @property
+    def changes(self) -> list[str]:
+        return [change for t in self.translations.values() for change in t.changes]
 
     def events(self) -> list[dict[str, Any]]:
         """The verdict as Ollama-style status lines, streamed by ``/api/pull`` and printed by ``pull``
         and ``run`` (a refusal is an error instead: it never gets here)."""
-        lines = [{"status": "checked the GGUF headers: llama-server runs this model as published"}]
+        if self.translations:
+            what = "; ".join(t.summary for t in self.translations.values())
+            lines = [{"status": f"checked the GGUF headers: imgscribe translates it for llama-server after the "
+                                f"download ({what})"}]  # fmt: skip
+            lines += [{"status": f"translation: {change}"} for change in self.changes]
+        else:
+            lines = [{"status": "checked the GGUF headers: llama-server runs this model as published"}]
         return lines + [{"status": f"note: {note}"} for note in self.notes]
 
     def record(self, model_info: dict[str, Any]) -> None:
         """What the inspection found, in the manifest's ``info.model_info``."""
-        model_info["imgscribe.inspection"] = self.action
+        model_info["imgscribe.inspection"] = "translated" if self.translations else self.action
         if self.notes:
             model_info["imgscribe.notes"] = list(self.notes)
+        if self.translations:
+            model_info["imgscribe.translated"] = self.changes
 
 
 # -- reading a header over HTTP ---------------------------------------------------------------------
@@ -185,14 +203,24 @@ def _mllama(shown: str) -> Unsupported:
     )
 
 
-def check_model(header: GGUFHeader, shown: str, tag: str = "latest", has_projector: bool = False) -> Verdict:
-    """The verdict on a model GGUF (the projector, if any, is :func:`check_projector`'s); raises
-    :class:`Unsupported` for anything but ``use``."""
+def check_model(header: GGUFHeader, shown: str, tag: str = "latest", has_projector: bool = False,
+                translated: bool = False) -> Verdict:  # fmt: skip
+    """The verdict on a model GGUF (the projector, if any, is :func:`check_projector`'s): ``use``, or
+    ``translate`` when a translation makes it one llama-server loads (judged on the headers the
+    translation would write: ``translated``); raises :class:`Unsupported` for anything else."""
     arch = header.architecture
     if arch == "mllama":
         raise _mllama(shown)
     if header.is_projector:
         raise Unsupported(f"{shown}'s model file is a projector (architecture 'clip'), not a model", verdict="refuse")
+    plan = None if translated else translate.plan(header, "model", split=not has_projector)
+    if plan is not None:
+        previews = plan.previews(header)
+        verdict = check_model(previews["model"], shown, tag, has_projector or "projector" in previews, translated=True)
+        if "projector" in previews:
+            check_projector(previews["projector"], previews["model"], shown)
+        verdict.action, verdict.translations = "translate", {"model": plan}
+        return verdict
     if not has_projector and has_vision_inside(header):
         alternative = _instead(arch, tag)
         if alternative.startswith("imgscribe pull"):
@@ -203,7 +231,8 @@ def check_model(header: GGUFHeader, shown: str, tag: str = "latest", has_project
             )
         raise Unsupported(
             f"{shown} is one GGUF with its vision encoder inside ({arch}: Ollama's own layout, which Ollama translates "
-            f"as it loads it and llama.cpp's llama-server cannot load; imgscribe does not translate it yet), so "
+            f"as it loads it and llama.cpp's llama-server cannot load; imgscribe translates that layout for "
+            f"{', '.join(translate.SPLIT_ARCHITECTURES)} but not for {arch}), so "
             f"{instead}",
             verdict="translate",
         )
@@ -263,11 +292,17 @@ def _projector_width(header: GGUFHeader) -> int:
     return int(max(numbered)[1][1]) if numbered else 0
 
 
-def check_projector(projector: GGUFHeader, model: GGUFHeader | None, shown: str, alternative: str = "") -> None:
-    """Raise :class:`Unsupported` for a projector layer the pinned llama-server cannot use."""
+def check_projector(projector: GGUFHeader, model: GGUFHeader | None, shown: str, alternative: str = "") -> Translation | None:
+    """None for a projector layer the pinned llama-server uses as it is, its translation for one that a
+    translation makes usable; raises :class:`Unsupported` for any other."""
     verdict, why = projector_problem(projector, model)
     if not verdict:
-        return
+        return None
+    plan = translate.plan(projector, "projector") if verdict == "translate" else None
+    if plan is not None:
+        translated = plan.previews(projector)["projector"]
+        if not projector_problem(translated, model)[0]:
+            return plan
     instead = alternative or "a GGUF build whose mmproj has a clip.projector_type, or its Hugging Face checkpoint"
     translation = " (imgscribe does not translate it yet)" if verdict == "translate" else ""
     raise Unsupported(f"{shown}'s projector cannot be used: {why}{translation}; pull {instead} instead", verdict=verdict)

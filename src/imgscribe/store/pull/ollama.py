@@ -15,8 +15,11 @@ The protocol (Ollama's ``server/images.go`` and ``download.go``), an OCI-style r
   realm (on the same host only, as Ollama insists); public models need none.
 
 Before the big layers are fetched, the model layer's GGUF header (and the projector's) is read with
-Range requests and judged (``inspect.py``): Ollama's single-file vision models, ``mllama`` and
-projectors llama.cpp refuses are refused there, naming what to pull instead.
+Range requests and judged (``inspect.py``): ``mllama`` and layouts nothing makes loadable are refused
+there, naming what to pull instead. Layouts Ollama translates as it loads them (its single-file vision
+models, old LLaVA projectors, Llama 3 stop tokens) are translated once after the download
+(``store/translate``): the store keeps the translated files instead of the published blob, and the
+manifest keeps Ollama's digests (``source.layers``, ``info.digest``) and what was changed.
 
 The result is a llamacpp model: ``files = {"model": <model blob>, "projector": <projector blob>}``,
 ``parameters`` = the options of the params layer (only Ollama's option names: a registry cannot set
@@ -39,7 +42,7 @@ import httpx
 
 from ...errors import InvalidRequest, ModelNotFound
 from ...types import MODEL_PARAMETERS, ModelManifest
-from .. import gc
+from .. import gc, translate
 from ..manifests import Layer, model_options
 from ..names import DEFAULT_HOST, ModelName
 from .common import finish, forget, info_from_catalog, manifest_for_gguf_blobs
@@ -218,31 +221,67 @@ def pull(
         yield {"status": "pulling manifest"}
         yield from verdict.events()
         all_layers = layers + ([config_layer] if config_layer else [])
+        by_digest = {str(layer["digest"]): MEDIA_TYPES.get(str(layer.get("mediaType")), "") for layer in all_layers}
+        translated = {role: str(layer["digest"]) for layer in layers
+                      if (role := by_digest[str(layer["digest"])]) in verdict.translations}  # fmt: skip
+        done = {digest: translate.recorded(store, digest) for digest in translated.values()}
         auth = {"Authorization": f"Bearer {registry.token}"} if registry.token else {}
         items = [
             Item(url=registry.url("blobs", str(layer["digest"])), digest=str(layer["digest"]),
                  size=int(layer.get("size", 0)), headers=auth)
-            for layer in all_layers
+            for layer in all_layers if not done.get(str(layer["digest"]))
         ]  # fmt: skip
-        digests = [str(item.digest) for item in items]
+        digests = [str(layer["digest"]) for layer in all_layers]
         try:
             with gc.pinned(store.root, digests):
                 yield from Downloader(store.blobs, client).run(items, cancel)
                 yield {"status": "verifying sha256 digest"}
-                model = _manifest(store, name, layers, config, raw)
-                verdict.record(model.info.model_info)
-                yield {"status": "writing manifest"}
-                stored_layers = [
-                    Layer(media_type=str(layer.get("mediaType", "")), digest=str(layer["digest"]),
-                          size=int(layer.get("size", 0)), role=MEDIA_TYPES.get(str(layer.get("mediaType")), ""))
-                    for layer in all_layers
-                ]  # fmt: skip
-                source = {"kind": "ollama", "registry": base, "repository": registry.repo, "tag": name.tag,
-                          "digest": model.info.digest}  # fmt: skip
-                yield from finish(store, name, model, stored_layers, source)
+                made: dict[str, dict[str, str]] = {}  # published digest -> {role: translated blob}
+                for role, digest in translated.items():
+                    record = done.get(digest)
+                    if record is None:
+                        for event in translate.apply(store, digest, verdict.translations[role]):
+                            if "outputs" in event:
+                                record = event
+                            else:
+                                yield event
+                    assert record is not None
+                    made[digest] = dict(record["outputs"])
+                outputs = {role: blob for roles in made.values() for role, blob in roles.items()}
+                with gc.pinned(store.root, list(outputs.values())):
+                    model = _manifest(store, name, layers, config, raw, outputs)
+                    verdict.record(model.info.model_info)
+                    _describe_translation(model, verdict)
+                    yield {"status": "writing manifest"}
+                    stored_layers = [
+                        Layer(media_type=str(layer.get("mediaType", "")), digest=str(layer["digest"]),
+                              size=int(layer.get("size", 0)), role=by_digest[str(layer["digest"])])
+                        for layer in all_layers if str(layer["digest"]) not in translated.values()
+                    ]  # fmt: skip
+                    stored_layers += [Layer(media_type=PREFIX + role, digest=digest, size=store.blobs.size(digest),
+                                            role=role) for role, digest in outputs.items()]  # fmt: skip
+                    source = {"kind": "ollama", "registry": base, "repository": registry.repo, "tag": name.tag,
+                              "digest": model.info.digest,
+                              "layers": [{"digest": str(layer["digest"]), "mediaType": str(layer.get("mediaType", "")),
+                                          "size": int(layer.get("size", 0))} for layer in all_layers]}  # fmt: skip
+                    if translated:
+                        source["translated"] = {digest: {"outputs": made[digest], "changes": verdict.translations[role].changes}
+                                                for role, digest in translated.items()}  # fmt: skip
+                    yield from finish(store, name, model, stored_layers, source)
         except InvalidRequest:  # the files arrived but are not a model we can run: do not keep them
             forget(store, digests)
             raise
+        if translated:  # the published blobs are kept only until their translation is in a manifest
+            forget(store, list(translated.values()))
+
+
+def _describe_translation(model: ModelManifest, verdict: Verdict) -> None:
+    """What ``show`` says about a translated model."""
+    if not verdict.translations:
+        return
+    lines = ["Translated for llama.cpp when it was pulled (Ollama's published layout differs from what "
+             "llama-server loads):"] + [f"- {change}" for change in verdict.changes]  # fmt: skip
+    model.info.description = "\n".join(p for p in (model.info.description, "\n".join(lines)) if p)
 
 
 def _config(store, registry: Registry, layer: dict[str, Any] | None) -> dict[str, Any]:
@@ -289,12 +328,17 @@ def _inspect(store, registry: Registry, layers: list[dict[str, Any]]) -> Verdict
     verdict = check_model(model, shown, name.tag, has_projector=projector is not None)
     if projector is not None:
         alternative = llava_alternative(name.model, name.tag) if name.namespace == "library" else ""
-        check_projector(header(projector, "projector layer"), model, shown, alternative)
+        translation = check_projector(header(projector, "projector layer"), model, shown, alternative)
+        if translation is not None:
+            verdict.action = "translate"
+            verdict.translations["projector"] = translation
     return verdict
 
 
-def _manifest(store, name: ModelName, layers: list[dict[str, Any]], config: dict[str, Any], raw: bytes) -> ModelManifest:
-    paths: dict[str, str] = {}
+def _manifest(store, name: ModelName, layers: list[dict[str, Any]], config: dict[str, Any], raw: bytes,
+              translated: dict[str, str]) -> ModelManifest:  # fmt: skip
+    """The model of the downloaded layers; ``translated``: role -> the blob that replaces that layer."""
+    paths: dict[str, str] = {role: str(store.blobs.path(digest)) for role, digest in translated.items()}
     texts: dict[str, str] = {}
     for layer in layers:
         role = MEDIA_TYPES.get(str(layer.get("mediaType")), "")
