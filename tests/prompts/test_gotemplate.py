@@ -127,6 +127,8 @@ def test_comparisons():
     assert render('{{ eq .Missing "x" }}') == "false"  # nil against a value: not equal, no error
     with pytest.raises(TemplateError, match="error calling eq: incompatible types for comparison"):
         render("{{ eq 1 1.0 }}")
+    with pytest.raises(TemplateError, match="error calling lt: invalid type for comparison"):
+        render("{{ lt true false }}")
 
 
 def test_len_index_slice():
@@ -148,6 +150,8 @@ def test_print_and_printf():
     )
     assert printf("%d", "x") == "%!d(string=x)"
     assert printf("%s") == "%!s(MISSING)"
+    assert printf("%s|%v", 5, 5) == "%!s(int=5)|5"
+    assert printf("%q|%s|%v|%d", ["a", "b"], None, None, None) == '["a" "b"]|%!s(<nil>)|<nil>|%!d(<nil>)'
 
 
 def test_go_printing_of_values():
@@ -233,6 +237,7 @@ def test_render_until_response():
         ("{{ $x }}", "template line 1, column 4: undefined variable '$x'"),
         ("{{ $x = 1 }}", "template line 1, column 4: undefined variable '$x'"),
         ("{{ $a, $b := .Messages }}", "template line 1, column 4: too many declarations in command"),
+        ("{{ range $a, $b, $c := .Messages }}{{ end }}", "template line 1, column 10: too many declarations in range"),
         ("{{ }}", "template line 1, column 4: missing value for command"),
         ("{{ (len .Messages }}", "unclosed left paren"),
         ('{{ "x }}', "unterminated quoted string"),

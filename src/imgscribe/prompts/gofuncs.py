@@ -181,10 +181,12 @@ def ne(a: Any, b: Any) -> bool:
 
 def _order(a: Any, b: Any) -> tuple[Any, Any]:
     k1, k2 = _kind(a), _kind(b)
-    if k1 not in ("int", "float", "string") or k2 not in ("int", "float", "string"):
+    if k1 in ("nil", "other") or k2 in ("nil", "other"):
         raise FuncError("invalid type for comparison")
     if k1 != k2:
         raise FuncError("incompatible types for comparison")
+    if k1 == "bool":
+        raise FuncError("invalid type for comparison")
     return a, b
 
 
@@ -313,7 +315,13 @@ def _pad(s: str, flags: str, width: str | None, arg: Any) -> str:
 
 
 def _verb(verb: str, arg: Any, flags: str, prec: str | None) -> str:
+    if arg is None:
+        return "<nil>" if verb == "v" else f"%!{verb}(<nil>)"
+    if isinstance(arg, (list, tuple)) and verb not in "sv":
+        return "[" + " ".join(_verb(verb, x, flags, prec) for x in arg) + "]"
     bad = f"%!{verb}({type_name(arg)}={go_fmt(arg, True)})"
+    if verb == "s" and isinstance(arg, (bool, int, float)):
+        return bad
     if verb in "sv":
         s = go_fmt(arg, nested=True)
         return s[: int(prec)] if verb == "s" and prec and prec.isdigit() else s

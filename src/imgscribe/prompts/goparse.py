@@ -154,6 +154,8 @@ class _Parser:
                 return [], False
             names.append(toks[i + 2])
             op = toks[i + 3]
+            if op.kind == "," and context == "range":
+                raise self.error(names[0], "too many declarations in range")
         else:
             op = toks[i + 1]
         if op.kind not in (":=", "="):
