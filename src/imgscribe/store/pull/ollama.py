@@ -248,6 +248,8 @@ def pull(
                     assert record is not None
                     made[digest] = dict(record["outputs"])
                 outputs = {role: blob for roles in made.values() for role, blob in roles.items()}
+                if outputs:
+                    yield {"status": _disk_use(store, all_layers, translated, outputs)}
                 with gc.pinned(store.root, list(outputs.values())):
                     model = _manifest(store, name, layers, config, raw, outputs)
                     verdict.record(model.info.model_info)
@@ -273,6 +275,16 @@ def pull(
             raise
         if translated:  # the published blobs are kept only until their translation is in a manifest
             forget(store, list(translated.values()))
+
+
+def _disk_use(store, layers: list[dict[str, Any]], translated: dict[str, str], outputs: dict[str, str]) -> str:
+    def human_size(n: int) -> str:
+        return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+    published = sum(int(layer.get("size", 0)) for layer in layers if str(layer["digest"]) in translated.values())
+    written = sum(store.blobs.size(digest) for digest in outputs.values())
+    return (f"translated files: {human_size(written)} on disk; the published blob ({human_size(published)}) "
+            "is removed once the manifest is written")
 
 
 def _describe_translation(model: ModelManifest, verdict: Verdict) -> None:
