@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from imgscribe.prompts import Template
-from imgscribe.prompts.chat import chat_prompt, collate, execute, generate_prompt, render_chat, tag_images
+from imgscribe.prompts.chat import (
+    chat_prompt,
+    collate,
+    execute,
+    generate_prompt,
+    render_chat,
+    render_generate,
+    tag_images,
+)
 
 TEMPLATES = Path(__file__).parent / "ollama_templates"
 NAMES = sorted(p.name for p in TEMPLATES.glob("*.gotmpl"))
@@ -140,14 +148,14 @@ WITH_SYSTEM = [{"role": "system", "content": "You are a helpful assistant!"}, *H
         ([MISTRAL_LEGACY, MISTRAL_LEGACY + "{{ .Response }}", MISTRAL_MESSAGES], WITH_SYSTEM,
          "[INST] You are a helpful assistant!\n\nHello friend![/INST] Hello human![INST] What is your name?[/INST] "),
         (["[INST] {{ .Prompt }}[/INST] ", "[INST] {{ .Prompt }}[/INST] {{ .Response }}",
-          '\n{{- range $i, $m := .Messages }}\n{{- if eq .Role "user" }}[INST] {{ .Content }}[/INST] '
-          '{{ else if eq .Role "assistant" }}{{ .Content }}{{ end }}\n{{- end }}'],
+          ('\n{{- range $i, $m := .Messages }}\n{{- if eq .Role "user" }}[INST] {{ .Content }}[/INST] '
+           '{{ else if eq .Role "assistant" }}{{ .Content }}{{ end }}\n{{- end }}')],
          [*HELLO, {"role": "assistant", "content": "My name is Ollama and I"}],
          "[INST] Hello friend![/INST] Hello human![INST] What is your name?[/INST] My name is Ollama and I"),
         ([CHATML_LEGACY, "\n{{- range $index, $_ := .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"],
          WITH_SYSTEM,
-         "<|im_start|>system\nYou are a helpful assistant!<|im_end|>\n<|im_start|>user\nHello friend!<|im_end|>\n"
-         "<|im_start|>assistant\nHello human!<|im_end|>\n<|im_start|>user\nWhat is your name?<|im_end|>\n<|im_start|>assistant\n"),
+         ("<|im_start|>system\nYou are a helpful assistant!<|im_end|>\n<|im_start|>user\nHello friend!<|im_end|>\n"
+          "<|im_start|>assistant\nHello human!<|im_end|>\n<|im_start|>user\nWhat is your name?<|im_end|>\n<|im_start|>assistant\n")),
     ],
     ids=["mistral", "mistral system", "mistral assistant", "chatml"],
 )  # fmt: skip
@@ -159,7 +167,7 @@ def test_legacy_and_message_templates_agree(templates, messages, expected):
 def test_suffix():
     t = Template.parse("{{- if .Suffix }}<PRE> {{ .Prompt }} <SUF>{{ .Suffix }} <MID>\n{{- else }}{{ .Prompt }}\n{{- end }}")
     assert execute(t, messages=[{"role": "user", "content": "hello"}]) == "hello"
-    assert generate_prompt(t, "def add(", suffix="return x").prompt == "<PRE> def add( <SUF>return x <MID>"
+    assert generate_prompt(t, "def add(", suffix="return x") == "<PRE> def add( <SUF>return x <MID>"
 
 
 def test_date_functions_in_a_message_template():
@@ -196,6 +204,12 @@ def test_tool_call_arguments_print_as_json_and_range_as_a_map():
     t = Template.parse("{{- range .Messages }}{{- range .ToolCalls }}{{ .Function.Arguments }}|"
                        "{{- range $k, $v := .Function.Arguments }}{{ $k }}={{ $v }};{{- end }}{{- end }}{{- end }}")  # fmt: skip
     assert chat_prompt(t, CALL) == '{"location":"Tokyo","unit":"celsius"}|location=Tokyo;unit=celsius;'
+
+
+def test_absent_arguments_are_nil_as_in_go():
+    t = Template.parse("{{ range .Messages }}{{ range .ToolCalls }}{{ .Function.Arguments }}|{{ json .Function.Arguments }}{{ end }}{{ end }}")
+    assert chat_prompt(t, [{"role": "assistant", "tool_calls": [{"function": {"name": "f"}}]}]) == "{}|null"
+    assert chat_prompt(t, [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]}]) == "{}|{}"
 
 
 def test_tool_properties_print_as_json_and_range():
@@ -284,17 +298,17 @@ def test_tag_images_leaves_messages_without_images_alone():
 
 def test_generate_builds_a_chat_of_system_and_user():
     t = bundled("chatml.gotmpl")
-    r = generate_prompt(t, "Describe it.", "Be terse.", images=[b"img"])
+    r = render_generate(t, "Describe it.", "Be terse.", images=[b"img"])
     assert r.prompt == "<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>user\n[img-0]Describe it.<|im_end|>\n<|im_start|>assistant\n"
     assert r.images == [b"img"]
 
 
 def test_generate_with_a_legacy_template_and_history():
     history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
-    assert generate_prompt(LEGACY, "Next?", history=history).prompt == "Hi Hello Next? "
+    assert generate_prompt(LEGACY, "Next?", history=history) == "Hi Hello Next? "
 
 
 def test_generate_with_a_template_from_the_request_executes_it_directly():
     # as Ollama: no image tags when the request brought its own template
-    r = generate_prompt("{{ range .Messages }}{{ .Role }}:{{ .Content }}({{ len .Images }}) {{ end }}", "hi", images=[b"i"], request_template=True)
+    r = render_generate("{{ range .Messages }}{{ .Role }}:{{ .Content }}({{ len .Images }}) {{ end }}", "hi", images=[b"i"], request_template=True)
     assert r.prompt == "user:hi(1) "

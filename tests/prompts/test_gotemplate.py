@@ -186,14 +186,14 @@ def test_ollama_date_functions_and_typescript_type():
         ("{{ with .Tools }}{{ . }}{{ end }} {{ .System }} {{ .Prompt }}", ["prompt", "response", "system", "tools"]),
         ("{{ range .Messages }}{{ .Role }} {{ .Content }}{{ end }}", ["content", "messages", "role"]),
         ('{{ range .Messages }}{{ if eq .Role "tool" }}Tool Result: {{ .ToolName }} {{ .Content }}{{ end }}{{ end }}',
-         ["content", "messages", "role", "toolname"]),  # fmt: skip
-        ('{{- range .Messages }}\n{{- if eq .Role "system" }}SYSTEM:\n{{- else if eq .Role "user" }}USER:\n'
-         '{{- else if eq .Role "assistant" }}ASSISTANT:\n{{- else if eq .Role "tool" }}TOOL:\n{{- end }} {{ .Content }}\n{{- end }}',
-         ["content", "messages", "role"]),  # fmt: skip
-        ("{{- if .Messages }}\n{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"
-         "{{ else -}}\n{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}{{ if .Prompt }}<|im_start|>user\n"
-         "{{ .Prompt }}<|im_end|>\n{{ end }}<|im_start|>assistant\n{{ .Response }}<|im_end|>\n{{- end -}}",
-         ["content", "messages", "prompt", "response", "role", "system"]),  # fmt: skip
+         ["content", "messages", "role", "toolname"]),
+        (('{{- range .Messages }}\n{{- if eq .Role "system" }}SYSTEM:\n{{- else if eq .Role "user" }}USER:\n'
+          '{{- else if eq .Role "assistant" }}ASSISTANT:\n{{- else if eq .Role "tool" }}TOOL:\n{{- end }} {{ .Content }}\n{{- end }}'),
+         ["content", "messages", "role"]),
+        (("{{- if .Messages }}\n{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"
+          "{{ else -}}\n{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}{{ if .Prompt }}<|im_start|>user\n"
+          "{{ .Prompt }}<|im_end|>\n{{ end }}<|im_start|>assistant\n{{ .Response }}<|im_end|>\n{{- end -}}"),
+         ["content", "messages", "prompt", "response", "role", "system"]),
     ],
 )
 def test_names_as_ollama_vars(text, names):
@@ -259,7 +259,7 @@ def test_template_error_is_a_bad_request():
     ("text", "values", "message"),
     [
         ("{{ range .Messages }}\n{{ .Foo }}{{ end }}", {"Messages": [message()]},
-         "template line 2, column 4: can't evaluate field Foo in type *template.templateMessage"),  # fmt: skip
+         "template line 2, column 4: can't evaluate field Foo in type *template.templateMessage"),
         ("{{ .Prompt.Name }}", {"Prompt": "p"}, "can't evaluate field Name in type string"),
         ("{{ .Missing.Name }}", {}, "nil pointer evaluating interface {}.Name"),
         ("{{ len 3 }}", {}, "error calling len: len of type int"),

@@ -4,6 +4,7 @@
 Ollama passes them (messages, or the legacy System/Prompt/Response turns) and the image tags.
 """
 
+from .chat import ChatPrompt, chat_prompt, generate_prompt, render_chat, render_generate
 from .gotemplate import Template, TemplateError
 
-__all__ = ["Template", "TemplateError"]
+__all__ = ["ChatPrompt", "Template", "TemplateError", "chat_prompt", "generate_prompt", "render_chat", "render_generate"]

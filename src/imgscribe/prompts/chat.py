@@ -76,7 +76,7 @@ def render_chat(
     """
     tmpl = ensure(template)
     msgs = [*history, *messages]
-    if system and (not messages or messages[0].get("role") != "system"):
+    if system and (not messages or str(messages[0].get("role")).lower() != "system"):
         msgs.insert(0, {"role": "system", "content": system})
     start, kept_system = 0, []
     if count_tokens is not None:
@@ -92,6 +92,17 @@ def render_chat(
 
 
 def generate_prompt(
+    template: str | Template,
+    prompt: str,
+    system: str | None = None,
+    suffix: str | None = None,
+    **options: Any,
+) -> str:
+    """The prompt for /api/generate; see ``render_generate`` for the options."""
+    return render_generate(template, prompt, system, suffix, **options).prompt
+
+
+def render_generate(
     template: str | Template,
     prompt: str,
     system: str | None = None,
@@ -198,10 +209,21 @@ def collate(messages: Sequence[Mapping[str, Any]]) -> tuple[str, list[dict]]:
 
 
 class _JSONMap(dict):
-    """A map that prints as JSON (Ollama's templateArgs and templateProperties); nil prints ``{}``."""
+    """A map that prints as JSON (Ollama's templateArgs and templateProperties); a nil one prints ``{}``."""
+
+    nil = False
 
     def go_string(self) -> str:
         return go_json(dict(self)) if self else "{}"
+
+    def go_json(self) -> str:
+        return "null" if self.nil else go_json(dict(self))
+
+
+def _json_map(value: Mapping[str, Any] | None) -> _JSONMap:
+    out = _JSONMap(value or {})
+    out.nil = value is None
+    return out
 
 
 class _JSONList(list):
@@ -233,11 +255,11 @@ def message_value(msg: Mapping[str, Any]) -> Struct:
 
 def _tool_call(call: Mapping[str, Any]) -> Struct:
     fn = call.get("function") or {}
-    args = fn.get("arguments") or {}
+    args = fn.get("arguments")
     if isinstance(args, str):
-        args = json.loads(args) if args.strip() else {}
+        args = json.loads(args) if args.strip() else None
     function = Struct("template.templateToolCallFunction", {
-        "Index": fn.get("index") or 0, "Name": fn.get("name") or "", "Arguments": _JSONMap(args)})  # fmt: skip
+        "Index": fn.get("index") or 0, "Name": fn.get("name") or "", "Arguments": _json_map(args)})  # fmt: skip
     return Struct("template.templateToolCall", {"ID": call.get("id") or "", "Function": function})
 
 
@@ -251,12 +273,12 @@ def _tool(tool: Mapping[str, Any]) -> Struct:
     fn = tool.get("function") or {}
     params = fn.get("parameters") or {}
     props = params.get("properties")
-    properties = _JSONMap({k: _property(v) for k, v in props.items()}) if props else _JSONMap()
+    properties = _json_map({k: _property(v) for k, v in props.items()} if props is not None else None)
     p_json = {"type": params.get("type") or ""}
     for key, value in (("$defs", params.get("$defs")), ("items", params.get("items")), ("required", params.get("required") or None)):
         if value is not None:
             p_json[key] = value
-    p_json["properties"] = dict(properties) if props is not None else None
+    p_json["properties"] = properties
     parameters = Struct("template.templateToolFunctionParameters", {
         "Type": params.get("type") or "", "Defs": params.get("$defs"), "Items": params.get("items"),
         "Required": list(params.get("required") or ()), "Properties": properties}, json=p_json)  # fmt: skip

@@ -12,8 +12,8 @@ import datetime
 import json
 import math
 import re
-from decimal import Decimal
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 
@@ -24,7 +24,7 @@ class FuncError(Exception):
 class Struct:
     """A Go struct: fixed fields in order; ``json`` is what encoding/json would write (in order)."""
 
-    __slots__ = ("type_name", "fields", "json", "string")
+    __slots__ = ("fields", "json", "string", "type_name")
 
     def __init__(self, type_name: str, fields: dict[str, Any], *, json: Any = None, string=None):
         self.type_name = type_name

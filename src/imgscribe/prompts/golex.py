@@ -20,7 +20,7 @@ class TemplateError(InvalidRequest):
 
 #: Functions a template may call (those of Go's builtins that prompts use, and Ollama's FuncMap).
 FUNCTION_NAMES = frozenset(
-    "and or not eq ne lt le gt ge len index slice print printf json currentDate yesterdayDate toTypeScriptType".split()
+    ["and", "or", "not", "eq", "ne", "lt", "le", "gt", "ge", "len", "index", "slice", "print", "printf", "json", "currentDate", "yesterdayDate", "toTypeScriptType"]
 )
 _UNSUPPORTED = frozenset({"define", "template", "block", "call", "html", "js", "urlquery", "println"})
 _KEYWORDS = frozenset({"if", "else", "end", "range", "with", "break", "continue", "nil", "true", "false"})

@@ -101,7 +101,7 @@ class _Parser:
         try:
             pipe = self.pipeline(kind, "eoa")
             self.range_depth += kind == "range"
-            body, term, end = self.items()
+            body, term, _ = self.items()
             self.range_depth -= kind == "range"
             orelse = None
             if term == "else":

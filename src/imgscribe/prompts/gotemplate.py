@@ -12,7 +12,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from .goexec import execute
-from .golex import Action, Branch, Command, Field, Node, Pipe, Source, TemplateError, Variable
+from .golex import (
+    Action,
+    Branch,
+    Command,
+    Field,
+    Node,
+    Pipe,
+    Source,
+    TemplateError,
+    Variable,
+)
 from .goparse import parse
 
 __all__ = ["Template", "TemplateError"]
