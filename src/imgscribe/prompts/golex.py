@@ -251,7 +251,7 @@ def _token(src: Source, pos: int, start: int) -> Tok:
     m = _NUMBER.match(s, pos)
     if m and m.group() not in "+-":
         text = m.group()
-        if _NAME.match(s, m.end()) or s.startswith(".", m.end()) and not text.startswith((".",)) and "." not in text:
+        if _NAME.match(s, m.end()):
             raise src.error(pos, f"bad number syntax: {s[pos : m.end() + 1]!r}")
         return Tok("number", text, pos, False, _number(text))
     m = _NAME.match(s, pos)
