@@ -11,7 +11,9 @@ import pytest
 from imgscribe.cli import main
 from imgscribe.store import Store
 from imgscribe.store.import_gguf import manifest_for_gguf
+from imgscribe.scheduler import Scheduler
 from imgscribe.store.modelfile import parse_modelfile
+from server.conftest import add_echo, live_server  # tests/server, a package beside this folder
 
 
 def _string(text: str) -> bytes:
@@ -137,3 +139,21 @@ def test_flags_that_do_not_go_together(tmp_path, capsys):
     assert main(["create", "x", "-f", str(tmp_path / "missing")]) == 1
     assert "cannot read the Modelfile" in capsys.readouterr().err
     assert main(["show", "builtin", "--system", "--template"]) == 2
+
+
+def test_show_asks_a_running_server(tmp_path, monkeypatch, capsys):
+    store = Store(tmp_path / "server-models")
+    add_echo(store, "llava")
+    (tmp_path / "Modelfile").write_text("FROM llava\nSYSTEM from the server\nPARAMETER seed 3\n")
+    with live_server(Scheduler(store)) as live:
+        monkeypatch.setenv("IMGSCRIBE_MODELS", str(store.root))
+        assert main(["create", "far", "-f", str(tmp_path / "Modelfile")]) == 0
+        monkeypatch.setenv("IMGSCRIBE_MODELS", str(tmp_path / "elsewhere"))  # only the server has it now
+        monkeypatch.setenv("IMGSCRIBE_HOST", live.host)
+        capsys.readouterr()
+        assert main(["show", "far", "--system"]) == 0
+        assert capsys.readouterr().out == "from the server\n"
+        assert main(["show", "far", "--modelfile"]) == 0
+        assert parse_modelfile(capsys.readouterr().out).parameters == {"seed": 3}
+        assert main(["show", "nope", "--modelfile"]) == 1
+        assert "not found" in capsys.readouterr().err
