@@ -266,12 +266,25 @@ def test_hf_the_projector_is_chosen_by_its_header(store, hub):
     assert hub.served["mmproj-m-F16.gguf"] == 0 and hub.served["mmproj-m-BF16.gguf"] == 0
 
 
-def test_hf_a_repo_without_a_usable_projector_is_refused_before_download(store, hub):
+def test_hf_an_old_projector_without_a_type_is_translated(store, hub):
+    from imgscribe.formats.gguf import read_gguf
+
     files = {"m-Q4_K_M.gguf": tiny_model_gguf(padding=400_000), "mmproj-m-f16.gguf": tiny_projector_gguf(projector_type=None)}
     hub.add_repo("Org/Old-GGUF", files)
+    events = pull(store, "hf.co/Org/Old-GGUF")
+    assert any("clip.projector_type = mlp added" in e["status"] for e in events)
+    stored = store.resolve("hf.co/Org/Old-GGUF")
+    assert read_gguf(stored.files["projector"]).metadata["clip.projector_type"] == "mlp"
+    assert Path(stored.files["model"]).read_bytes() == files["m-Q4_K_M.gguf"]
+
+
+def test_hf_a_repo_without_a_usable_projector_is_refused_before_download(store, hub):
+    model = gguf({"general.architecture": "llama", "llama.embedding_length": 16}, 400_000, 1)
+    files = {"m-Q4_K_M.gguf": model, "mmproj-m-f16.gguf": tiny_projector_gguf(width=99)}  # another model's projector
+    hub.add_repo("Org/Odd-GGUF", files)
     with pytest.raises(Unsupported, match="no projector llama-server can use") as caught:
-        pull(store, "hf.co/Org/Old-GGUF")
-    assert caught.value.verdict == "translate"
+        pull(store, "hf.co/Org/Odd-GGUF")
+    assert caught.value.verdict == "refuse"
     assert all(hub.served[f] == 0 for f in files) and hub.inspected["m-Q4_K_M.gguf"] <= HEADER_FIRST
     assert [i.name for i in store.list() if i.engine != "builtin"] == []
 

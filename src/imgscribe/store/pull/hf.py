@@ -41,7 +41,7 @@ from ...errors import InvalidRequest, ModelNotFound
 from ...formats import checkpoints as families
 from ...formats.gguf import read_gguf
 from ...types import ModelInfo, ModelManifest
-from .. import gc
+from .. import gc, translate
 from ..blobs import safe_relative
 from ..manifests import Layer
 from ..names import DEFAULT_TAG, ModelName
@@ -265,6 +265,10 @@ def pull(store, name: ModelName, asked: str, cancel: threading.Event | None = No
                     raise ModelNotFound(asked, f"{repo_id} has no GGUF file for quantisation '{exc.quant}' (it has: {have})") from None
                 raise InvalidRequest(f"{repo_id} has several GGUF files; name one with a tag: hf.co/{repo_id}:QUANT ({have})") from None
             projector, verdict = _inspect(store, hub, revision, name, chosen[0], projector_candidates(files))
+            if "model" in verdict.translations and len(chosen) > 1:
+                raise Unsupported(f"hf.co/{repo_id}'s GGUF needs translating for llama.cpp "
+                                  f"({verdict.translations['model'].summary}), which imgscribe does for single files "
+                                  "only, and this one is split in parts; pull a build in one file", verdict="translate")  # fmt: skip
             wanted = chosen + ([projector] if projector else [])
             kind = "gguf"
         else:
@@ -297,7 +301,11 @@ def pull(store, name: ModelName, asked: str, cancel: threading.Event | None = No
                     yield {"status": "verifying sha256 digest"}
                     layers = [Layer(digest=by_path[f.path], size=f.size, path=f.path) for f in wanted]
                     if kind == "gguf":
-                        model = _gguf_manifest(store, name, chosen, projector, by_path, quant)
+                        translated = yield from _translate(store, verdict, chosen, projector, by_path)
+                        gc.pin(store.root, list(translated.values()))
+                        fetched += list(translated.values())
+                        layers += [Layer(digest=d, size=store.blobs.size(d), role=role) for role, d in translated.items()]
+                        model = _gguf_manifest(store, name, chosen, projector, by_path, quant, translated)
                         if verdict is not None:
                             verdict.record(model.info.model_info)
                     else:
@@ -332,12 +340,19 @@ def _inspect(
 
     model_header = header(model)
     verdict = check_model(model_header, shown, name.tag, has_projector=bool(candidates))
-    problems = []
-    for candidate in candidates:
-        _, why = projector_problem(header(candidate), model_header)
+    problems, translatable = [], []
+    for candidate in candidates:  # the first one usable as it is; else the first a translation makes usable
+        found = header(candidate)
+        _, why = projector_problem(found, model_header)
         if not why:
             return candidate, verdict
+        plan = translate.plan(found, "projector")
+        if plan is not None and not projector_problem(plan.previews(found)["projector"], model_header)[0]:
+            translatable.append((candidate, plan))
         problems.append(f"{candidate.path}: {why}")
+    if translatable:
+        verdict.action, verdict.translations["projector"] = "translate", translatable[0][1]
+        return translatable[0][0], verdict
     if not candidates:
         return None, verdict
     raise Unsupported(
@@ -358,15 +373,41 @@ def _check_family(hub: Hub, revision: str, files: list[RepoFile]) -> None:
         families.detect(config, f"hf.co/{hub.repo_id}")
 
 
+def _translate(store, verdict: Verdict | None, chosen: list[RepoFile], projector: RepoFile | None,
+               by_path: dict[str, str]) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """Translate the downloaded GGUFs the inspection said need it (``store/translate``); returns role ->
+    translated blob. The repository's own files stay in the store: its snapshot lists them."""
+    outputs: dict[str, str] = {}
+    for role, translation in (verdict.translations if verdict else {}).items():
+        source = chosen[0] if role == "model" else projector
+        assert source is not None
+        digest = by_path[source.path]
+        record = translate.recorded(store, digest)
+        if record is None:
+            for event in translate.apply(store, digest, translation):
+                if "outputs" in event:
+                    record = event
+                else:
+                    yield event
+        assert record is not None
+        outputs.update(record["outputs"])
+    return outputs
+
+
 def _gguf_manifest(
-    store, name: ModelName, chosen: list[RepoFile], projector: RepoFile | None, by_path: dict[str, str], quant: str
+    store, name: ModelName, chosen: list[RepoFile], projector: RepoFile | None, by_path: dict[str, str], quant: str,
+    translated: dict[str, str],
 ) -> ModelManifest:
-    if len(chosen) == 1:
+    if "model" in translated:
+        model_path = store.blobs.path(translated["model"])
+    elif len(chosen) == 1:
         model_path = store.blobs.path(by_path[chosen[0].path])
     else:  # split GGUF: llama.cpp finds the other parts beside the first, by name
         folder = store.blobs.snapshot({f.base: by_path[f.path] for f in chosen})
         model_path = folder / chosen[0].base
     projector_path = store.blobs.path(by_path[projector.path]) if projector else None
+    if "projector" in translated:
+        projector_path = store.blobs.path(translated["projector"])
     model = manifest_for_gguf_blobs(name.short, str(model_path), str(projector_path) if projector_path else None)
     if quant and not model.info.quantization_level:
         model.info.quantization_level = quant
