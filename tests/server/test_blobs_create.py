@@ -203,14 +203,15 @@ def test_create_from_files_streams_progress(server, store):
     ({"/abs.gguf": "MODEL"}, 400, "invalid file name"),
     ({"a.gguf": "PROJECTOR"}, 400, "no model GGUF"),
     ({"a.gguf": "MODEL", "b.gguf": "MODEL2"}, 400, "two model GGUFs"),
-    ({"notes.txt": "TEXT"}, 400, "neither a GGUF file"),
+    ({"notes.txt": "TEXT"}, 400, "no GGUF file and no checkpoint folder"),
+    ({"a.gguf": "MODEL", "p.gguf": "PROJECTOR", "q.gguf": "PROJECTOR2"}, 400, "several projectors"),
     ({"x.gguf": "NO_ARCH"}, 400, "files: x.gguf has no general.architecture"),
     ({"config.json": "TEXT", "model.safetensors": "TEXT"}, 400, "files: cannot read config.json"),
     ({"config.json": "NOPE", "model.safetensors": "TEXT"}, 400, "the uploaded checkpoint is a Nope model"),
 ])  # fmt: skip
 def test_create_from_files_that_make_no_model(server, store, files, status, words):
     blobs = {"MODEL": MODEL, "MODEL2": tiny_gguf({"general.architecture": "llama"}, seed=9),
-             "PROJECTOR": PROJECTOR, "TEXT": b"just text", "NO_ARCH": tiny_gguf({"general.name": "x"}),
+             "PROJECTOR": PROJECTOR, "PROJECTOR2": tiny_gguf({"general.architecture": "clip"}, seed=8), "TEXT": b"just text", "NO_ARCH": tiny_gguf({"general.name": "x"}),
              "NOPE": b'{"architectures": ["Nope"]}'}  # fmt: skip
     for data in blobs.values():
         upload(server.url, data)
@@ -221,6 +222,16 @@ def test_create_from_files_that_make_no_model(server, store, files, status, word
         assert str(store.root) not in r.text  # the store's paths are the server's business
     assert not store.exists("broken")
     assert not store.blobs.snapshots.exists() or list(store.blobs.snapshots.iterdir()) == []
+
+
+def test_a_gguf_with_a_folders_json_files_is_the_gguf(server, store):
+    """Ollama's CLI sends a GGUF folder's *.json files too: the GGUF makes the model."""
+    sidecar = b'{"architectures": ["LlamaForCausalLM"]}'
+    for data in (MODEL, sidecar):
+        upload(server.url, data)
+    r = create(server.url, model="folder", files={"model.gguf": digest(MODEL), "config.json": digest(sidecar)})
+    assert r.status_code == 200, r.text
+    assert store.resolve("folder").files == {"model": str(store.blobs.path(digest(MODEL)))}
 
 
 def test_create_from_uploaded_checkpoint_files_makes_a_snapshot(server, store):

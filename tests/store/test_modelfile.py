@@ -181,6 +181,8 @@ def test_files_that_make_no_model(tmp_path):
                        ("c.gguf", tiny_model_gguf()), ("d.gguf", tiny_model_gguf(seed=4)), ("e.bin", b"nope")):  # fmt: skip
         (tmp_path / name).write_bytes(data)
     with pytest.raises(InvalidRequest, match="no model GGUF"):
+        manifest_for_files("x", [tmp_path / "a.gguf"])
+    with pytest.raises(InvalidRequest, match="several projectors"):
         manifest_for_files("x", [tmp_path / "a.gguf", tmp_path / "b.gguf"])
     with pytest.raises(InvalidRequest, match="two model GGUFs"):
         manifest_for_files("x", [tmp_path / "c.gguf", tmp_path / "d.gguf"])

@@ -259,7 +259,14 @@ def _files_work(server, name: str, files: dict[str, str], settings: dict):
         blobs = server.store.blobs
         with gc.pinned(blobs.root, files.values()):  # a prune meanwhile must not take them
             # the files are judged before the first status, so that a bad one is a 400, streamed or not
-            if any(Path(f).name == "config.json" for f in files):
+            ggufs = {f: d for f, d in files.items() if _is_gguf(blobs.path(d))}
+            if ggufs:  # a GGUF model (and projector); other files (a folder's *.json, as Ollama's CLI sends) unused
+                try:
+                    manifest, source = manifest_for_files(name, [blobs.path(d) for d in ggufs.values()])
+                except InvalidRequest as exc:
+                    where = {str(p): f for f, d in ggufs.items() for p in (blobs.path(d), blobs.path(d).resolve())}
+                    raise _unpathed(exc, where) from None
+            elif any(Path(f).name == "config.json" for f in files):
                 folder = blobs.snapshot(files)
                 try:
                     manifest, source = manifest_for_files(name, [folder])
@@ -268,16 +275,8 @@ def _files_work(server, name: str, files: dict[str, str], settings: dict):
                     raise _unpathed(exc, {str(folder) + "/": "", str(folder): "the uploaded checkpoint"}) from None
                 source = {"kind": "upload", "digest": (source or {}).get("digest", "")}
             else:
-                for filename, digest in files.items():
-                    with open(blobs.path(digest), "rb") as f:
-                        if f.read(4) != b"GGUF":
-                            raise InvalidRequest(f"files: {filename} is neither a GGUF file nor part of a "
-                                                 "checkpoint folder (with config.json)")  # fmt: skip
-                try:
-                    manifest, source = manifest_for_files(name, [blobs.path(d) for d in files.values()])
-                except InvalidRequest as exc:
-                    where = {str(p): f for f, d in files.items() for p in (blobs.path(d), blobs.path(d).resolve())}
-                    raise _unpathed(exc, where) from None
+                raise InvalidRequest(f"files: {', '.join(files)}: no GGUF file and no checkpoint folder "
+                                     "(config.json and its weights) among them")  # fmt: skip
             manifest = apply(manifest, **settings)
             yield {"status": "parsed model files: " + ", ".join(files)}
             if server.store.exists(name):
@@ -300,6 +299,11 @@ def _check_parameters(parameters: dict | None) -> dict:
         return model_parameters(parameters)
     except InvalidRequest as exc:
         raise InvalidRequest(f"parameters: {exc}") from None
+
+
+def _is_gguf(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"GGUF"
 
 
 def _unpathed(exc: InvalidRequest, names: dict[str, str]) -> InvalidRequest:

@@ -347,6 +347,8 @@ def manifest_for_files(name: str, paths: list[Path]) -> tuple[ModelManifest, dic
         raise InvalidRequest(f"{bad.name} is not a GGUF file: FROM a file takes a .gguf (a model or its projector)")
     projectors = [p for p in ggufs if read_gguf(p).is_projector]
     models = [p for p in ggufs if p not in projectors]
+    if len(projectors) > 1:
+        raise InvalidRequest("the files hold several projectors (mmproj): give one model and at most one projector")
     if len(models) != 1:
         raise InvalidRequest("the files hold no model GGUF, only projectors (mmproj)" if not models
                              else "the files hold two model GGUFs: give one model and at most one projector")  # fmt: skip
