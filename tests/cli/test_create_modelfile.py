@@ -7,13 +7,16 @@ import struct
 from pathlib import Path
 
 import pytest
+from server.conftest import (  # tests/server, a package beside this folder
+    add_echo,
+    live_server,
+)
 
 from imgscribe.cli import main
+from imgscribe.scheduler import Scheduler
 from imgscribe.store import Store
 from imgscribe.store.import_gguf import manifest_for_gguf
-from imgscribe.scheduler import Scheduler
 from imgscribe.store.modelfile import parse_modelfile
-from server.conftest import add_echo, live_server  # tests/server, a package beside this folder
 
 
 def _string(text: str) -> bytes:

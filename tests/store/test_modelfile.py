@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 
 from imgscribe.errors import InvalidRequest
-from imgscribe.store.modelfile import apply, manifest_for_files, parse_commands, parse_modelfile, read_modelfile, to_modelfile
+from imgscribe.store.modelfile import (
+    apply,
+    manifest_for_files,
+    parse_commands,
+    parse_modelfile,
+    read_modelfile,
+    to_modelfile,
+)
 from imgscribe.types import ModelInfo, ModelManifest
 
 from .fake_remotes import tiny_model_gguf, tiny_projector_gguf

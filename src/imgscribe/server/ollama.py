@@ -16,19 +16,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from ..version import __version__
 from ..errors import InvalidRequest, Unsupported
 from ..store import parse_name
 from ..store.blobs import check_digest, safe_relative
 from ..store.modelfile import apply
 from ..types import ChatRequest, Message, Role, check_role
+from ..version import __version__
 from . import render
 from .context import Server, server_of
 from .errors import NotImplementedYet
 from .paths import importable
 from .remotes import check_key_variable, check_remote
-from .uploads import receive_blob
 from .render import Ollama, Progress
+from .uploads import receive_blob
 from .wire import ChatBody, CopyBody, CreateBody, GenerateBody, ModelBody, require_model
 
 router = APIRouter()
