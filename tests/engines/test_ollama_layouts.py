@@ -31,7 +31,9 @@ LAYOUTS = {
     "qwen2_5_vl": "single file",
     "mistral3": "single file",
     "llama4": "single file",
-    "llava15": "model + projector without clip.projector_type",
+    "llava15": "model + projector without clip.projector_type",  # llava:7b-v1.5, bakllava
+    "llava_next": "model + projector without clip.projector_type",  # llava:7b/13b/34b (1.6)
+    "llava_phi3": "model + projector without clip.projector_type",
     "llava_llama3": "model whose EOS is <|end_of_text|> + projector",
 }
 
@@ -46,7 +48,7 @@ def published(family: str, tmp: Path) -> list[tuple[str, bytes]]:
     if LAYOUTS[family] == "single file":
         blob = ollama_layouts.monolithic(family, model, mmproj, tmp / "blob.gguf", tokenizer_quirks=False)
         return [("model", blob.read_bytes())]
-    if family == "llava15":
+    if family in ("llava15", "llava_next", "llava_phi3"):
         return [("model", model.read_bytes()), ("projector", ollama_layouts.untyped_projector(mmproj, tmp / "p.gguf").read_bytes())]
     return [("model", ollama_layouts.llama3_end_of_text(model, tmp / "m.gguf").read_bytes()), ("projector", mmproj.read_bytes())]
 
