@@ -278,3 +278,21 @@ def test_render_errors(text, values, message):
 def test_missing_top_level_key_is_nil_as_in_ollamas_map():
     # Ollama executes over map[string]any with missingkey=zero: a missing key prints "<no value>"
     assert render("{{ .Nope }}|{{ if .Nope }}y{{ else }}n{{ end }}") == "<no value>|n"
+
+
+# -- a template from a request is bounded: a clear error, never a hang or a traceback ----------------
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("{{range 100000000}}x{{end}}", "more than 1,000,000 steps"),
+        ("{{range 10}}{{range 1000000}}{{end}}{{end}}", "more than 1,000,000 steps"),  # empty bodies count too
+        ("{{range 30}}" + "x" * 1_000_000 + "{{end}}", "longer than 8,388,608 characters"),
+        ("{{if 1}}" * 3000 + "{{end}}" * 3000, "nests too deeply"),
+        ("{{" + "(" * 3000 + "1" + ")" * 3000 + "}}", "nests too deeply"),
+    ],
+)
+def test_hostile_templates_are_clear_errors(text, said):
+    with pytest.raises(TemplateError, match=said):
+        Template.parse(text).render({})

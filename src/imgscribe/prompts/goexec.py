@@ -49,9 +49,18 @@ class _Continue(Exception):
     pass
 
 
+#: A template may come from a request (/api/generate ``template``, /api/create): what one rendering
+#: may cost, so that ``{{ range 1000000000 }}`` or a deep nesting is a clear error, not a hang.
+MAX_STEPS = 1_000_000
+MAX_OUTPUT = 8 << 20  # characters
+
+
 def execute(src: Source, nodes: list[Node], data: Any) -> str:
     state = _State(src, data)
-    state.walk(data, nodes)
+    try:
+        state.walk(data, nodes)
+    except RecursionError:
+        raise TemplateError("the template nests too deeply to render") from None
     return "".join(state.out)
 
 
@@ -60,6 +69,14 @@ class _State:
         self.src = src
         self.vars: list[list[Any]] = [["$", data]]
         self.out: list[str] = []
+        self.steps = 0
+        self.size = 0
+
+    def emit(self, node: Node, text: str) -> None:
+        self.size += len(text)
+        if self.size > MAX_OUTPUT:
+            raise self.error(node, f"the template's output is longer than {MAX_OUTPUT:,} characters")
+        self.out.append(text)
 
     def error(self, node: Node, msg: str) -> TemplateError:
         return self.src.error(node.pos, msg)
@@ -68,12 +85,15 @@ class _State:
 
     def walk(self, dot: Any, nodes: list[Node]) -> None:
         for node in nodes:
+            self.steps += 1
+            if self.steps > MAX_STEPS:
+                raise self.error(node, f"the template takes more than {MAX_STEPS:,} steps to render")
             if isinstance(node, Text):
-                self.out.append(node.text)
+                self.emit(node, node.text)
             elif isinstance(node, Action):
                 value = self.pipeline(dot, node.pipe)
                 if not node.pipe.decl:
-                    self.out.append(go_fmt(value))
+                    self.emit(node, go_fmt(value))
             elif isinstance(node, Branch):
                 self.range(dot, node) if node.kind == "range" else self.if_or_with(dot, node)
             elif isinstance(node, Loop):
@@ -119,6 +139,9 @@ class _State:
 
     def iteration(self, node: Branch, inner: int, index: Any, elem: Any) -> bool:
         """One pass of a range's body; True when it ran into ``break``."""
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise self.error(node, f"the template takes more than {MAX_STEPS:,} steps to render")
         decl = node.pipe.decl
         if node.pipe.is_assign:
             if decl:

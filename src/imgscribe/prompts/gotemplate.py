@@ -45,7 +45,10 @@ class Template:
 
     @classmethod
     def parse(cls, text: str) -> Template:
-        return cls(text, parse(Source(text)))
+        try:
+            return cls(text, parse(Source(text)))
+        except RecursionError:
+            raise TemplateError("the template nests too deeply to parse") from None
 
     def __str__(self) -> str:
         return self.text
