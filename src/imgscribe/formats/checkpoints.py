@@ -29,6 +29,7 @@ class Family:
     auto: str = IMAGE_TEXT_TO_TEXT  # which Auto* class loads it
     generate_kwargs: dict[str, Any] = field(default_factory=dict)  # extra generate() arguments
     needs_torchvision: bool = False  # its image processor exists only with torchvision
+    system_text: bool = False  # its chat template reads a system message's content as a string
 
 
 FAMILIES: dict[str, Family] = {
@@ -49,6 +50,7 @@ FAMILIES: dict[str, Family] = {
                generate_kwargs={"generation_mode": "text"}),  # fmt: skip
         Family("idefics3", "idefics3", "Idefics3", ("Idefics3ForConditionalGeneration",)),
         Family("smolvlm", "smolvlm", "SmolVLM", ("SmolVLMForConditionalGeneration",)),
+        Family("mllama", "mllama", "Llama 3.2 Vision", ("MllamaForConditionalGeneration",), system_text=True),
     )
 }
 _BY_ARCHITECTURE = {a: f for f in FAMILIES.values() for a in f.architectures}
@@ -107,7 +109,7 @@ def families_of(family: Family, config: dict[str, Any]) -> list[str]:
         vision_type = "clip_vision_model"
     for name in (text_type, vision_type):
         if name:
-            out.append(str(name).removesuffix("_vision_model").removesuffix("_text"))
+            out.append(str(name).removesuffix("_vision_model").removesuffix("_text_model").removesuffix("_text"))
     return list(dict.fromkeys(out))
 
 

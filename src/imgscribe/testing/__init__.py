@@ -45,6 +45,7 @@ ENGINE_FAMILY = {
     "janus": "janus",
     "idefics3": "idefics3",
     "smolvlm": "smolvlm",
+    "mllama": "mllama",
 }
 
 

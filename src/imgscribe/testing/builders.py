@@ -434,3 +434,43 @@ def idefics3(dest: Path) -> None:
 def smolvlm(dest: Path) -> None:
     """SmolVLM (-256M/-500M/-2.2B Instruct): the Idefics3 architecture, SmolLM 2 LM."""
     _idefics(dest, "smolvlm")
+
+
+# -- Llama 3.2 Vision (mllama) -----------------------------------------------------------------------
+
+
+def mllama(dest: Path) -> None:
+    """Llama-3.2-11B-Vision-Instruct layout: a tiled ViT (local and gated global layers) whose features the
+    Llama 3 language model reads through gated cross-attention layers; one ``<|image|>`` token an image."""
+    from transformers import (MllamaConfig, MllamaForConditionalGeneration, MllamaImageProcessor, MllamaProcessor,
+                              MllamaTextConfig, MllamaVisionConfig)  # fmt: skip
+
+    # "<|image|>" last, outside the language model's vocabulary, as 128256 is in the real one
+    specials = ["<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>",
+                "<|python_tag|>", "<|image|>"]  # fmt: skip
+    tok = make_tokenizer(specials, bos="<|begin_of_text|>", eos="<|eot_id|>", pad="<|finetune_right_pad_id|>",
+                         unk=None)  # fmt: skip
+    TILE, PATCH, TILES = 112, 14, 2  # real: 560 / 14, 4 tiles
+    ip = MllamaImageProcessor(size={"height": TILE, "width": TILE}, max_image_tiles=TILES, image_mean=CLIP_MEAN,
+                              image_std=CLIP_STD)  # fmt: skip
+    proc = MllamaProcessor(image_processor=ip, tokenizer=tok, chat_template=templates.LLAMA_3_2_VISION)
+    layers = [0, 1, 2]  # real: 32 local layers (features from 3, 7, 15, 23, 30) and 8 global ones
+    vc = MllamaVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_global_layers=1, attention_heads=2,
+        image_size=TILE, patch_size=PATCH, max_num_tiles=TILES, intermediate_layers_indices=layers,
+        vision_output_dim=32 * (len(layers) + 1), supported_aspect_ratios=[[1, 1], [1, 2], [2, 1]],
+    )  # fmt: skip
+    ids = _ids(tok)
+    end = [tok.convert_tokens_to_ids(t) for t in ("<|end_of_text|>", "<|eom_id|>", "<|eot_id|>")]
+    tc = MllamaTextConfig(
+        vocab_size=len(tok) - 1, max_position_embeddings=131072, cross_attention_layers=[1],
+        rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
+        **_small_text(hidden_size=32, intermediate_size=64), **{**ids, "eos_token_id": end},
+    )  # fmt: skip
+    cfg = MllamaConfig(vision_config=vc, text_config=tc, image_token_index=tok.convert_tokens_to_ids("<|image|>"))
+    model = MllamaForConditionalGeneration(cfg).eval()
+    for name, param in model.named_parameters():  # the gates start at 0, which would leave the image unseen
+        if "gate" in name:
+            param.data.normal_(0.0, 1.0)
+    model.generation_config.eos_token_id = end
+    _save(dest, model, proc)

@@ -16,9 +16,12 @@ from ...types import ChatRequest
 _ROLES = {"system": "system", "user": "user", "assistant": "assistant", "tool": "user"}
 
 
-def conversation(request: ChatRequest, system: str = "") -> tuple[list[dict[str, Any]], int]:
+def conversation(
+    request: ChatRequest, system: str = "", *, system_text: bool = False
+) -> tuple[list[dict[str, Any]], int]:
     """The chat-template messages for ``request`` (``system``: the model's default system prompt, used
-    when the request has none) and the number of images in them."""
+    when the request has none) and the number of images in them. ``system_text``: a system message's
+    content is its text, a string (Llama 3.2 Vision's template trims it as one)."""
     messages: list[dict[str, Any]] = []
     if system and not any(m.role == "system" for m in request.messages):
         messages.append({"role": "system", "content": [{"type": "text", "text": system}]})
@@ -37,6 +40,10 @@ def conversation(request: ChatRequest, system: str = "") -> tuple[list[dict[str,
             messages.append({"role": role, "content": parts})
     if not messages or all(m["role"] == "system" for m in messages):
         raise InvalidRequest("the request has no user message")
+    if system_text:
+        for m in messages:
+            if m["role"] == "system":
+                m["content"] = "\n\n".join(p["text"] for p in m["content"] if p["type"] == "text" and p["text"])
     return messages, images
 
 

@@ -59,7 +59,7 @@ class TransformersRunner:
             raise EngineFailed(f"model '{self.info.name}' was unloaded")
         start = time.perf_counter_ns()
         options = _options(self.manifest, request)
-        messages, n_images = prompt.conversation(request, self.manifest.system)
+        messages, n_images = prompt.conversation(request, self.manifest.system, system_text=self.family.system_text)
         inputs = prompt.encode(self.processor, messages)
         preprocess_ns = time.perf_counter_ns() - start
         prompt_tokens = int(inputs["input_ids"].shape[1])
