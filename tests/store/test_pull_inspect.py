@@ -180,7 +180,9 @@ def test_llama3_2_vision_is_refused_before_download(store, registry):
     message = str(caught.value)
     assert caught.value.verdict == "refuse"
     assert "no llama.cpp build runs" in message and "meta-llama/Llama-3.2-11B-Vision-Instruct" in message
-    assert "transformers engine does not run the mllama family" in message  # said plainly, not promised
+    # the transformers engine runs mllama: the refusal points to the Hugging Face checkpoint, which it runs
+    assert "imgscribe pull hf.co/meta-llama/Llama-3.2-11B-Vision-Instruct" in message
+    assert "transformers engine" in message and "does not run" not in message
     assert_only_headers_read(registry, manifest, store)
 
 
