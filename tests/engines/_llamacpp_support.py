@@ -42,6 +42,7 @@ LLAMA_FAMILIES: dict[str, str] = {
     "janus": "serves",
     "idefics3": "serves",
     "smolvlm": "serves",
+    "mllama": "unsupported",  # both halves: "Model MllamaForConditionalGeneration is not supported"
 }
 SERVES = [f for f, what in LLAMA_FAMILIES.items() if what == "serves"]
 
