@@ -236,6 +236,8 @@ class ChatRequest:
     keep_alive: float | None = None  # seconds; None = the default, negative = forever, 0 = unload after
     stream: bool = True
     think: bool | str | None = None
+    raw: bool = False  # /api/generate: the prompt as it is, no template
+    template: str | None = None  # /api/generate: a Go template for this request instead of the model's
 
     def __post_init__(self) -> None:
         """The one check of a request, whichever door it came through (InvalidRequest, one sentence)."""

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import InvalidRequest, Unsupported
+from ..prompts import Template
 from ..store import parse_name
 from ..store.blobs import check_digest, safe_relative
 from ..store.modelfile import apply
@@ -52,6 +53,8 @@ async def generate(request: Request) -> Response:
     settings = body.settings()
     if body.raw and (body.template or body.system or body.context):
         raise InvalidRequest("raw mode does not support template, system, or context")
+    if body.template:
+        Template.parse(body.template)  # a bad one is a 400 naming its line and column, before any work
     info = server.model(request, body.model, images=len(body.images or []), think=body.think)
     if body.suffix and "insert" not in info.capabilities:
         raise Unsupported(f'"{body.model}" does not support insert')
@@ -65,7 +68,8 @@ async def generate(request: Request) -> Response:
         )
         messages = [Message("system", body.system)] if body.system else []
         messages.append(Message("user", body.prompt or "", images))
-        return server.answer(ChatRequest(info.name, messages, **settings), cancel, arrived, held)
+        request = ChatRequest(info.name, messages, raw=bool(body.raw), template=body.template or None, **settings)
+        return server.answer(request, cancel, arrived, held)
 
     return await server.respond(request, work, dialect, stream=settings["stream"])
 

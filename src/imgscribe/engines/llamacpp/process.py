@@ -122,6 +122,7 @@ class ServerProcess:
         self.env = env
         self.name = name or self.binary.name
         self.api_key = secrets.token_hex(16)  # nobody else on this machine can use the child
+        self.media_marker = ""  # llama-server's, random per start (its /props): read once when first needed
         self.port = 0
         self.proc: subprocess.Popen | None = None
         self._log_start = 0  # offset in the log where this run's lines begin

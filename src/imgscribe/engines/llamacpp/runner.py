@@ -61,6 +61,7 @@ from ..base import EngineSettings
 from ..schema import compile_json_schema
 from .binary import server_binary
 from .process import ServerProcess
+from .prompt import MEDIA_MARKER, go_template_prompt
 from .templates import for_llama_cpp
 from .wire import cancelled, completion_body, completion_chunks, error_from
 
@@ -204,8 +205,15 @@ class LlamaCppRunner:
         return _Answer(self, process, body, cancel)  # gives the slot back when the answer ends
 
     def _render(self, process: ServerProcess, request: ChatRequest, cancel: threading.Event) -> str:
-        """The prompt, by the model's own chat template, with llama-server's media marker where each
-        image goes (``/apply-template``; the images themselves travel once, with the completion)."""
+        """The prompt: by the model's Go template (Ollama's, ``prompt.py``), else by the GGUF's own chat
+        template, with llama-server's media marker where each image goes (``/apply-template``; the
+        images themselves travel once, with the completion)."""
+        if request.raw or request.template or self.manifest.template:
+            if not process.media_marker:  # random per start, so that no text can pass for an image
+                process.media_marker = str(get_json(process.url + "/props", process.headers).get("media_marker") or "")
+            prompt = go_template_prompt(request, self.manifest, process.media_marker or MEDIA_MARKER)
+            assert prompt is not None
+            return prompt
         messages = openai.messages(request, self.manifest.system, image_url=lambda _img: _PLACEHOLDER)
         try:
             with DeadlineClient(60, cancel=cancel, timeout=60, trust_env=False) as client:
