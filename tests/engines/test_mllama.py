@@ -58,6 +58,7 @@ def test_the_checkpoint_has_the_real_template_and_special_tokens():
     tok = processor.tokenizer
     assert (tok.bos_token, tok.eos_token, tok.pad_token) == ("<|begin_of_text|>", "<|eot_id|>",
                                                              "<|finetune_right_pad_id|>")  # fmt: skip
+    assert tok("Hi")["input_ids"][0] == tok.bos_token_id, "as Llama 3's tokenizer, it adds <|begin_of_text|>"
     config = json.loads((path / "config.json").read_text())
     assert config["image_token_index"] == tok.convert_tokens_to_ids("<|image|>") == config["text_config"]["vocab_size"]
     text = processor.apply_chat_template(
@@ -79,7 +80,7 @@ def test_a_photo_streams_text_and_counts_its_image_token(server):
     expected = reference_inputs(checkpoint(FAMILY), FAMILY, PROMPT, [photo])
     ids = expected["input_ids"][0].tolist()
     assert ids.count(_image_token(checkpoint(FAMILY))) == 1
-    assert final["prompt_eval_count"] == len(ids)
+    assert final["prompt_eval_count"] == len(ids) and ids.count(ids[0]) == 1, "one <|begin_of_text|>, the template's"
     assert expected["pixel_values"].shape[:3] == (1, 1, 2), "the 451x300 photo in two 112 tiles"
     assert 1 <= final["eval_count"] <= 6 and len(parts) <= final["eval_count"]
     for key in ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration", "image_encode_duration"):

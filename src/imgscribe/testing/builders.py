@@ -449,7 +449,7 @@ def mllama(dest: Path) -> None:
     specials = ["<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>",
                 "<|python_tag|>", "<|image|>"]  # fmt: skip
     tok = make_tokenizer(specials, bos="<|begin_of_text|>", eos="<|eot_id|>", pad="<|finetune_right_pad_id|>",
-                         unk=None)  # fmt: skip
+                         unk=None, add_bos=True)  # fmt: skip (Llama 3's tokenizer adds <|begin_of_text|>)
     TILE, PATCH, TILES = 112, 14, 2  # real: 560 / 14, 4 tiles
     ip = MllamaImageProcessor(size={"height": TILE, "width": TILE}, max_image_tiles=TILES, image_mean=CLIP_MEAN,
                               image_std=CLIP_STD)  # fmt: skip
