@@ -22,7 +22,7 @@ from imgscribe.scheduler import Scheduler  # noqa: E402
 from imgscribe.server import create_app  # noqa: E402
 from imgscribe.store import Store  # noqa: E402
 from imgscribe.store.importer import create_from_path  # noqa: E402
-from imgscribe.types import ChatRequest, Message  # noqa: E402
+from imgscribe.types import ChatRequest, Message, Options  # noqa: E402
 
 FAMILY = "mllama"
 PROMPT = "Describe this image."
@@ -135,3 +135,39 @@ def test_the_image_reaches_the_language_model():
         with torch.inference_mode():
             logits.append(model(**inputs).logits[0, -1])
     assert not torch.allclose(logits[0], logits[1])
+
+
+def test_the_pull_the_llama3_2_vision_refusal_suggests_runs(tmp_path, monkeypatch):
+    """``imgscribe pull hf.co/meta-llama/Llama-3.2-11B-Vision-Instruct``, what refusing Ollama's
+    llama3.2-vision suggests, from a Hub stand-in that serves the tiny checkpoint under that name (with a
+    token, as for a gated model): a transformers model that answers about a photo."""
+    from store.fake_remotes import FakeHub
+
+    from imgscribe.images import intake
+    from imgscribe.store.pull.inspect import MLLAMA_CHECKPOINT
+
+    hub = FakeHub()
+    try:
+        monkeypatch.setenv("IMGSCRIBE_HF_ENDPOINT", hub.url)
+        monkeypatch.delenv("IMGSCRIBE_HF_TOKEN", raising=False)
+        monkeypatch.setenv("HF_TOKEN", "hf_granted")
+        hub.token = "hf_granted"
+        folder = checkpoint(FAMILY)
+        hub.add_repo(MLLAMA_CHECKPOINT, {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()})
+        store = Store(tmp_path / "models")
+        assert list(store.pull(f"hf.co/{MLLAMA_CHECKPOINT}"))[-1] == {"status": "success"}
+    finally:
+        hub.close()
+    name = f"hf.co/{MLLAMA_CHECKPOINT}".lower()
+    info = store.resolve(name).info
+    assert info.engine == "transformers" and info.family == "mllama" and info.vision
+    scheduler = Scheduler(store)
+    try:
+        request = ChatRequest(name, [Message("user", PROMPT, [intake(testing.photo("chelsea"))])],
+                              options=Options(num_predict=3, temperature=0))  # fmt: skip
+        chunks = list(scheduler.chat(request))
+    finally:
+        scheduler.close()
+    final = chunks[-1]
+    expected = reference_inputs(folder, FAMILY, PROMPT, [testing.photo("chelsea")])
+    assert final.done and final.metrics.prompt_eval_count == expected["input_ids"].shape[1]
