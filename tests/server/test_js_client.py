@@ -55,3 +55,13 @@ def test_js_streaming_list_show_ps_and_errors(node, server, art):
     assert "vision" in result["capabilities"]
     assert result["running"] == ["llava:latest"]
     assert result["error"]["name"] == "ResponseError" and result["error"]["status"] == 404
+
+
+def test_js_create_derives_a_model(node, server, art):
+    result = json.loads(run_js(node, "create_checks.mjs", server, art.parent))
+    assert result["statuses"][-1] == "success" and result["done"] == "success"
+    assert result["system"] == "Write alt text for the image."
+    assert result["template"] == "{{ .System }} USER: {{ .Prompt }} ASSISTANT:"
+    assert result["parameters"].split() == ["temperature", "0", "stop", '"USER:"']  # Ollama's lines
+    assert result["license"] == "MIT"
+    assert result["error"]["status"] == 400 and "template line 1" in result["error"]["message"]

@@ -237,3 +237,11 @@ def test_apply_keeps_the_parents_parameters_and_files():
     child = apply(parent, system="new", parameters={"seed": 2})
     assert child.parameters == {"num_ctx": 2048, "seed": 2} and child.system == "new" and child.files == parent.files
     assert parent.system == "old"  # a copy
+
+
+def test_a_template_that_does_not_parse_names_its_modelfile_line():
+    from imgscribe.errors import InvalidRequest
+    from imgscribe.store.modelfile import parse_modelfile
+
+    with pytest.raises(InvalidRequest, match=r"Modelfile line 2: TEMPLATE: template line 1, column \d+"):
+        parse_modelfile('FROM llava\nTEMPLATE """{{ .Prompt """\n')

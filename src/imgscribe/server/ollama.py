@@ -232,6 +232,8 @@ def _settings(body: CreateBody) -> dict:
         if m.images:
             raise InvalidRequest(f"messages[{i}].images: a model's messages hold text only")
         messages.append({"role": role, "content": m.content or ""})
+    if body.template:
+        Template.parse(body.template)  # a bad one is a 400 naming its line and column, before the stream
     return {"system": body.system, "template": body.template, "parameters": _check_parameters(body.parameters),
             "messages": messages, "license": body.license}  # fmt: skip
 

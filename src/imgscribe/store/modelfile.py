@@ -238,6 +238,8 @@ def parse_modelfile(text: str, base: str | os.PathLike | None = None) -> Modelfi
         if cmd.name == "from":
             froms.append(cmd)
         elif cmd.name in ("system", "template"):
+            if cmd.name == "template":
+                _check_template(cmd.value, cmd.line)
             setattr(out, cmd.name, cmd.value)
         elif cmd.name == "parameter":
             value = parse_value(cmd.key, cmd.value, cmd.line)
@@ -380,6 +382,15 @@ def _parameter_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _check_template(text: str, line: int) -> None:
+    from ..prompts import Template, TemplateError
+
+    try:
+        Template.parse(text)
+    except TemplateError as exc:
+        raise InvalidRequest(f"Modelfile line {line}: TEMPLATE: {exc.message}") from None
 
 
 def to_modelfile(manifest: ModelManifest, source: str | None = None) -> str:
