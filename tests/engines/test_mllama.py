@@ -153,7 +153,10 @@ def test_the_pull_the_llama3_2_vision_refusal_suggests_runs(tmp_path, monkeypatc
         monkeypatch.setenv("HF_TOKEN", "hf_granted")
         hub.token = "hf_granted"
         folder = checkpoint(FAMILY)
-        hub.add_repo(MLLAMA_CHECKPOINT, {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()})
+        files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+        # as in the real repository: Meta's own weights beside the Hugging Face ones, not downloaded
+        files.update({"original/consolidated.pth": b"meta" * 2000, "original/params.json": b"{}"})
+        hub.add_repo(MLLAMA_CHECKPOINT, files)
         store = Store(tmp_path / "models")
         assert list(store.pull(f"hf.co/{MLLAMA_CHECKPOINT}"))[-1] == {"status": "success"}
     finally:
@@ -161,6 +164,7 @@ def test_the_pull_the_llama3_2_vision_refusal_suggests_runs(tmp_path, monkeypatc
     name = f"hf.co/{MLLAMA_CHECKPOINT}".lower()
     info = store.resolve(name).info
     assert info.engine == "transformers" and info.family == "mllama" and info.vision
+    assert not (Path(store.resolve(name).files["model"]) / "original").exists()
     scheduler = Scheduler(store)
     try:
         request = ChatRequest(name, [Message("user", PROMPT, [intake(testing.photo("chelsea"))])],
