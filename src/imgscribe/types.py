@@ -8,6 +8,8 @@ module imports only :mod:`imgscribe.errors` from the package.
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar, get_args
@@ -253,6 +255,14 @@ class ChatRequest:
     @property
     def images(self) -> list[Image]:
         return [img for m in self.messages for img in m.images]
+
+    def with_history(self, history: list[dict[str, str]]) -> ChatRequest:
+        """The request after a model's MESSAGE history (Modelfile ``MESSAGE``, /api/create
+        ``messages``): those turns first, then the request's own, as Ollama's chat handler orders them."""
+        if not history or self.raw:
+            return self
+        past = [Message(str(m.get("role", "")), str(m.get("content", ""))) for m in history]
+        return dataclasses.replace(self, messages=past + list(self.messages))
 
 
 def check_role(role: str, index: int) -> Role:

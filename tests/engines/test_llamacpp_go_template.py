@@ -111,3 +111,17 @@ def test_llama_server_gets_the_rendered_prompt(llava, tmp_path):
         assert chatml != answer["prompt_eval_count"]
         bad = httpx.post(live.url + "/api/generate", json={**body, "template": "{{ .Prompt"}, timeout=60, trust_env=False)
         assert bad.status_code == 400 and "template line 1" in bad.json()["error"]
+
+
+def test_the_models_message_history_comes_first(llava):
+    """Modelfile MESSAGE lines (/api/create ``messages``): before the request's turns, as Ollama orders them."""
+    llava.messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]
+    request = ChatRequest("llava-vicuna", [Message("user", "Describe this image.", [_image()])])
+    assert go_template_prompt(request, llava) == (
+        f"USER: Hi\nASSISTANT: Hello.</s>\nUSER: {MEDIA_MARKER}Describe this image.\nASSISTANT:"
+    )
+    shown = request.with_history(llava.messages)  # what the other engines and the GGUF's template get
+    assert [(m.role, m.content) for m in shown.messages] == [("user", "Hi"), ("assistant", "Hello."),
+                                                             ("user", "Describe this image.")]  # fmt: skip
+    raw = ChatRequest("llava-vicuna", [Message("user", "as is")], raw=True)
+    assert raw.with_history(llava.messages) is raw

@@ -99,6 +99,7 @@ class RemoteRunner:
 
     def chat(self, request: ChatRequest, cancel: threading.Event | None = None) -> Iterator[Chunk]:
         options = merged_options(request, self.manifest.parameters)
+        request = request.with_history(self.manifest.messages)
         system, peer, data = self.manifest.system, f"remote server {self.url}", {"remote": self.url}
         if self.api == "ollama":
             if request.keep_alive is not None and math.isinf(request.keep_alive):

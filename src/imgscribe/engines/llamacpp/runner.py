@@ -214,7 +214,8 @@ class LlamaCppRunner:
             prompt = go_template_prompt(request, self.manifest, process.media_marker or MEDIA_MARKER)
             assert prompt is not None
             return prompt
-        messages = openai.messages(request, self.manifest.system, image_url=lambda _img: _PLACEHOLDER)
+        history = request.with_history(self.manifest.messages)
+        messages = openai.messages(history, self.manifest.system, image_url=lambda _img: _PLACEHOLDER)
         try:
             with DeadlineClient(60, cancel=cancel, timeout=60, trust_env=False) as client:
                 r = client.post(process.url + "/apply-template", json={"messages": messages}, headers=process.headers)

@@ -59,7 +59,8 @@ class TransformersRunner:
             raise EngineFailed(f"model '{self.info.name}' was unloaded")
         start = time.perf_counter_ns()
         options = _options(self.manifest, request)
-        messages, n_images = prompt.conversation(request, self.manifest.system, system_text=self.family.system_text)
+        messages, n_images = prompt.conversation(request.with_history(self.manifest.messages), self.manifest.system,
+                                                 system_text=self.family.system_text)  # fmt: skip
         inputs = prompt.encode(self.processor, messages)
         preprocess_ns = time.perf_counter_ns() - start
         prompt_tokens = int(inputs["input_ids"].shape[1])
