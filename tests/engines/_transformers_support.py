@@ -19,7 +19,7 @@ from imgscribe import testing
 
 #: testing family -> the family ``show`` reports (Ollama's spelling where Ollama has one)
 OLLAMA_FAMILY = {
-    "llava15": "llava", "llava_llama3": "llava", "llava_phi3": "llava", "llava_next": "llava",
+    "mllama": "mllama", "llava15": "llava", "llava_llama3": "llava", "llava_phi3": "llava", "llava_next": "llava",
     "llava_onevision": "llava", "qwen2_vl": "qwen2vl", "qwen2_5_vl": "qwen25vl", "gemma3": "gemma3",
     "pixtral": "pixtral", "mistral3": "mistral3", "llama4": "llama4", "phi4mm": "phi4mm", "janus": "janus",
     "idefics3": "idefics3", "smolvlm": "smolvlm",

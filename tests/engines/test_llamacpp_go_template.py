@@ -125,3 +125,36 @@ def test_the_models_message_history_comes_first(llava):
                                                              ("user", "Describe this image.")]  # fmt: skip
     raw = ChatRequest("llava-vicuna", [Message("user", "as is")], raw=True)
     assert raw.with_history(llava.messages) is raw
+
+
+@pytest.mark.slow
+def test_a_derived_model_shares_its_parents_llama_server(llava, tmp_path):
+    """FROM llava + SYSTEM: the same weights loaded the same way are one llama-server, each model with
+    its own prompt."""
+    llama_server_binary()
+    store = Store(tmp_path / "models")
+    store.create("llava-vicuna", llava)
+    derived = llava.model_copy(deep=True)
+    derived.system = "Answer in French."
+    derived.parameters["temperature"] = 0
+    store.create("alt-text", derived)
+    scheduler = Scheduler(store, num_parallel=0, max_loaded=0)
+    try:
+        with live_server(scheduler) as live:
+            counts = {}
+            for name in ("llava-vicuna", "alt-text"):
+                body = {"model": name, "prompt": "Describe this image.", "images": [photo_b64("chelsea")],
+                        "stream": False, "options": {"num_predict": 2}}  # fmt: skip
+                answer = httpx.post(live.url + "/api/generate", json=body, timeout=120, trust_env=False).json()
+                counts[name] = answer["prompt_eval_count"]
+            parent, child = scheduler.runner("llava-vicuna"), scheduler.runner("alt-text")
+            assert parent.process is child.process and parent.process.running
+            assert counts["alt-text"] > counts["llava-vicuna"]  # its SYSTEM is in its prompt, not the parent's
+            assert parent.memory + child.memory <= max(parent.process.memory(), 1) + 1
+            scheduler.unload("llava-vicuna")
+            assert child.process.running  # still used by the derived model
+            process = child.process
+            scheduler.unload("alt-text")
+            assert not process.running
+    finally:
+        scheduler.close()

@@ -14,7 +14,7 @@ from imgscribe.testing.tokenizer import make_tokenizer
 
 def test_offline_and_listed():
     assert os.environ["HF_HUB_OFFLINE"] == "1"
-    assert len(testing.BUILDERS) == 15 and set(testing.ENGINE_FAMILY.values()) <= set(FAMILIES)
+    assert len(testing.BUILDERS) == 16 and set(testing.ENGINE_FAMILY.values()) <= set(FAMILIES)
     assert {f for f in testing.BUILDERS if testing.needs_torchvision(f)} == {"llama4", "phi4mm"}
     with pytest.raises(KeyError, match="unknown family"):
         testing.build("nope", "/tmp/never")

@@ -39,7 +39,6 @@ through to it as arguments, nor into its requests as extra fields.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import threading
@@ -60,6 +59,7 @@ from ...wire.transport import DeadlineClient, StreamedPost, error_message, get_j
 from ..base import EngineSettings
 from ..schema import compile_json_schema
 from .binary import server_binary
+from .child import Child, child_for, share_key
 from .process import ServerProcess
 from .prompt import MEDIA_MARKER, go_template_prompt
 from .templates import for_llama_cpp
@@ -140,6 +140,9 @@ def server_args(manifest: ModelManifest, parallel: int, log_dir: Path, ctx: int 
 
 
 class LlamaCppRunner:
+    """One model's view of its llama-server child (``child.py``: shared with every model of the same
+    weights loaded the same way): its own prompt, system, history and options, the child's slots."""
+
     def __init__(self, manifest: ModelManifest, *, binary: Path | None = None):
         self.manifest = manifest
         self.info: ModelInfo = manifest.info
@@ -148,36 +151,37 @@ class LlamaCppRunner:
         self.vision = bool(manifest.files.get("projector"))
         self.log_dir = settings().models_dir / "logs"
         self.binary = binary or server_binary()
-        self.ctx = _int_option(manifest, "num_ctx") or DEFAULT_CTX  # per slot, as llama-server runs now
-        self._args = server_args(manifest, self.parallel, self.log_dir, self.ctx)
+        ctx = _int_option(manifest, "num_ctx") or DEFAULT_CTX  # per slot, as llama-server runs now
         self._files_size = sum(Path(f).stat().st_size for f in manifest.files.values() if f and Path(f).is_file())
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._active = 0
         self._closed = False
-        self.restarts = 0  # after a crash
-        self.reloads = 0  # for another num_ctx
-        self.process = self._new_process()
-        self.process.start()
 
-    def _new_process(self) -> ServerProcess:
-        return ServerProcess(
-            self.binary,
-            self._args,
-            log_path=self.log_dir / f"llama-server-{_safe(self.manifest.name)}.log",
-            ready_timeout=self.engine_settings.load_timeout or 600,
-            name=self.manifest.name,
-        )
+        def args_for(c: int) -> list[str]:
+            return server_args(manifest, self.parallel, self.log_dir, c)
+
+        key = share_key(self.binary, args_for(ctx))
+        self._child = child_for(key, lambda: Child(
+            key, manifest, self.binary, args_for, ctx, self.log_dir / f"llama-server-{_safe(manifest.name)}.log",
+            self.engine_settings.load_timeout or 600))  # fmt: skip
+
+    # what the tests and ps look at: the shared child's
+    process = property(lambda self: self._child.process)
+    ctx = property(lambda self: self._child.ctx)
+    restarts = property(lambda self: self._child.restarts)
+    reloads = property(lambda self: self._child.reloads)
+    active = property(lambda self: self._child.active)
 
     # -- Runner ------------------------------------------------------------------------------------
 
     @property
     def memory(self) -> int:
-        return max(self._files_size, self.process.memory())
+        """The child's memory, shared out between the models that use it (so the scheduler's sum is
+        the machine's)."""
+        return max(self._files_size, self._child.process.memory()) // max(self._child.users, 1)
 
     def close(self) -> None:
-        self._closed = True
-        self.process.stop()
+        if not self._closed:
+            self._closed = True
+            self._child.release()
 
     def chat(self, request: ChatRequest, cancel: threading.Event | None = None) -> Iterator[Chunk]:
         if request.images and not self.vision:
@@ -230,41 +234,9 @@ class LlamaCppRunner:
     # -- the child ---------------------------------------------------------------------------------
 
     def _acquire(self, num_ctx: int | None, cancel: threading.Event) -> ServerProcess:
-        """The live child, with a slot counted as busy. One that crashed is restarted here (on the
-        next request); a request for another ``num_ctx`` restarts it with that context once the
-        answers in flight are done."""
-        with self._lock:
-            if self._closed:
-                raise EngineFailed(f"model '{self.info.name}' has been unloaded")
-            wanted = min(num_ctx, self._trained_ctx) if num_ctx else self.ctx
-            if wanted != self.ctx:
-                while self._active and not cancel.is_set():
-                    self._idle.wait(0.25)
-                if cancel.is_set():
-                    raise Cancelled("request canceled")
-                log.info("restarting llama-server for '%s' with num_ctx %d (was %d)", self.info.name, wanted, self.ctx)
-                self.process.stop()
-                self.ctx = wanted
-                self._args = server_args(self.manifest, self.parallel, self.log_dir, self.ctx)
-                self.process = self._new_process()
-                self.reloads += 1
-                self.process.start()
-            elif not self.process.running:
-                self.process.stop()
-                self.process = self._new_process()
-                self.restarts += 1
-                self.process.start()
-            self._active += 1
-            return self.process
-
-    @functools.cached_property
-    def _trained_ctx(self) -> int:
-        """The context the model was trained for (the GGUF's ``<arch>.context_length``), or no cap;
-        read from the file once."""
-        from ...formats.gguf import read_gguf
-
-        head = read_gguf(self.manifest.files["model"])
-        return int(head.metadata.get(f"{head.architecture}.context_length") or 1 << 30)
+        if self._closed:
+            raise EngineFailed(f"model '{self.info.name}' has been unloaded")
+        return self._child.acquire(num_ctx, cancel, self.info.name)
 
     def props(self) -> dict[str, Any]:
         return get_json(self.process.url + "/props", self.process.headers)
@@ -276,13 +248,7 @@ class LlamaCppRunner:
             return r.text
 
     def _leave(self) -> None:
-        with self._lock:
-            self._active -= 1
-            self._idle.notify_all()
-
-    @property
-    def active(self) -> int:
-        return self._active
+        self._child.leave()
 
 
 class _Answer(Iterator[Chunk]):
