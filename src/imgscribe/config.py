@@ -147,6 +147,15 @@ def _whole(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _tokens_or_auto(raw: str) -> int:
+    if raw.strip().lower() == "auto":
+        return 0
+    return _whole(1)(raw)
+
+
+_tokens_or_auto.accepts = "`auto` or a whole number, 1 or more"  # type: ignore[attr-defined]
+
+
 def _seconds(raw: str) -> float:
     value = float(raw)
     if not math.isfinite(value) or value <= 0:
@@ -251,6 +260,9 @@ TABLE: tuple[Setting, ...] = (
     Setting("IMGSCRIBE_DECODE_PIXELS", "decode_pixels", _whole(0), str(200 * MB),
             "pixels being decoded or held at once, all requests together; more waits its turn "
             "(503 when the queue is full)"),
+    Setting("IMGSCRIBE_IMAGE_MAX_TOKENS", "image_max_tokens", _tokens_or_auto, "auto",
+            "prompt tokens one image may cost; a larger one is scaled down to fit (a request's `image_max_tokens` "
+            "option wins); `auto`: 1024 on a CPU, the model's own maximum on a GPU"),
     Setting("IMGSCRIBE_BODY_TIMEOUT", "body_timeout", _seconds, "120",
             "seconds a client has to send a whole request body (408 after)"),
     Setting("IMGSCRIBE_HEADER_TIMEOUT", "header_timeout", _seconds, "10",
@@ -292,6 +304,7 @@ class Settings:
     max_request_images: int
     max_request_pixels: int
     decode_pixels: int
+    image_max_tokens: int  # 0: auto (engines/image_budget.py)
     body_timeout: float
     header_timeout: float
     allow_urls: bool

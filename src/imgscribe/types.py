@@ -328,6 +328,8 @@ class Chunk:
     done_reason: DoneReason | None = None
     metrics: Metrics | None = None
     data: dict[str, Any] | None = None  # structured evidence (builtin: labels, text, colours)
+    #: per image of the request: {"original_size": [w, h], "size": [w, h], "tokens": n} (engines/image_budget.py)
+    images: list[dict[str, Any]] | None = None
 
 
 class ModelInfo(BaseModel):

@@ -83,6 +83,8 @@ class Ollama:
         obj.update(metric_fields(chunk.metrics))
         if chunk.data:
             obj["data"] = chunk.data
+        if chunk.images:  # imgscribe's: what each image became (clients ignore fields they do not know)
+            obj["images"] = chunk.images
         return obj
 
     def whole(self, chunks: Iterable[Chunk]) -> dict[str, Any]:
@@ -139,7 +141,7 @@ class OpenAI:
             if self.include_usage:
                 obj = self._head("chat.completion.chunk")
                 obj["choices"] = []
-                obj["usage"] = usage(chunk.metrics)
+                obj["usage"] = usage(chunk.metrics, chunk.images)
                 out.append(obj)
         return out
 
@@ -151,7 +153,7 @@ class OpenAI:
             "message": {"role": "assistant", "content": "".join(c.text for c in chunks)},
             "finish_reason": finish_reason(chunks[-1].done_reason),
         }]  # fmt: skip
-        obj["usage"] = usage(chunks[-1].metrics)
+        obj["usage"] = usage(chunks[-1].metrics, chunks[-1].images)
         return obj
 
     @staticmethod

@@ -158,10 +158,14 @@ def chunks(events: Iterable[dict[str, Any]], start: int, peer: str = "",
     yield Chunk(done=True, done_reason=done_reason(finish), metrics=metrics, data=data)
 
 
-def usage(metrics: Metrics | None) -> dict[str, int]:
+def usage(metrics: Metrics | None, images: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """OpenAI's ``usage``; with images, ``prompt_tokens_details`` says what each one became."""
     m = metrics or Metrics()
-    return {"prompt_tokens": m.prompt_eval_count, "completion_tokens": m.eval_count,
-            "total_tokens": m.prompt_eval_count + m.eval_count}  # fmt: skip
+    out: dict[str, Any] = {"prompt_tokens": m.prompt_eval_count, "completion_tokens": m.eval_count,
+                           "total_tokens": m.prompt_eval_count + m.eval_count}  # fmt: skip
+    if images:
+        out["prompt_tokens_details"] = {"image_tokens": sum(int(i.get("tokens", 0)) for i in images), "images": images}
+    return out
 
 
 def error_type(status: int) -> str:
