@@ -84,6 +84,10 @@ class Options(BaseModel):
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     num_thread: int | None = Field(None, ge=0)
+    #: imgscribe's: prompt tokens one image may cost (engines/image_budget.py); and, for llama.cpp's
+    #: dynamic-resolution projectors, the fewest (a load setting: llama-server's --image-min-tokens)
+    image_max_tokens: int | None = Field(None, ge=0)
+    image_min_tokens: int | None = Field(None, ge=0)
 
     @classmethod
     def checked(cls, values: Mapping[str, Any]) -> Options:
@@ -110,7 +114,8 @@ OLLAMA_OPTIONS = frozenset({
     "tfs_z", "mirostat", "mirostat_tau", "mirostat_eta", "penalize_newline", "numa", "low_vram",
     "f16_kv", "vocab_only", "use_mlock", "logits_all", "embedding_only",
 })  # fmt: skip
-#: imgscribe's own options: image tokens for dynamic-resolution projectors (llama.cpp's Qwen2-VL...).
+#: imgscribe's own options: the image token budget (every engine), and the fewest image tokens of
+#: llama.cpp's dynamic-resolution projectors (Qwen2-VL...).
 IMGSCRIBE_OPTIONS = frozenset({"image_min_tokens", "image_max_tokens"})
 #: The only keys of :attr:`ModelManifest.parameters` (a model's default options). An engine's own
 #: settings (llama-server's slots, a remote's URL and headers...) are never among them: they live in
@@ -142,8 +147,6 @@ class ModelParameters(Options):
     use_mlock: bool | None = None
     logits_all: bool | None = None
     embedding_only: bool | None = None
-    image_min_tokens: int | None = Field(None, ge=0)
-    image_max_tokens: int | None = Field(None, ge=0)
 
 
 def check_model_parameters(values: Mapping[str, Any]) -> None:

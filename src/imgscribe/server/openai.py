@@ -106,6 +106,7 @@ def _options(body: CompletionBody) -> Options:
         top_p=body.top_p,
         frequency_penalty=body.frequency_penalty,
         presence_penalty=body.presence_penalty,
+        image_max_tokens=body.image_max_tokens,
     ))  # fmt: skip
 
 

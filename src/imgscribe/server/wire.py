@@ -285,6 +285,7 @@ class CompletionBody(Body):
     response_format: ResponseFormat | None = None
     tools: list[Any] | None = None
     keep_alive: Any = None
+    image_max_tokens: Any = None  # imgscribe's (extra_body): prompt tokens one image may cost
 
 
 # -- fields -----------------------------------------------------------------------------------------
