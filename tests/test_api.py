@@ -79,3 +79,12 @@ def test_bad_input_is_a_clear_error(scheduler, call, error, words):
     with pytest.raises(error) as caught:
         call(scheduler)
     assert all(w in str(caught.value) for w in words), str(caught.value)
+
+
+def test_a_result_carries_what_each_image_became():
+    from imgscribe.api import collect
+    from imgscribe.types import Chunk, Metrics
+
+    costs = [{"original_size": [4000, 3000], "size": [1120, 840], "tokens": 1200}]
+    result = collect("m", [Chunk(text="a"), Chunk(done=True, metrics=Metrics(), images=costs)])
+    assert result.text == "a" and result.image_costs == costs

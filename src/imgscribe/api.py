@@ -33,6 +33,8 @@ class Result:
     metrics: Metrics = field(default_factory=Metrics)
     data: dict[str, Any] = field(default_factory=dict)
     images: list[Image] = field(default_factory=list)
+    #: what each image became for the engine: {"original_size", "size", "tokens"} (engines/image_budget.py)
+    image_costs: list[dict[str, Any]] = field(default_factory=list)
 
     def __str__(self) -> str:
         return self.text
@@ -48,6 +50,7 @@ def collect(model: str, chunks: Iterable[Chunk], images: list[Image] | None = No
             result.done_reason = chunk.done_reason or "stop"
             result.metrics = chunk.metrics or Metrics()
             result.data = chunk.data or {}
+            result.image_costs = list(chunk.images or [])
     result.text = "".join(parts)
     return result
 

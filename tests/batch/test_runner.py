@@ -51,6 +51,7 @@ def test_a_folder_with_a_broken_file(client, images, tmp_path, echo_model):
     assert good["sha256"][:12] in good["response"]  # echo names the bytes it got
     assert good["model"] == "echo-test" and good["model_digest"].startswith("sha256:")
     assert good["timings"]["wall_duration"] > 0 and good["done_reason"] == "stop"
+    assert good["timings"]["images"] == [{"original_size": [48, 40], "size": [48, 40], "tokens": 16}]  # as the engine saw it
     assert (stats.done, stats.failed, stats.skipped) == (5, 1, 0) and len(stats.walls) == 5
     assert "described 5 image(s), 1 failed" in stats.summary() and "images/s, p50" in stats.summary()
 

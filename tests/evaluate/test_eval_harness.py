@@ -149,3 +149,12 @@ def test_a_model_that_does_not_load_is_reported_not_fatal(store, scheduler, tmp_
     by_model = {r["model"]: r for r in results["results"]}
     assert by_model["unloadable"]["n_errors"] == 3 and by_model["echo-a"]["n_errors"] == 0
     assert "cannot load unloadable" in out["paths"]["html"].read_text()
+
+
+def test_each_prediction_records_what_its_image_became(two_models, scheduler, tmp_path):
+    """The image's size as the model got it and its prompt tokens, beside the answer (from the engine's report)."""
+    out = tmp_path / "out"
+    _run(scheduler, out, models=("echo-a",), sets=["docs"])
+    records = [json.loads(line) for line in (out / "cache" / "predictions.jsonl").read_text().splitlines()]
+    assert records and all(len(r["images"]) == 1 and r["images"][0]["tokens"] == 16 for r in records)
+    assert all(r["images"][0]["size"] == r["images"][0]["original_size"] for r in records)

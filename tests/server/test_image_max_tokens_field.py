@@ -24,3 +24,14 @@ def test_a_budget_is_accepted_by_both_apis(server):
     openai = httpx.post(server.url + "/v1/chat/completions", json={"model": "llava", "image_max_tokens": 256,
                         "messages": [{"role": "user", "content": "hi"}]}, trust_env=False, timeout=30)  # fmt: skip
     assert ollama.status_code == 200 and openai.status_code == 200, (ollama.text, openai.text)
+
+
+def test_what_each_image_became_reaches_a_remote_client(server, art):
+    """The final object's ``images`` (imgscribe's field) comes back as the chunk's, through the CLI's client."""
+    from imgscribe.client.remote import RemoteClient
+    from imgscribe.images import intake
+    from imgscribe.types import ChatRequest, Message
+
+    request = ChatRequest("llava", [Message("user", "what?", [intake(art.read_bytes())])])
+    final = [c for c in RemoteClient(server.url, api_key="").chat(request) if c.done][0]
+    assert final.images == [{"original_size": [96, 64], "size": [96, 64], "tokens": 16}]

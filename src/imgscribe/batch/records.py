@@ -6,6 +6,9 @@ A batch record (one per image, however many prompts) looks like::
      "model_digest": "sha256:...", "prompt": "Describe this image.", "response": "A cat ...",
      "options": {}, "done_reason": "stop", "timings": {...}, "error": null}
 
+``timings`` holds Ollama's metrics and, when the engine reports it, ``images``: each image's size as
+received, its size as the model got it and its prompt tokens (engines/image_budget.py).
+
 Each named prompt puts its answer under its name (``response`` for a plain ``--prompt``). With
 several prompts, ``prompt``, ``done_reason`` and ``timings`` are keyed by prompt name. Prompts with
 a ``format`` add their parsed JSON under ``fields``. ``key`` is the work's identity (image bytes,
@@ -66,6 +69,8 @@ def describe_record(
             if chunk.done:
                 record["done_reason"] = chunk.done_reason
                 record["timings"] = {"decode_duration": decode_ns, **asdict(chunk.metrics)} if chunk.metrics else None
+                if chunk.images and record["timings"] is not None:  # what the image became: size, tokens
+                    record["timings"]["images"] = chunk.images
         record["response"] = "".join(parts)
     except ImgscribeError as exc:
         record["error"] = str(exc)
@@ -213,6 +218,8 @@ class Describer:
                         if chunk.done:
                             answer["done_reason"] = chunk.done_reason
                             answer["timings"] = asdict(chunk.metrics) if chunk.metrics else {}
+                            if chunk.images:  # what the image became: its size for the model, its tokens
+                                answer["timings"]["images"] = chunk.images
                 answer["text"] = "".join(parts)
                 if prompt.format is not None:
                     try:

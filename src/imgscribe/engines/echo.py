@@ -32,6 +32,7 @@ from pydantic import Field
 from ..errors import EngineFailed, Unsupported
 from ..types import ChatRequest, Chunk, Metrics, ModelInfo, ModelManifest, Options
 from .base import EngineSettings
+from .image_budget import ImageCost
 
 IMAGE_TOKENS = 16  # what one image "costs" in prompt tokens
 
@@ -127,7 +128,8 @@ class EchoRunner:
             eval_duration=max(end - prompt_done, 1),
             image_encode_duration=encoded - start if images else 0,
         )
-        yield Chunk(done=True, done_reason=reason, metrics=metrics, data={"images": image_facts})
+        costs = [ImageCost(i.size, i.size, IMAGE_TOKENS).as_dict() for i in images]  # a fixed-size encoder
+        yield Chunk(done=True, done_reason=reason, metrics=metrics, data={"images": image_facts}, images=costs or None)
 
     def _enter(self) -> None:
         with self._lock:

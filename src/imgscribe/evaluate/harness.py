@@ -346,6 +346,8 @@ class _ModelState:
             "prompt_tokens": m.prompt_eval_count, "eval_tokens": m.eval_count,
             "eval_duration_s": m.eval_duration / 1e9, "load_duration_s": m.load_duration / 1e9,
         })  # fmt: skip
+        if result.image_costs:  # what the image became: its size as the model saw it, its tokens
+            record["images"] = result.image_costs
         run.ran += 1
         if result.text.strip():
             self.cache.put({k: v for k, v in record.items() if k != "cached"})

@@ -95,8 +95,10 @@ def chunks(events: Iterable[dict[str, Any]], peer: str = "", data: dict[str, Any
         _check(event, peer)
         text = (event.get("message") or {}).get("content") or event.get("response") or ""
         if event.get("done"):
+            images = event.get("images")  # imgscribe's report of each image (another imgscribe, or a remote one)
             yield Chunk(text, True, done_reason(event.get("done_reason")), metrics(event),
-                        event.get("data") if data is None else data)  # fmt: skip
+                        event.get("data") if data is None else data,
+                        images if isinstance(images, list) and all(isinstance(i, dict) for i in images) else None)  # fmt: skip
             return
         if text:
             yield Chunk(text=text)
