@@ -1,0 +1,204 @@
+"""Every image of a llamacpp request fits its token budget, and the prompt fits the slot's context,
+before llama-server sees it (issue 14).
+
+- Each image's cost comes from the projector (``image_tokens.py``: llama.cpp's own arithmetic, the
+  texts around an image counted by llama-server's ``/tokenize``); one over the request's budget
+  (``image_budget``: the option, the model's parameter, ``IMGSCRIBE_IMAGE_MAX_TOKENS``, the hardware
+  default) is scaled down, aspect kept, to the largest size under it.
+- The text's tokens: the rendered prompt cut at the media markers, each piece tokenized on its own
+  with the BOS llama-server adds (``/tokenize`` ``add_special``), as ``mtmd_tokenize`` does.
+- The slot's context is llama-server's own (``/props``: padded to 256 by llama.cpp). A prompt that
+  does not fit is given a larger context up to the model's trained length when the KV cache of it
+  fits the memory free now (``memory.kv_cache_bytes`` with the GGUF's layers and heads); otherwise
+  the request is refused with the numbers (``context_error``).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ...config import settings
+from ...errors import EngineFailed
+from ...formats.gguf import GGUFHeader, read_gguf
+from ...hardware import probe_gpus, probe_ram
+from ...memory import kv_cache_bytes, ram_budget, vram_budget
+from ...store.catalog import Arch
+from ...types import Image, ModelManifest
+from ...wire.transport import DeadlineClient, error_message, get_json
+from ..image_budget import ImageCost, fit, image_budget, scaled_image
+from .image_tokens import MtmdCounter, counter_for
+from .process import ServerProcess
+
+__all__ = ["Plan", "Budget", "kv_allows", "on_gpu", "raised_ctx"]
+
+_slot_ctx: weakref.WeakKeyDictionary[ServerProcess, int] = weakref.WeakKeyDictionary()
+_ROOM = 1024  # tokens left for the answer when the context is raised (unless num_predict says)
+
+
+@dataclass
+class Plan:
+    """What a request's images became, and what its prompt costs."""
+
+    images: list[Image]
+    costs: list[ImageCost]
+    text_tokens: int
+
+    @property
+    def image_tokens(self) -> int:
+        return sum(c.tokens for c in self.costs)
+
+    @property
+    def total(self) -> int:
+        return self.image_tokens + self.text_tokens
+
+    def reported(self) -> list[dict[str, Any]]:
+        return [c.as_dict() for c in self.costs]
+
+
+def _int(value: object) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+@functools.lru_cache(maxsize=1)
+def _gpu_found() -> bool:
+    return bool(probe_gpus(timeout=3.0)[0])
+
+
+def on_gpu(manifest: ModelManifest) -> bool:
+    """Whether the model runs on a GPU: its ``num_gpu`` layers when set, else an NVIDIA GPU found
+    (probed once)."""
+    layers = _int(manifest.parameters.get("num_gpu"))
+    return layers > 0 if layers is not None else _gpu_found()
+
+
+class Budget:
+    """One model's image budgets (its projector's counter, read once from the mmproj header)."""
+
+    def __init__(self, manifest: ModelManifest):
+        self.manifest = manifest
+        self._lock = threading.Lock()
+        self._counters: weakref.WeakKeyDictionary[ServerProcess, MtmdCounter | None] = weakref.WeakKeyDictionary()
+
+    @functools.cached_property
+    def _projector(self) -> GGUFHeader | None:
+        path = self.manifest.files.get("projector")
+        return read_gguf(path) if path and Path(path).is_file() else None
+
+    def counter(self, process: ServerProcess) -> MtmdCounter | None:
+        """The projector's counter, its texts tokenized by this llama-server; None when llama.cpp's
+        arithmetic for its projector type is not mirrored (then no budget applies)."""
+        with self._lock:
+            if process not in self._counters:
+                header = self._projector
+                p = self.manifest.parameters
+                self._counters[process] = None if header is None else counter_for(
+                    header, image_min_tokens=_int(p.get("image_min_tokens")),
+                    image_max_tokens=_int(p.get("image_max_tokens")),
+                    text_tokens=lambda text: len(tokenize(process, [text], add_special=False)))  # fmt: skip
+            return self._counters[process]
+
+    def plan(self, process: ServerProcess, prompt: str, marker: str, images: list[Image],
+             option: int | None) -> Plan | None:  # fmt: skip
+        """Each image fitted to the budget, and the prompt's cost; None when the projector's counts
+        are unknown (the images go as they are, llama-server checks the context)."""
+        counter = self.counter(process)
+        if counter is None:
+            return None
+        budget = image_budget(option, self.manifest.parameters.get("image_max_tokens"), settings().image_max_tokens,
+                              on_gpu(self.manifest))  # fmt: skip
+        out, costs = [], []
+        for image in images:
+            w, h = image.pil.size  # upright: intake applied the EXIF orientation
+            size = fit(counter, w, h, budget)
+            if size != (w, h) and size[0] * size[1] < w * h:
+                image = scaled_image(image, size)
+            else:
+                size = (w, h)
+            out.append(image)
+            costs.append(ImageCost((w, h), size, counter.tokens(*size)))
+        pieces = [piece for piece in prompt.split(marker) if piece] if marker else [prompt]
+        text = len(tokenize(process, ["", *pieces], add_special=True))  # "" first: the BOS alone, if any
+        return Plan(out, costs, text)
+
+
+def tokenize(process: ServerProcess, pieces: list[str], *, add_special: bool) -> list[int]:
+    """llama-server's ``/tokenize`` of ``pieces``, each tokenized on its own (special tokens parsed;
+    ``add_special``: the first one gets the vocabulary's BOS/EOS)."""
+    body = {"content": pieces, "add_special": add_special, "parse_special": True}
+    try:
+        with DeadlineClient(60, timeout=60, trust_env=False) as client:
+            r = client.post(process.url + "/tokenize", json=body, headers=process.headers)
+    except httpx.HTTPError as exc:
+        raise EngineFailed(f"llama-server did not tokenize the prompt: {exc}") from None
+    if r.status_code != 200:
+        raise EngineFailed(f"llama-server did not tokenize the prompt: {error_message(r.text, r.status_code)}")
+    return list(r.json().get("tokens") or [])
+
+
+def slot_ctx(process: ServerProcess, asked: int) -> int:
+    """A slot's context as llama-server runs it (``/props``; llama.cpp pads it to a multiple of
+    256), else ``asked``."""
+    if process not in _slot_ctx:
+        try:
+            n = _int((get_json(process.url + "/props", process.headers).get("default_generation_settings") or {})
+                     .get("n_ctx"))  # fmt: skip
+        except (httpx.HTTPError, ValueError, AttributeError):
+            n = None
+        _slot_ctx[process] = n or asked
+    return _slot_ctx[process]
+
+
+def raised_ctx(total: int, num_predict: int | None, trained: int) -> int | None:
+    """The context to restart with for a prompt of ``total`` tokens: room for the answer
+    (``num_predict``, else 1,024 tokens), in steps of 1,024, at most ``trained``; None when even
+    ``trained`` cannot hold the prompt."""
+    if total >= trained:
+        return None
+    want = total + (num_predict if num_predict and num_predict > 0 else _ROOM)
+    return min(trained, -(-want // 1024) * 1024)
+
+
+def _kv_bytes(model: Path, ctx: int) -> int:
+    head = _header(model)
+    a, md = head.architecture, head.metadata
+
+    def first(key: str) -> int:
+        value = md.get(f"{a}.{key}")
+        value = max(value) if isinstance(value, list) and value else value
+        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+    layers, heads = first("block_count"), first("attention.head_count")
+    kv_heads = first("attention.head_count_kv") or heads
+    head_dim = first("attention.key_length") or (first("embedding_length") // heads if heads else 0)
+    if layers and kv_heads and head_dim:
+        return kv_cache_bytes(Arch(layers=layers, kv_heads=kv_heads, head_dim=head_dim), ctx)
+    return kv_cache_bytes(None, ctx, text_params_b=head.parameters / 1e9)
+
+
+@functools.lru_cache(maxsize=16)
+def _header(model: Path) -> GGUFHeader:
+    return read_gguf(model)
+
+
+def kv_allows(manifest: ModelManifest, old_ctx: int, new_ctx: int, parallel: int) -> bool:
+    """Whether the KV cache of ``new_ctx`` tokens a slot (``parallel`` slots) fits the memory free
+    now, over what ``old_ctx`` already holds (GPU memory when the model runs on one, else RAM), a
+    reserve kept; always when the memory check is off (``IMGSCRIBE_IGNORE_MEMORY``)."""
+    if settings().ignore_memory:
+        return True
+    model = Path(manifest.files.get("model") or "")
+    extra = _kv_bytes(model, new_ctx * parallel) - _kv_bytes(model, old_ctx * parallel)
+    if extra <= 0:
+        return True
+    if on_gpu(manifest):
+        gpus = probe_gpus(timeout=3.0)[0]
+        if gpus:
+            return extra <= vram_budget(max(g.memory_free for g in gpus))
+    return extra <= ram_budget(probe_ram()[1])
