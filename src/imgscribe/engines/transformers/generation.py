@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ...errors import InvalidRequest
 from ...types import Options
+from ..image_budget import context_error
 
 DEFAULT_REPEAT_LAST_N = 64
 #: the lowest sampling temperature used: logits divided by less overflow float32 (inf, then NaN in softmax);
@@ -37,18 +37,20 @@ class Plan:
     stops: list[str]
     seed: int | None
     penalty: RepeatPenalty | None
+    images: list[dict[str, Any]] | None = None  # what each image became (Chunk.images), set by the runner
 
 
-def plan(options: Options, prompt_tokens: int, context_length: int, generation_config) -> Plan:
+def plan(
+    options: Options, prompt_tokens: int, context_length: int, generation_config, *, image_tokens: int = 0,
+    images: int = 0,
+) -> Plan:
+    """``image_tokens``: how many of the ``prompt_tokens`` are the ``images``' (for the context error)."""
     ctx = options.num_ctx if options.num_ctx and options.num_ctx > 0 else context_length
     if context_length and ctx > context_length:
         ctx = context_length
     room = ctx - prompt_tokens if ctx else 1 << 30
-    if room <= 0:
-        raise InvalidRequest(
-            f"the prompt is {prompt_tokens} tokens (images included), which fills the context of {ctx} tokens: "
-            "send fewer or smaller images, a shorter conversation, or a larger num_ctx"
-        )
+    if room <= 0:  # a 400 with the numbers (InvalidRequest)
+        raise context_error(image_tokens, images, prompt_tokens - image_tokens, ctx)
     n = options.num_predict
     max_new = room if n is None or n < 0 else min(n, room)
     kwargs: dict[str, Any] = {"max_new_tokens": max_new}

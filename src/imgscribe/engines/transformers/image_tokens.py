@@ -10,7 +10,9 @@ Where transformers has the arithmetic, it is the processor's own (``_get_num_mul
 ``get_number_of_image_patches``, Llama 4's ``get_best_fit``, Gemma 3's pan-and-scan), with the image
 processor's own settings (Qwen2-VL's ``min_pixels``/``max_pixels``: 12.8 MP by default); Phi-4's
 crop arithmetic is repeated here. Fixed-resolution families (LLaVA-1.5, Gemma 3 without pan-and-scan,
-Janus, Llama 3.2 Vision's single ``<|image|>``) are not ``resizable``: every image costs the same.
+Janus, Llama 3.2 Vision's single ``<|image|>``) are not ``resizable``: every image costs the same; nor
+are Idefics3 / SmolVLM, whose processor scales every image to one longest edge (the tiles follow the
+aspect only), and Gemma 3's pan-and-scan (its crops follow the aspect).
 An unknown family has no counter (None: no budget, the image passes through). Counts are cached per size.
 """
 
@@ -126,11 +128,8 @@ def _gemma3(processor) -> ImageTokens:
         return ImageTokens(lambda width, height: seq, False)
     import torch
 
-    pas = dict(
-        pan_and_scan_min_crop_size=option("pan_and_scan_min_crop_size"),
-        pan_and_scan_max_num_crops=option("pan_and_scan_max_num_crops"),
-        pan_and_scan_min_ratio_to_activate=option("pan_and_scan_min_ratio_to_activate"),
-    )
+    names = ("pan_and_scan_min_crop_size", "pan_and_scan_max_num_crops", "pan_and_scan_min_ratio_to_activate")
+    pas = {name: option(name) for name in names}
 
     def count(width: int, height: int) -> int:
         crops = ip.pan_and_scan_batched(torch.zeros(1).expand(1, 3, height, width), **pas)  # views: no pixels
@@ -154,7 +153,9 @@ def _idefics(processor) -> ImageTokens:
         patches, _rows, _cols = ip.get_number_of_image_patches(height, width, kwargs)
         return seq * max(1, patches)
 
-    counter = ImageTokens(count, True)
+    # the image processor scales every image's longest edge to size["longest_edge"] (up too): the tiles
+    # follow the aspect, not the size, so scaling down gains nothing
+    counter = ImageTokens(count, False)
     counter.tokens(336, 336)
     return counter
 

@@ -8,6 +8,7 @@ renders, tokenizes and preprocesses the images in one call, exactly as the famil
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ...errors import InvalidRequest
@@ -17,11 +18,14 @@ _ROLES = {"system": "system", "user": "user", "assistant": "assistant", "tool": 
 
 
 def conversation(
-    request: ChatRequest, system: str = "", *, system_text: bool = False
+    request: ChatRequest, system: str = "", *, system_text: bool = False, pils: Sequence[Any] | None = None
 ) -> tuple[list[dict[str, Any]], int]:
     """The chat-template messages for ``request`` (``system``: the model's default system prompt, used
     when the request has none) and the number of images in them. ``system_text``: a system message's
-    content is its text, a string (Llama 3.2 Vision's template trims it as one)."""
+    content is its text, a string (Llama 3.2 Vision's template trims it as one). ``pils``: the picture
+    to give the processor for each of ``request.images``, in order (default: each image's own ``pil``;
+    the image budget passes scaled ones)."""
+    given = iter(pils if pils is not None else [image.pil for image in request.images])
     messages: list[dict[str, Any]] = []
     if system and not any(m.role == "system" for m in request.messages):
         messages.append({"role": "system", "content": [{"type": "text", "text": system}]})
@@ -30,7 +34,7 @@ def conversation(
         role = _ROLES.get(m.role)
         if role is None:
             raise InvalidRequest(f"unknown message role {m.role!r} (system, user, assistant or tool)")
-        parts: list[dict[str, Any]] = [{"type": "image", "image": image.pil} for image in m.images]
+        parts: list[dict[str, Any]] = [{"type": "image", "image": next(given)} for _ in m.images]
         images += len(m.images)
         if m.content or not parts:
             parts.append({"type": "text", "text": m.content})

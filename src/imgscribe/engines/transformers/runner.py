@@ -10,6 +10,11 @@ Metrics, in nanoseconds:
   vision encoder included).
 - ``eval_count``: tokens generated; ``eval_duration``: from the first new token to the last.
 - ``image_encode_duration``: image preprocessing (the processor) plus the vision tower's forward pass.
+
+Images first fit the request's token budget (:mod:`..image_budget`; what an image costs, from the
+family's processor: :mod:`.image_tokens`): one over it is scaled down, aspect kept, before the
+processor sees it, and the final chunk's ``images`` says what each became. A prompt over the context
+is a 400 with its numbers (``context_error``).
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from ...config import settings
 from ...errors import EngineFailed, ImgscribeError
 from ...types import ChatRequest, Chunk, Metrics, ModelInfo, ModelManifest
+from ..image_budget import ImageCost, fit, image_budget, resized
 from . import generation, prompt
 from .families import context_length
 from .grammar import GrammarCompiler, schema_of
+from .image_tokens import counter_for, image_token_id
 from .loading import Loaded
 
 # Modules that turn pixels into the language model's embeddings, by attribute name across families.
@@ -51,6 +59,7 @@ class TransformersRunner:
         self._hooks = _time_vision(self.model, self)
         self._grammar = GrammarCompiler(self.tokenizer, _vocab_size(self.model, self.tokenizer), self.eos_ids)
         self._closed = False
+        self.counter = counter_for(self.processor, self.family)  # an image's prompt tokens (None: unknown)
 
     # -- the Runner interface ----------------------------------------------------------------------
 
@@ -59,19 +68,49 @@ class TransformersRunner:
             raise EngineFailed(f"model '{self.info.name}' was unloaded")
         start = time.perf_counter_ns()
         options = _options(self.manifest, request)
-        messages, n_images = prompt.conversation(request.with_history(self.manifest.messages), self.manifest.system,
-                                                 system_text=self.family.system_text)  # fmt: skip
+        request = request.with_history(self.manifest.messages)
+        pils, costs = self._budget(request)
+        messages, n_images = prompt.conversation(request, self.manifest.system, system_text=self.family.system_text,
+                                                 pils=pils)  # fmt: skip
         inputs = prompt.encode(self.processor, messages)
         preprocess_ns = time.perf_counter_ns() - start
         prompt_tokens = int(inputs["input_ids"].shape[1])
-        plan = generation.plan(options, prompt_tokens, self.context_length, self.model.generation_config)
+        image_tokens = sum(c.tokens for c in costs) if costs is not None else self._image_tokens_in(inputs)
+        plan = generation.plan(options, prompt_tokens, self.context_length, self.model.generation_config,
+                               image_tokens=image_tokens, images=n_images)  # fmt: skip
+        plan.images = [c.as_dict() for c in costs] if costs else None
         processors = [p for p in (plan.penalty,) if p is not None]
         schema = schema_of(request.format)
         if schema is not None:
             processors.append(self._grammar.processor(schema))
         if plan.max_new_tokens == 0:  # num_predict 0: nothing to generate (generate() refuses 0 new tokens)
-            return self._nothing(start, prompt_tokens)
+            return self._nothing(start, prompt_tokens, plan.images)
         return self._stream(inputs, plan, processors, cancel, start, preprocess_ns if n_images else 0, prompt_tokens)
+
+    # -- the image budget --------------------------------------------------------------------------
+
+    def _budget(self, request: ChatRequest) -> tuple[list[Any] | None, list[ImageCost] | None]:
+        """Each image of ``request`` as the processor gets it (scaled down, aspect kept, to the request's
+        token budget) and what it costs; (None, None) without images or without a counter."""
+        images = request.images
+        if not images or self.counter is None:
+            return None, None
+        budget = image_budget(request.options.image_max_tokens, self.manifest.parameters.get("image_max_tokens"),
+                              settings().image_max_tokens, on_gpu=self.device.startswith("cuda"))  # fmt: skip
+        pils, costs = [], []
+        for image in images:
+            w, h = image.pil.size  # upright: intake applied the EXIF orientation
+            size = fit(self.counter, w, h, budget)
+            if budget and self.counter.tokens(*size) > budget:  # even the smallest is over (LLaVA-1.6: its
+                size = fit(self.counter, w, h, self.counter.tokens(*size))  # fewest tiles): the largest at that cost
+            pils.append(resized(image.pil, size))
+            costs.append(ImageCost(original=(w, h), size=size, tokens=self.counter.tokens(*size)))
+        return pils, costs
+
+    def _image_tokens_in(self, inputs) -> int:
+        """The image positions in a prompt, counted (a family without a counter)."""
+        token = image_token_id(self.processor)
+        return int((inputs["input_ids"] == token).sum()) if token is not None else 0
 
     def close(self) -> None:
         if self._closed:
@@ -90,11 +129,11 @@ class TransformersRunner:
 
     # -- generation --------------------------------------------------------------------------------
 
-    def _nothing(self, start: int, prompt_tokens: int) -> Iterator[Chunk]:
+    def _nothing(self, start: int, prompt_tokens: int, images) -> Iterator[Chunk]:
         """The answer to num_predict 0: no tokens (``generate`` refuses max_new_tokens 0)."""
         metrics = Metrics(total_duration=time.perf_counter_ns() - start, prompt_eval_count=prompt_tokens)
         data = {"device": self.device, "dtype": str(self.loaded.dtype).removeprefix("torch.")}
-        yield Chunk(done=True, done_reason="length", metrics=metrics, data=data)
+        yield Chunk(done=True, done_reason="length", metrics=metrics, data=data, images=images)
 
     def _stream(self, inputs, plan, processors, cancel, start, preprocess_ns, prompt_tokens) -> Iterator[Chunk]:
         import torch
@@ -191,7 +230,7 @@ class TransformersRunner:
             image_encode_duration=preprocess_ns + self._vision_ns if preprocess_ns else 0,
         )
         data = {"device": self.device, "dtype": str(self.loaded.dtype).removeprefix("torch.")}
-        yield Chunk(done=True, done_reason=reason, metrics=metrics, data=data)
+        yield Chunk(done=True, done_reason=reason, metrics=metrics, data=data, images=plan.images)
 
 
 # -- helpers --------------------------------------------------------------------------------------
