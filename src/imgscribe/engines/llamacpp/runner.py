@@ -22,6 +22,12 @@ text-only). Manifest ``parameters`` (all optional): the default options (``tempe
 ``num_gpu``           layers to offload to a GPU (``-ngl``); default: llama-server's choice
 ``image_min_tokens`` / ``image_max_tokens``   for dynamic-resolution projectors (Qwen2-VL...)
 
+Images fit a token budget before llama-server sees them (``budget.py``, issue 14): each image's cost
+is llama.cpp's own (``image_tokens.py``); one over the request's ``image_max_tokens`` (else the
+model's, the setting's, the hardware's default) is scaled down, aspect kept; a prompt over the slot's
+context raises the context up to the trained length when the memory allows, else is refused (400)
+with the numbers. The final chunk says what each image became (``Chunk.images``).
+
 Manifest ``engine_settings`` (:class:`LlamaCppSettings`, all optional; written by the importers,
 never by a request):
 
@@ -57,8 +63,10 @@ from ...wire import openai
 from ...wire.common import format_schema, merged_options
 from ...wire.transport import DeadlineClient, StreamedPost, error_message, get_json
 from ..base import EngineSettings
+from ..image_budget import context_error
 from ..schema import compile_json_schema
 from .binary import server_binary
+from .budget import Budget, Plan, kv_allows, raised_ctx, slot_ctx
 from .child import Child, child_for, share_key
 from .process import ServerProcess
 from .prompt import MEDIA_MARKER, go_template_prompt
@@ -152,6 +160,7 @@ class LlamaCppRunner:
         self.log_dir = settings().models_dir / "logs"
         self.binary = binary or server_binary()
         ctx = _int_option(manifest, "num_ctx") or DEFAULT_CTX  # per slot, as llama-server runs now
+        self._budget = Budget(manifest)
         self._files_size = sum(Path(f).stat().st_size for f in manifest.files.values() if f and Path(f).is_file())
         self._closed = False
 
@@ -197,25 +206,59 @@ class LlamaCppRunner:
         process = self._acquire(request.options.num_ctx, cancel)  # holds a slot from here
         try:
             prompt = self._render(process, request, cancel)
+            plan = self._budget.plan(process, prompt, self._marker(process), request.images,
+                                     request.options.image_max_tokens) if request.images else None  # fmt: skip
+            wanted = self._context_for(process, plan, options.num_predict)
         except BaseException:
             self._leave()
             raise
+        if wanted:  # a larger context: llama-server restarts with it (once the answers in flight are done)
+            self._leave()
+            process = self._acquire(wanted, cancel)
+            try:
+                prompt = self._render(process, request, cancel)  # (a new process: a new media marker)
+                if plan.total >= (ctx := slot_ctx(process, self.ctx)):  # another request changed it meanwhile
+                    raise context_error(plan.image_tokens, len(plan.costs), plan.text_tokens, ctx)
+            except BaseException:
+                self._leave()
+                raise
+        images = plan.images if plan is not None else request.images
         s = self.engine_settings
-        body = completion_body(prompt, request.images, options, ctx=self.ctx, cache_prompt=s.cache_prompt,
+        body = completion_body(prompt, images, options, ctx=self.ctx, cache_prompt=s.cache_prompt,
                                ignore_eos=s.ignore_eos, schema=schema)  # fmt: skip
+        reported = plan.reported() if plan is not None else None
         if options.num_predict == 0:  # llama-server would still generate one token
             self._leave()
-            return _nothing()
-        return _Answer(self, process, body, cancel)  # gives the slot back when the answer ends
+            return _nothing(reported)
+        return _Answer(self, process, body, cancel, reported)  # gives the slot back when the answer ends
+
+    def _marker(self, process: ServerProcess) -> str:
+        """llama-server's media marker (random per start, so that no text can pass for an image)."""
+        if not process.media_marker:
+            process.media_marker = str(get_json(process.url + "/props", process.headers).get("media_marker") or "")
+        return process.media_marker or MEDIA_MARKER
+
+    def _context_for(self, process: ServerProcess, plan: Plan | None, num_predict: int | None) -> int | None:
+        """None when the prompt fits the slot's context; else the larger context to restart with (up
+        to the trained length, when the memory for its KV cache is free); else the refusal."""
+        if plan is None:
+            return None
+        ctx = slot_ctx(process, self.ctx)
+        if plan.total < ctx:
+            return None
+        wanted = raised_ctx(plan.total, num_predict, self._child.trained_ctx)
+        if wanted is None or not kv_allows(self.manifest, self.ctx, wanted, self.parallel):
+            raise context_error(plan.image_tokens, len(plan.costs), plan.text_tokens, ctx)
+        log.info("'%s': the prompt needs %d tokens, the context is %d: raising it to %d", self.info.name,
+                 plan.total, ctx, wanted)  # fmt: skip
+        return wanted
 
     def _render(self, process: ServerProcess, request: ChatRequest, cancel: threading.Event) -> str:
         """The prompt: by the model's Go template (Ollama's, ``prompt.py``), else by the GGUF's own chat
         template, with llama-server's media marker where each image goes (``/apply-template``; the
         images themselves travel once, with the completion)."""
         if request.raw or request.template or self.manifest.template:
-            if not process.media_marker:  # random per start, so that no text can pass for an image
-                process.media_marker = str(get_json(process.url + "/props", process.headers).get("media_marker") or "")
-            prompt = go_template_prompt(request, self.manifest, process.media_marker or MEDIA_MARKER)
+            prompt = go_template_prompt(request, self.manifest, self._marker(process))
             assert prompt is not None
             return prompt
         history = request.with_history(self.manifest.messages)
@@ -257,8 +300,9 @@ class _Answer(Iterator[Chunk]):
     client goes) cuts the HTTP stream, which makes llama-server stop working on it."""
 
     def __init__(self, runner: LlamaCppRunner, process: ServerProcess, body: dict[str, Any],
-                 cancel: threading.Event):  # fmt: skip
+                 cancel: threading.Event, images: list[dict[str, Any]] | None = None):  # fmt: skip
         self._runner = runner
+        self._images = images  # what each image became (image_budget.ImageCost), on the final chunk
         self._process = process
         self._closed = False
         self._post: StreamedPost | None = None
@@ -306,6 +350,7 @@ class _Answer(Iterator[Chunk]):
             for chunk in completion_chunks(post.sse(), self._start):
                 if chunk.done:
                     self._finish()
+                    chunk.images = self._images
                 yield chunk
                 if chunk.done:
                     return
@@ -318,9 +363,9 @@ class _Answer(Iterator[Chunk]):
         raise _crashed(self._runner, self._process, "before the answer ended")
 
 
-def _nothing() -> Iterator[Chunk]:
+def _nothing(images: list[dict[str, Any]] | None = None) -> Iterator[Chunk]:
     """The answer to num_predict 0: no tokens, cut by the limit."""
-    yield Chunk(done=True, done_reason="length", metrics=Metrics(total_duration=1))
+    yield Chunk(done=True, done_reason="length", metrics=Metrics(total_duration=1), images=images)
 
 
 def _crashed(runner: LlamaCppRunner, p: ServerProcess, during: str) -> EngineFailed:
