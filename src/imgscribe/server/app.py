@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from ..version import __version__
 from ..config import settings
 from ..scheduler import Scheduler
-from . import errors, ollama, openai
+from . import errors, ollama, openai, ui
 from .context import Server, server_of
 from .hosts import HostCheck
 from .metrics import MetricsMiddleware
@@ -37,6 +37,7 @@ def create_app(scheduler: Scheduler | None = None) -> FastAPI:
 
     app = FastAPI(title="imgscribe", version=__version__, lifespan=lifespan, openapi_url=None)
     app.state.server = server
+    app.include_router(ui.router)  # first: `/` is the page for a browser, Ollama's probe answer otherwise
     app.include_router(ollama.router)
     app.include_router(openai.router)
     app.add_api_route("/health", health, methods=["GET", "HEAD"])

@@ -10,8 +10,9 @@ desktop-app schemes (``app://``, ``file://``, ``tauri://``, ``vscode-webview://`
 without an ``Origin`` (curl, SDKs, the CLI) are not from a page and pass. ``Origin: null`` (a
 sandboxed frame, a ``data:`` page) is refused.
 
-**API key.** With ``IMGSCRIBE_API_KEY`` set, every request but ``GET /``, ``/health`` and CORS
-preflights must carry it, as ``Authorization: Bearer KEY`` (OpenAI's and Ollama's clients) or
+**API key.** With ``IMGSCRIBE_API_KEY`` set, every request but ``GET /``, ``/health``, the web
+page's files (``/ui``, ``/ui/*``: the page asks for the key) and CORS preflights must carry it, as
+``Authorization: Bearer KEY`` (OpenAI's and Ollama's clients) or
 ``x-api-key: KEY`` (Anthropic's); it is compared in constant time and never logged.
 """
 
@@ -32,8 +33,10 @@ LOCAL_ORIGINS = tuple(
     [f"{scheme}://{host}{port}" for host in _LOCAL_HOSTS for scheme in ("http", "https") for port in ("", ":*")]
     + [f"{scheme}://*" for scheme in ("app", "file", "tauri", "vscode-webview", "vscode-file")]
 )
-#: Paths anyone may ask without the key: whether a server runs here, and whether it is healthy.
-OPEN_PATHS = ("/", "/health")
+#: Paths anyone may ask without the key: whether a server runs here, and whether it is healthy;
+#: and the web page's static files (they hold no secret; the page asks for the key).
+OPEN_PATHS = ("/", "/health", "/ui")
+OPEN_PREFIXES = ("/ui/",)
 
 
 def allowed_origins(extra: Iterable[str] = ()) -> str:
@@ -103,4 +106,5 @@ class ApiKeyCheck:
         method = scope.get("method", "GET")
         if method == "OPTIONS":  # a browser's preflight never carries credentials
             return True
-        return method in ("GET", "HEAD") and scope["path"] in OPEN_PATHS
+        path = scope["path"]
+        return method in ("GET", "HEAD") and (path in OPEN_PATHS or path.startswith(OPEN_PREFIXES))
