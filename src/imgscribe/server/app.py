@@ -14,6 +14,7 @@ from ..version import __version__
 from ..config import settings
 from ..scheduler import Scheduler
 from . import errors, ollama, openai, ui
+from . import openai_completions, responses
 from .context import Server, server_of
 from .hosts import HostCheck
 from .metrics import MetricsMiddleware
@@ -40,6 +41,8 @@ def create_app(scheduler: Scheduler | None = None) -> FastAPI:
     app.include_router(ui.router)  # first: `/` is the page for a browser, Ollama's probe answer otherwise
     app.include_router(ollama.router)
     app.include_router(openai.router)
+    app.include_router(openai_completions.router)
+    app.include_router(responses.router)
     app.add_api_route("/health", health, methods=["GET", "HEAD"])
     app.add_api_route("/metrics", metrics, methods=["GET"])
     errors.install(app)
