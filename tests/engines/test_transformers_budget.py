@@ -100,9 +100,12 @@ def test_phi4_multimodal_with_its_real_36_crops():
 
 def test_a_full_context_is_the_sentence_with_the_numbers():
     with pytest.raises(InvalidRequest) as err:
-        generation.plan(Options(num_ctx=1000), 1200, 4096, None, image_tokens=1100, images=3)
+        generation.plan(Options(), 1200, 1000, None, image_tokens=1100, images=3)
     assert str(err.value) == str(context_error(1100, 3, 100, 1000))
     assert "1,200 tokens (1,100 for 3 images, 100 for text); the context is 1,000" in str(err.value)
+    with pytest.raises(InvalidRequest) as err:  # a num_ctx below the model's: says so
+        generation.plan(Options(num_ctx=1000), 1200, 4096, None, image_tokens=1100, images=3)
+    assert str(err.value) == f"{context_error(1100, 3, 100, 1000)}; or ask for a larger num_ctx (the model's context is 4,096)"
 
 
 # -- through the Ollama HTTP API --------------------------------------------------------------------
@@ -233,5 +236,7 @@ def test_too_many_images_for_the_context_is_a_400_with_the_numbers(server, monke
     counter = counter_for(processor, "qwen2_vl")
     reference = _encoded(processor, [(451, 300)] * 3)
     images, total = 3 * counter.tokens(451, 300), reference["input_ids"].shape[1]
-    assert json.loads(response.text)["error"] == str(context_error(images, 3, total - images, 300))
-    assert "for 3 images" in response.json()["error"] and "the context is 300" in response.json()["error"]
+    error = json.loads(response.text)["error"]
+    # the request's num_ctx is what is short: the sentence, and that the model takes more
+    assert error == f"{context_error(images, 3, total - images, 300)}; or ask for a larger num_ctx (the model's context is 32,768)"
+    assert "for 3 images" in error and "the context is 300" in error

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ...errors import InvalidRequest
 from ...types import Options
 from ..image_budget import context_error
 
@@ -50,7 +51,11 @@ def plan(
         ctx = context_length
     room = ctx - prompt_tokens if ctx else 1 << 30
     if room <= 0:  # a 400 with the numbers (InvalidRequest)
-        raise context_error(image_tokens, images, prompt_tokens - image_tokens, ctx)
+        error = context_error(image_tokens, images, prompt_tokens - image_tokens, ctx)
+        if context_length and ctx < context_length:  # the request's num_ctx is what is short
+            error = InvalidRequest(f"{error.message}; or ask for a larger num_ctx (the model's context is "
+                                   f"{context_length:,})")  # fmt: skip
+        raise error
     n = options.num_predict
     max_new = room if n is None or n < 0 else min(n, room)
     kwargs: dict[str, Any] = {"max_new_tokens": max_new}
