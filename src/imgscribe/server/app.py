@@ -14,7 +14,7 @@ from ..version import __version__
 from ..config import settings
 from ..scheduler import Scheduler
 from . import errors, ollama, openai, ui
-from . import openai_completions, responses
+from . import anthropic, openai_completions, responses
 from .context import Server, server_of
 from .hosts import HostCheck
 from .metrics import MetricsMiddleware
@@ -43,6 +43,7 @@ def create_app(scheduler: Scheduler | None = None) -> FastAPI:
     app.include_router(openai.router)
     app.include_router(openai_completions.router)
     app.include_router(responses.router)
+    app.include_router(anthropic.router)
     app.add_api_route("/health", health, methods=["GET", "HEAD"])
     app.add_api_route("/metrics", metrics, methods=["GET"])
     errors.install(app)
