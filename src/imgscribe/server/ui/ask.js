@@ -169,7 +169,7 @@ export function setupAsk({ onNeedsKey }) {
       if (!text) a.textContent = "(empty answer)";
       col.history.push({ role: "assistant", content: text });
       li.classList.add("done");
-      answerStats(stats, { started, firstToken, final, ended: performance.now() });
+      answerStats(stats, { started, firstToken, final, ended: performance.now(), sentImages: message.images?.length || 0 });
     } catch (err) {
       if (err.name === "AbortError") {
         li.classList.add("stopped");

@@ -7,7 +7,7 @@ function size(pair) {
   return Array.isArray(pair) ? `${pair[0]}×${pair[1]}` : "";
 }
 
-export function answerStats(dl, { started, firstToken, final, ended }) {
+export function answerStats(dl, { started, firstToken, final, ended, sentImages = 0 }) {
   const rows = [];
   rows.push(["time to first token", firstToken === null ? "–" : seconds((firstToken - started) / 1000), "ttft"]);
   if (final?.eval_count && final?.eval_duration) {
@@ -26,6 +26,8 @@ export function answerStats(dl, { started, firstToken, final, ended }) {
       return was && was !== now ? `${was} → ${now}` : now;
     });
     rows.push(["image size", sizes.join(", "), "image-size"]);
+  } else if (sentImages) {
+    rows.push(["image tokens", "not reported by this model", "image-tokens"]);
   }
   if (final?.prompt_eval_count !== undefined) rows.push(["prompt tokens", String(final.prompt_eval_count), "prompt-tokens"]);
   const total = final?.total_duration ? final.total_duration / 1e9 : (ended - started) / 1000;
