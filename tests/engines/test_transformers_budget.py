@@ -105,7 +105,8 @@ def test_a_full_context_is_the_sentence_with_the_numbers():
     assert "1,200 tokens (1,100 for 3 images, 100 for text); the context is 1,000" in str(err.value)
     with pytest.raises(InvalidRequest) as err:  # a num_ctx below the model's: says so
         generation.plan(Options(num_ctx=1000), 1200, 4096, None, image_tokens=1100, images=3)
-    assert str(err.value) == f"{context_error(1100, 3, 100, 1000)}; or ask for a larger num_ctx (the model's context is 4,096)"
+    more = "; or ask for a larger num_ctx (the model's context is 4,096)"
+    assert str(err.value) == f"{context_error(1100, 3, 100, 1000)}{more}"
 
 
 # -- through the Ollama HTTP API --------------------------------------------------------------------
@@ -121,7 +122,7 @@ def server(tmp_path_factory):
 
 
 def _created(server, name: str) -> str:
-    client, store = server
+    _, store = server
     model = f"tiny-{name.replace('_', '-')}"
     if not store.exists(model):
         create_from_path(store, model, checkpoint(name))
@@ -238,5 +239,6 @@ def test_too_many_images_for_the_context_is_a_400_with_the_numbers(server, monke
     images, total = 3 * counter.tokens(451, 300), reference["input_ids"].shape[1]
     error = json.loads(response.text)["error"]
     # the request's num_ctx is what is short: the sentence, and that the model takes more
-    assert error == f"{context_error(images, 3, total - images, 300)}; or ask for a larger num_ctx (the model's context is 32,768)"
+    more = "; or ask for a larger num_ctx (the model's context is 32,768)"
+    assert error == f"{context_error(images, 3, total - images, 300)}{more}"
     assert "for 3 images" in error and "the context is 300" in error
