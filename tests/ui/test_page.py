@@ -193,13 +193,13 @@ def test_phone_width_has_no_horizontal_scroll(browser, ui_server, tmp_path):
         page.click("#ask-stop")
         column(page, "echo-slow:latest").locator(".turn.stopped").wait_for()
         page.screenshot(path=str(_artifact("phone-ask.png")), full_page=True)
-        assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+        assert page.evaluate("() => document.documentElement.scrollWidth <= 390")
         a, b = column(page, "echo-test:latest").bounding_box(), column(page, "echo-slow:latest").bounding_box()
         assert a["x"] == b["x"] and (b["y"] >= a["y"] + a["height"] or a["y"] >= b["y"] + b["height"])  # stacked
         for tab in ("#tab-batch", "#tab-models"):
             page.click(tab)
             page.screenshot(path=str(_artifact(f"phone-{tab[5:]}.png")), full_page=True)
-            assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"), tab
+            assert page.evaluate("() => document.documentElement.scrollWidth <= 390"), tab
     finally:
         context.close()
 
@@ -269,3 +269,36 @@ def _artifact(name: str):
 
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS / name
+
+
+def test_heic_gets_a_placeholder_and_the_server_decodes_it(page, tmp_path):
+    import io
+
+    import pillow_heif
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), "red").save(buf, format="HEIF")
+    heic = tmp_path / "phone photo.heic"
+    heic.write_bytes(buf.getvalue())
+    page.set_input_files("#ask-files", [str(heic)])
+    placeholder = page.locator(".previews .placeholder")
+    assert "HEIC" in placeholder.inner_text() and "phone photo.heic" in page.inner_text("#ask-previews")
+    send(page, "Describe this image.", "echo-test:latest")
+    col = column(page, "echo-test:latest")
+    col.locator(".turn.done").wait_for()
+    assert "1 image(s): 64x48" in col.locator(".answer").inner_text()
+
+
+def test_dark_theme_follows_the_system(browser, ui_server):
+    context = browser.new_context(color_scheme="dark", viewport={"width": 1000, "height": 700})
+    page = context.new_page()
+    try:
+        page.goto(ui_server.url + "/ui")
+        page.wait_for_selector("#ask-models input[type=checkbox]")
+        background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(22, 23, 26)", background
+        page.screenshot(path=str(_artifact("dark.png")), full_page=True)
+    finally:
+        context.close()
