@@ -242,3 +242,17 @@ def test_too_many_images_for_the_context_is_a_400_with_the_numbers(server, monke
     more = "; or ask for a larger num_ctx (the model's context is 32,768)"
     assert error == f"{context_error(images, 3, total - images, 300)}{more}"
     assert "for 3 images" in error and "the context is 300" in error
+
+
+def test_openai_usage_says_what_each_image_became(server, big, monkeypatch):
+    monkeypatch.setenv("IMGSCRIBE_IMAGE_MAX_TOKENS", "200")
+    client, _ = server
+    url = "data:image/jpeg;base64," + b64(big)
+    body = {"model": _created(server, "qwen2_vl"), "max_tokens": 1, "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": PROMPT}]}]}  # fmt: skip
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    usage = response.json()["usage"]
+    [image] = usage["prompt_tokens_details"]["images"]
+    assert image["original_size"] == [4000, 3000] and image["tokens"] <= 200
+    assert usage["prompt_tokens_details"]["image_tokens"] == image["tokens"]
