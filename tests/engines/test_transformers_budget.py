@@ -256,3 +256,16 @@ def test_openai_usage_says_what_each_image_became(server, big, monkeypatch):
     [image] = usage["prompt_tokens_details"]["images"]
     assert image["original_size"] == [4000, 3000] and image["tokens"] <= 200
     assert usage["prompt_tokens_details"]["image_tokens"] == image["tokens"]
+
+
+def test_a_models_parameter_is_its_budget_and_a_request_option_overrides_it(server, big, monkeypatch):
+    client, _ = server
+    base = _created(server, "qwen2_vl")
+    created = client.post("/api/create", json={"model": "tiny-qwen-budget", "from": base, "stream": False,
+                                               "parameters": {"image_max_tokens": 64}})  # fmt: skip
+    assert created.status_code == 200, created.text
+    monkeypatch.setenv("IMGSCRIBE_IMAGE_MAX_TOKENS", "200")
+    final = ollama_chat(client, "tiny-qwen-budget", PROMPT, [big], options={"num_predict": 1})[-1]
+    assert final["images"][0]["tokens"] <= 64
+    final = ollama_chat(client, "tiny-qwen-budget", PROMPT, [big], options={"num_predict": 1, "image_max_tokens": 150})
+    assert 64 < final[-1]["images"][0]["tokens"] <= 150
