@@ -11,7 +11,7 @@ import pytest
 from imgscribe.scheduler import Scheduler
 from imgscribe.store import Store
 from imgscribe.testing import photo_path
-from server.conftest import add_echo, image_bytes, live_server, wait_for
+from server.conftest import add_echo, b64, image_bytes, live_server, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -302,3 +302,64 @@ def test_dark_theme_follows_the_system(browser, ui_server):
         page.screenshot(path=str(_artifact("dark.png")), full_page=True)
     finally:
         context.close()
+
+
+def test_a_busy_server_is_said_in_words(browser, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = Store(tmp_path / "models")
+    add_echo(store, "narrow", parallel=1, delay=0.05, tokens=60)  # about 3 s an answer
+    scheduler = Scheduler(store, max_queue=1)
+    context = browser.new_context()
+    body = {"model": "narrow", "messages": [{"role": "user", "content": "hold"}], "stream": False}
+    try:
+        with live_server(scheduler) as server, ThreadPoolExecutor(2) as pool:
+            page = context.new_page()
+            page.goto(server.url + "/ui")
+            page.wait_for_selector('#ask-models input[value="narrow:latest"]')
+            scheduler.load("narrow")
+            held = [pool.submit(httpx.post, server.url + "/api/chat", json=body, timeout=30)]
+            assert wait_for(lambda: scheduler.running() == 1)
+            held.append(pool.submit(httpx.post, server.url + "/api/chat", json=body, timeout=30))
+            assert wait_for(lambda: scheduler.queue_depth() == 1)
+            send(page, "me too", "narrow:latest")
+            col = column(page, "narrow:latest")
+            col.locator(".turn.failed").wait_for()
+            assert "busy" in col.locator(".answer").inner_text()
+            page.screenshot(path=str(_artifact("busy.png")), full_page=True)
+            assert [f.result().status_code for f in held] == [200, 200]
+    finally:
+        context.close()
+        scheduler.close()
+
+
+def test_options_presets_and_json_reach_the_model(page):
+    page.select_option("#ask-preset", "tags")
+    assert page.is_checked("#ask-json") and page.input_value("#ask-prompt").startswith("List tags")
+    choose(page, "echo-test:latest")
+    page.click("#ask-send")
+    col = column(page, "echo-test:latest")
+    col.locator(".turn.done").wait_for()
+    json.loads(col.locator(".answer").inner_text())  # format: "json" was sent
+    page.select_option("#ask-preset", "describe")
+    assert not page.is_checked("#ask-json")
+    page.click(".options summary")
+    page.fill("#opt-predict", "2")
+    page.fill("#opt-temperature", "0.2")
+    page.fill("#opt-image", "64")
+    page.click("#ask-new")
+    page.click("#ask-send")
+    col.locator(".turn.done").wait_for()
+    assert stat(col, "tokens") == "2" and stat(col, "reason") == "length"
+    # Images dropped on the page (a drag from the desktop) are attached too.
+    page.evaluate("""(b64) => {
+        const png = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([png], 'dropped.png', {type: 'image/png'}));
+        document.getElementById('ask-drop').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true}));
+    }""", b64(image_bytes((2, 1))))
+    assert "dropped.png" in page.inner_text("#ask-previews")
+    page.fill("#opt-predict", "")
+    page.click("#ask-send")
+    wait_for(lambda: col.locator(".turn.done").count() == 2, 30)
+    assert "1 image(s): 2x1" in col.locator(".answer").nth(1).inner_text()
