@@ -83,7 +83,7 @@ def test_remote_client_round_trip(server, store):
     assert client.info("llava") == store.resolve("llava").info
     assert {i.name for i in client.list()} >= {"llava:latest", "echo-test:latest"}
     (row,) = client.ps()
-    assert row["name"] == "llava:latest" and row["expires_at"] is None and row["processor"] == "CPU"
+    assert row["name"] == "llava:latest" and int(row["expires_at"][:4]) > 2200 and row["processor"] == "CPU"
     client.stop("llava")
     assert client.ps() == []
 

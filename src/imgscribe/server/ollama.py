@@ -22,7 +22,7 @@ from ..store import parse_name
 from ..store.blobs import check_digest, safe_relative
 from ..store.modelfile import apply
 from ..types import ChatRequest, Message, Role, check_role
-from ..version import __version__
+from ..version import OLLAMA_API_VERSION, __version__
 from . import render
 from .context import Server, server_of
 from .errors import NotImplementedYet
@@ -41,8 +41,11 @@ async def root() -> Response:
 
 
 @router.api_route("/api/version", methods=["GET", "HEAD"])
-async def version() -> dict:
-    return {"version": __version__}
+async def version() -> Response:
+    """The Ollama API version this server implements (clients gate on it); imgscribe's own in a
+    field and a header."""
+    return JSONResponse({"version": OLLAMA_API_VERSION, "imgscribe": __version__},
+                        headers={"X-Imgscribe-Version": __version__})
 
 
 @router.post("/api/generate")
@@ -128,7 +131,7 @@ async def show(request: Request) -> dict:
     body = await server.body(request, ModelBody)
     manifest = await run_in_threadpool(server.store.resolve, body.target)
     request.state.model = manifest.name
-    return render.show(manifest)
+    return await run_in_threadpool(render.show, manifest)  # reads a projector's header
 
 
 @router.get("/api/ps")

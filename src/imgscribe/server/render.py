@@ -18,7 +18,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -190,16 +190,41 @@ Dialect = Ollama | OpenAI | Progress
 
 
 def digest(info: ModelInfo) -> str:
-    """The model's digest, or a stable one derived from its description."""
-    return info.digest or hashlib.sha256(info.model_dump_json().encode()).hexdigest()
+    """The model's digest as Ollama gives it, bare hex (no ``sha256:``), or a stable one derived
+    from its description. The store's digest does not depend on the name, so ``cp`` keeps it."""
+    return (info.digest or hashlib.sha256(info.model_dump_json().encode()).hexdigest()).removeprefix("sha256:")
 
 
 def modified_at(info: ModelInfo) -> str:
-    """When the model was written; for one that ships inside the package, when that was installed."""
+    """When the model was written (RFC 3339, UTC, ``Z``); for one that ships inside the package,
+    when that was installed."""
     if info.modified_at:
-        return info.modified_at
+        try:
+            return rfc3339(datetime.fromisoformat(info.modified_at.replace("Z", "+00:00"))) or info.modified_at
+        except ValueError:
+            return info.modified_at
     installed = datetime.fromtimestamp(Path(__file__).stat().st_mtime, UTC)
     return rfc3339(installed) or ""
+
+
+#: The builtin model is no language model: it reads a prompt of any length and answers in a few
+#: sentences. Clients size prompts by a context length (litellm's ``max_tokens``), so it reports
+#: Ollama's default ``num_ctx``.
+BUILTIN_CONTEXT = 4096
+#: ``expires_at`` for a model kept forever (``keep_alive: -1``): as Ollama, now plus Go's largest
+#: duration (about 292 years), never null, since typed clients expect a timestamp.
+FOREVER = timedelta(microseconds=(2**63 - 1) // 1000)
+
+
+def context_length(info: ModelInfo) -> int:
+    """The context the model was made for: the importer's (a GGUF's ``<arch>.context_length``, a
+    checkpoint's config), its ``model_info`` key, or the builtin model's; 0 when unknown."""
+    if info.context_length:
+        return info.context_length
+    for key, value in info.model_info.items():
+        if key.endswith(".context_length") and isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return BUILTIN_CONTEXT if info.engine == "builtin" else 0
 
 
 def details(info: ModelInfo) -> dict[str, Any]:
@@ -233,13 +258,14 @@ def show(manifest: ModelManifest) -> dict[str, Any]:
     info = manifest.info
     arch = info.family or info.engine
     model_info: dict[str, Any] = {"general.architecture": arch, "general.basename": info.name.split(":")[0]}
-    if info.context_length:
-        model_info[f"{arch}.context_length"] = info.context_length
     model_info.update(info.model_info)
+    arch = str(model_info.get("general.architecture") or arch)
+    if context_length(info) and not model_info.get(f"{arch}.context_length"):
+        model_info[f"{arch}.context_length"] = context_length(info)
     from ..store.modelfile import parameters_text, to_modelfile
 
     template = manifest.template  # the engine's settings are never shown: they are not options
-    return {
+    shown = {
         "license": info.license,
         "modelfile": to_modelfile(manifest),
         "parameters": parameters_text(manifest.parameters),
@@ -252,20 +278,40 @@ def show(manifest: ModelManifest) -> dict[str, Any]:
         "modified_at": modified_at(info),
         "imgscribe": info.model_dump(mode="json"),
     }
+    projector = projector_info(manifest)
+    if projector:
+        shown["projector_info"] = projector
+    return shown
+
+
+def projector_info(manifest: ModelManifest) -> dict[str, Any]:
+    """A GGUF projector's metadata (``clip.*``), as Ollama's ``projector_info``; empty without one."""
+    path = manifest.files.get("projector")
+    if not path or not Path(path).is_file():
+        return {}
+    from ..formats.gguf import read_gguf
+
+    try:
+        head = read_gguf(path)
+    except ImgscribeError:
+        return {}
+    return {k: v for k, v in head.metadata.items() if isinstance(v, (bool, int, float, str))
+            and (k.startswith("clip.") or k == "general.architecture")}  # fmt: skip
 
 
 def running(row: LoadedModel) -> dict[str, Any]:
-    """An ``/api/ps`` entry; ``expires_at`` is null for a model kept forever."""
+    """An ``/api/ps`` entry; ``expires_at`` for a model kept forever is far in the future, as Ollama's."""
     info = row.info
+    expires = row.expires_at or datetime.now(UTC) + FOREVER
     return {
         "name": info.name,
         "model": info.name,
         "size": row.memory,
         "digest": digest(info),
         "details": details(info),
-        "expires_at": rfc3339(row.expires_at),
+        "expires_at": rfc3339(expires),
         "size_vram": 0,
-        "context_length": info.context_length,
+        "context_length": context_length(info),
     }
 
 

@@ -160,8 +160,8 @@ class Store:
         src, dst = parse_name(source), parse_name(destination)
         if dst.short == BUILTIN:
             raise InvalidRequest("'builtin' is reserved for the embedded model")
-        if src.short == BUILTIN:
-            self.create(destination, _builtin())
+        if src.short == BUILTIN:  # a copy keeps the digest, as Ollama's (llm-ollama groups aliases by it)
+            self.create(destination, _builtin(), source={"digest": _builtin_info().digest})
             return
         stored = self._read(src, source).model_copy(deep=True)
         stored.model.name = stored.model.info.name = dst.short
