@@ -363,3 +363,36 @@ def test_options_presets_and_json_reach_the_model(page):
     page.click("#ask-send")
     wait_for(lambda: col.locator(".turn.done").count() == 2, 30)
     assert "1 image(s): 2x1" in col.locator(".answer").nth(1).inner_text()
+
+
+def test_builtin_and_a_tiny_checkpoint_side_by_side(browser, tmp_path):
+    """A real transformers model (Gemma 3's architecture, random weights: its text is noise; its
+    shapes, image tokens and timings are real) beside ``builtin``."""
+    from imgscribe import testing
+    from imgscribe.store.importer import create_from_path
+
+    store = Store(tmp_path / "models")
+    create_from_path(store, "tiny-gemma", testing.build("gemma3", tmp_path / "gemma3"))
+    scheduler = Scheduler(store)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        with live_server(scheduler) as server:
+            page = context.new_page()
+            page.goto(server.url + "/ui")
+            page.wait_for_selector('#ask-models input[value="tiny-gemma:latest"]')
+            page.click(".options summary")
+            page.fill("#opt-predict", "8")
+            send(page, "Describe this image.", BUILTIN, "tiny-gemma:latest", files=[photo_path("coffee")])
+            left, right = column(page, BUILTIN), column(page, "tiny-gemma:latest")
+            left.locator(".turn.done").wait_for(timeout=240_000)
+            right.locator(".turn.done").wait_for(timeout=240_000)
+            page.screenshot(path=str(_artifact("builtin-vs-tiny-gemma.png")), full_page=True)
+            for col in (left, right):
+                assert stat(col, "ttft") != "–" and float(stat(col, "tps")) > 0
+            assert int(stat(right, "image-tokens")) > 0 and "×" in stat(right, "image-size")
+            assert stat(right, "tokens") == "8"
+            a, b = left.bounding_box(), right.bounding_box()
+            assert abs(a["y"] - b["y"]) < 2 and b["x"] > a["x"]
+    finally:
+        context.close()
+        scheduler.close()
