@@ -156,8 +156,11 @@ def test_family_through_the_ollama_api(family, binary, tmp_path):
     scheduler = Scheduler(store, num_parallel=0)
     try:
         with live_server(scheduler) as live:
+            # image_max_tokens: llama.cpp's own count of the whole photo, not the CPU's default budget
+            # (which gives LLaVA-1.6 the overview alone; test_llamacpp_budget.py tests budgets)
             lines, _ = ollama_chat(live.url, name, PROMPT, photo_b64("chelsea"),
-                                   options={"num_predict": 12, "temperature": 0, "seed": 1})  # fmt: skip
+                                   options={"num_predict": 12, "temperature": 0, "seed": 1,
+                                            "image_max_tokens": 100_000})  # fmt: skip
             final = _final(lines)
             text = "".join(line["message"]["content"] for line in lines)
             if text:  # (random Mistral 3 weights emit only special tokens: no text at all)
