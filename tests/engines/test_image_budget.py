@@ -50,9 +50,18 @@ class AtLeastFour(Grid):
         return max(4, super().tokens(width, height))
 
 
-def test_a_budget_below_the_smallest_image_gives_the_smallest_useful_size():
+class Tiles(Grid):
+    """LLaVA-1.6-like: a tile of 336 px costs as much as a thumbnail."""
+
+    def tokens(self, width: int, height: int) -> int:
+        return 576 * (1 + math.ceil(width / 336) * math.ceil(height / 336)) if max(width, height) > 336 else 1152
+
+
+def test_a_budget_below_the_smallest_image_gives_the_largest_size_at_the_least_cost():
     w, h = fit(AtLeastFour(), 4000, 3000, 1)
-    assert min(w, h) == 28
+    assert AtLeastFour().tokens(w, h) == 4 and min(w, h) >= 28
+    w, h = fit(Tiles(), 4000, 3000, 1000)  # nothing is within 1000: one tile, as large as it costs no more
+    assert Tiles().tokens(w, h) == 1152 and max(w, h) == 336
     assert Grid().tokens(*fit(Grid(), 4000, 3000, 1)) == 1
 
 

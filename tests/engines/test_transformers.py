@@ -31,12 +31,16 @@ PROMPT = "Describe this image."
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """One Ollama-compatible app for the module: models stay loaded between a family's tests."""
+    """One Ollama-compatible app for the module: models stay loaded between a family's tests. No image
+    budget: these tests compare with the family's processor on the photo as sent (budgets are
+    test_transformers_budget.py's)."""
     store = Store(tmp_path_factory.mktemp("store"))
-    scheduler = Scheduler(store, keep_alive=600)
-    with TestClient(create_app(scheduler)) as client:
-        yield client, store
-    scheduler.close()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IMGSCRIBE_IMAGE_MAX_TOKENS", "1000000")
+        scheduler = Scheduler(store, keep_alive=600)
+        with TestClient(create_app(scheduler)) as client:
+            yield client, store
+        scheduler.close()
 
 
 def _created(server, family: str) -> str:

@@ -57,11 +57,18 @@ class ImageCost:
 def fit(counter: TokenCounter, width: int, height: int, budget: int | None) -> tuple[int, int]:
     """The largest size, aspect kept, whose cost is within ``budget`` (the size itself when it fits,
     when there is no budget, or when the model is not ``resizable``). When even the smallest useful
-    size is over budget, that smallest size."""
+    size is over budget, the largest size that costs no more than that smallest one (LLaVA-1.6's one
+    tile costs the same at 448 px as at 28 px)."""
     if not budget or budget <= 0 or not counter.resizable or counter.tokens(width, height) <= budget:
         return width, height
-    # scale factors: low fits (or is the floor), high does not
-    low, high = min(1.0, _MIN_SIDE / max(1, min(width, height))), 1.0
+    floor = min(1.0, _MIN_SIDE / max(1, min(width, height)))
+    least = counter.tokens(*_scaled(width, height, floor))
+    return _scaled(width, height, _largest(counter, width, height, max(budget, least), floor))
+
+
+def _largest(counter: TokenCounter, width: int, height: int, budget: int, low: float) -> float:
+    """The largest scale in [low, 1] whose cost is within ``budget`` (``low``'s is)."""
+    high = 1.0
     for _ in range(30):
         mid = (low + high) / 2
         if counter.tokens(*_scaled(width, height, mid)) <= budget:
@@ -70,7 +77,7 @@ def fit(counter: TokenCounter, width: int, height: int, budget: int | None) -> t
             high = mid
         if high - low < 1e-4:
             break
-    return _scaled(width, height, low)
+    return low
 
 
 def _scaled(width: int, height: int, scale: float) -> tuple[int, int]:
