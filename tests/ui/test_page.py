@@ -396,3 +396,39 @@ def test_builtin_and_a_tiny_checkpoint_side_by_side(browser, tmp_path):
     finally:
         context.close()
         scheduler.close()
+
+
+def test_pull_shows_progress_then_the_model_is_listed(browser, tmp_path, monkeypatch):
+    from imgscribe.store.pull import download
+    from store.fake_remotes import FakeRegistry
+    from store.test_pull_ollama import add_llava
+
+    monkeypatch.setattr(download, "MIN_PART_SIZE", 64 * 1024)
+    monkeypatch.setattr(download, "CHUNK", 16 * 1024)
+    registry = FakeRegistry()
+    scheduler = Scheduler(Store(tmp_path / "models"))
+    context = browser.new_context()
+    try:
+        add_llava(registry)
+        name = f"{registry.host}/library/llava:7b"
+        with live_server(scheduler) as server:
+            page = context.new_page()
+            page.goto(server.url + "/ui")
+            page.click("#tab-models")
+            page.fill("#pull-name", name)
+            page.check("#pull-insecure")
+            page.evaluate("""() => { window.progressSeen = [];
+                new MutationObserver(() => window.progressSeen.push(document.querySelector('#pull-status').textContent))
+                  .observe(document.querySelector('#pull-status'), {childList: true, characterData: true, subtree: true}); }""")
+            page.click("#pull-start")
+            page.wait_for_function("() => document.querySelector('#pull-status').textContent.startsWith('Pulled')")
+            page.locator(f'#models-table tr[data-model="{name}"]').wait_for()
+            seen = page.evaluate("() => window.progressSeen")
+            assert any(" of " in s for s in seen), seen  # "pulling sha256:...: 1.2 MB of 3.4 MB"
+            assert page.eval_on_selector("#pull-progress", "p => p.value === p.max && p.max > 1")
+            assert not page.inner_text("#pull-error")
+            page.screenshot(path=str(_artifact("pulled.png")), full_page=True)
+    finally:
+        context.close()
+        scheduler.close()
+        registry.close()

@@ -47,7 +47,6 @@ export function setupModels({ refresh, onNeedsKey }) {
       tr.append(td);
       tbody.append(tr);
     }
-    $("models-status").textContent ||= `${list.length} model(s).`;
   }
 
   $("pull-stop").addEventListener("click", () => controller?.abort());
@@ -63,7 +62,7 @@ export function setupModels({ refresh, onNeedsKey }) {
     $("pull-start").disabled = true;
     $("pull-stop").disabled = false;
     try {
-      await stream("api/pull", { model: name, stream: true }, (obj) => {
+      await stream("api/pull", { model: name, stream: true, insecure: $("pull-insecure").checked }, (obj) => {
         if (obj.total) {
           bar.max = obj.total;
           bar.value = obj.completed || 0;
