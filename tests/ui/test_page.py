@@ -432,3 +432,19 @@ def test_pull_shows_progress_then_the_model_is_listed(browser, tmp_path, monkeyp
         context.close()
         scheduler.close()
         registry.close()
+
+
+def test_every_control_is_labelled_and_a_paste_attaches_an_image(page):
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea, button')]
+        .filter((el) => !(el.labels?.length || el.getAttribute('aria-label') || el.textContent.trim()))
+        .map((el) => el.id || el.outerHTML)""")
+    assert unlabelled == []
+    assert page.locator("[aria-live=polite]").count() >= 3  # the status lines; each answer gets one too
+    page.evaluate("""(b64) => {
+        const png = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([png], 'pasted.png', {type: 'image/png'}));
+        document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: dt, bubbles: true}));
+    }""", b64(image_bytes((3, 2))))
+    assert "pasted.png" in page.inner_text("#ask-previews")
+    assert page.locator("#ask-previews img").get_attribute("alt") == "preview of pasted.png"
