@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _llamacpp_support import SERVES, gguf_pair, live_server, llama_server_binary, ollama_chat  # noqa: E402
 
 from imgscribe import testing  # noqa: E402
-from imgscribe.engines.image_budget import context_error  # noqa: E402
+from imgscribe.engines.image_budget import CPU_BUDGET, context_error, fit  # noqa: E402
 from imgscribe.engines.llamacpp import LlamaCppRunner, budget  # noqa: E402
 from imgscribe.engines.llamacpp.budget import tokenize  # noqa: E402
 from imgscribe.engines.llamacpp.image_tokens import calc_size_preserved_ratio, counter_for  # noqa: E402
-from imgscribe.formats.gguf import read_gguf  # noqa: E402
+from imgscribe.formats.gguf import GGUFHeader, read_gguf  # noqa: E402
 from imgscribe.images import intake  # noqa: E402
 from imgscribe.scheduler import Scheduler  # noqa: E402
 from imgscribe.store import Store  # noqa: E402
@@ -98,6 +98,14 @@ def test_predicted_tokens_are_what_llama_server_counts(family, binary, photos):
             prompt, marker = runner._render(process, request, threading.Event()), runner._marker(process)
             text = len(tokenize(process, ["", *[p for p in prompt.split(marker) if p]], add_special=True))
             assert final.metrics.prompt_eval_count == predicted + text, (family, (w, h), predicted, text)
+        # two images in one prompt: the text cut at both markers
+        two = [SIZES[0], SIZES[2]]
+        request = ChatRequest(model=family, messages=[Message("user", PROMPT, [intake(photos[s]) for s in two])],
+                              options=Options(num_predict=1, temperature=0, image_max_tokens=10**9))  # fmt: skip
+        final = _final(runner.chat(request))
+        prompt, marker = runner._render(process, request, threading.Event()), runner._marker(process)
+        text = len(tokenize(process, ["", *[p for p in prompt.split(marker) if p]], add_special=True))
+        assert final.metrics.prompt_eval_count == sum(counter.tokens(*s) for s in two) + text, family
     finally:
         runner.close()
 
@@ -108,6 +116,44 @@ def test_calc_size_preserved_ratio_is_llama_cpps_float_arithmetic():
     assert calc_size_preserved_ratio(4000, 3000, 28, 8 * area, 4096 * area) == (2044, 1540)  # 73 x 55 = 4,015
     assert calc_size_preserved_ratio(90, 60, 28, 8 * area, 4096 * area) == (112, 84)  # 4 x 3 = 12 after min_pixels
     assert calc_size_preserved_ratio(20, 20, 28, 8 * area, 4096 * area) == (84, 84)  # min_pixels: scaled up
+
+
+def _header(projector: str, image_size: int, patch: int, **extra) -> GGUFHeader:
+    tensors = extra.pop("tensors", {})
+    metadata = {"general.architecture": "clip", "clip.projector_type": projector,
+                "clip.vision.image_size": image_size, "clip.vision.patch_size": patch, **extra}  # fmt: skip
+    return GGUFHeader(3, metadata, {t: ((1,), 0) for t in tensors})
+
+
+def test_real_projector_dimensions():
+    """The real models' mmproj hyper-parameters (each marker text counted as its one special token)."""
+    qwen = counter_for(_header("qwen2vl_merger", 560, 14))
+    assert qwen.tokens(4000, 3000) == 4015 + 2  # llama.cpp's own cap: 4,096 (not the processor's 12.8 MP)
+    wide_open = counter_for(_header("qwen2vl_merger", 560, 14), image_max_tokens=16384)  # --image-max-tokens
+    assert wide_open.tokens(4000, 3000) > 15000
+    assert fit(qwen, 4000, 3000, CPU_BUDGET) < (4000, 3000) and qwen.tokens(*fit(qwen, 4000, 3000, CPU_BUDGET)) <= 1024
+
+    pins = [336, 672, 672, 336, 672, 672, 1008, 336, 336, 1008]
+    llava16 = counter_for(_header("mlp", 336, 14, **{"clip.vision.image_grid_pinpoints": pins}))
+    assert llava16.resizable and llava16.tokens(4000, 3000) == 5 * 576 and llava16.tokens(336, 200) == 576
+    assert max(fit(llava16, 4000, 3000, CPU_BUDGET)) <= 336  # the overview alone: its fewest tiles over 1,024
+
+    llava15 = counter_for(_header("mlp", 336, 14))
+    assert not llava15.resizable and llava15.tokens(4000, 3000) == llava15.tokens(20, 20) == 576
+    yi = counter_for(_header("mlp", 336, 14, tensors=["mm.3.weight"]))
+    assert yi.projector == "mlp_norm" and yi.tokens(100, 100) == 576
+    assert counter_for(_header("ldp", 336, 14)).tokens(640, 480) == 144  # MobileVLM: 576 / 4
+
+    gemma3 = counter_for(_header("gemma3", 896, 14))
+    assert not gemma3.resizable and gemma3.tokens(4000, 3000) == 256 + 2  # <start_of_image> ... <end_of_image>
+
+    pixtral = counter_for(_header("pixtral", 1024, 16, tensors=["v.token_embd.img_break"]))
+    assert pixtral.tokens(4000, 3000) == 36 * 27 + 26 + 1  # 576x432: 26 [IMG_BREAK]s and [IMG_END]
+
+    llama4 = counter_for(_header("llama4", 336, 14, **{"clip.vision.projector.scale_factor": 2}))
+    assert llama4.tokens(4000, 3000) == (3 * 3 + 1) * 144 + 2  # 1008x1008: 3x3 tiles and the overview
+
+    assert counter_for(_header("resampler", 448, 14)) is None  # MiniCPM-V: not mirrored, no budget
 
 
 # -- the budget, through the Ollama API ------------------------------------------------------------------
