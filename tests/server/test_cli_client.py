@@ -172,7 +172,7 @@ def test_run_ps_stop_through_the_server(server, art):
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("echo: describe this image: | 1 image(s): 96x64")
     out = imgscribe("ps", host=server.host)
-    assert out.returncode == 0 and "llava:latest" in out.stdout and "in 4 minutes" in out.stdout
+    assert out.returncode == 0 and "llava:latest" in out.stdout and "4 minutes from now" in out.stdout
     assert imgscribe("stop", "llava", host=server.host).returncode == 0
     assert server.scheduler.ps() == []
     out = imgscribe("stop", "nope", host=server.host)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from datetime import UTC, datetime
 
 import typer
 from rich.console import Console
@@ -35,17 +37,94 @@ def list_models(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     host: str = typer.Option(None, "--host"),
 ) -> None:
-    """List the models available here."""
+    """List the models available here: NAME, ID, SIZE, MODIFIED, as ``ollama list``."""
     infos = connect(host).list()
     if as_json:
         typer.echo(json.dumps([i.model_dump() for i in infos], indent=2))
         return
-    table = Table(box=None, header_style="bold")
-    for column in ("NAME", "ENGINE", "KIND", "SIZE", "MODIFIED"):
-        table.add_column(column)
-    for info in infos:
-        table.add_row(info.name, info.engine, kind(info), human_size(info.size), info.modified_at[:19] or "-")
-    Console().print(table)
+    rows = [[info.name, model_id(info), ollama_size(info.size), human_time(info.modified_at, "Never")] for info in infos]
+    print_table(["NAME", "ID", "SIZE", "MODIFIED"], rows)
+
+
+def model_id(info: ModelInfo) -> str:
+    """The first 12 hex digits of the model's digest, as ``ollama list`` shows (and the server's)."""
+    digest = info.digest or hashlib.sha256(info.model_dump_json().encode()).hexdigest()
+    return digest.removeprefix("sha256:")[:12]
+
+
+def ollama_size(size: int) -> str:
+    """Bytes as Ollama's ``format.HumanBytes`` writes them: "4.7 GB", "12 MB", "512 B"."""
+    if size <= 0:
+        return "-"
+    for unit, scale in (("TB", 1000**4), ("GB", 1000**3), ("MB", 1000**2), ("KB", 1000)):
+        if size >= scale:
+            value = size / scale
+            return f"{int(value)} {unit}" if value >= 10 or value == int(value) else f"{value:.1f} {unit}"
+    return f"{size} B"
+
+
+def _duration(seconds: float) -> str:
+    """Ollama's ``humanDuration``: "About a minute", "4 hours", "3 weeks"."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = round(seconds / 3600)
+    if hours == 1:
+        return "About an hour"
+    for limit, unit, size in ((48, "hours", 1), (24 * 14, "days", 24), (24 * 60, "weeks", 24 * 7),
+                              (24 * 730, "months", 24 * 30)):  # fmt: skip
+        if hours < limit:
+            return f"{hours // size} {unit}"
+    return f"{int(seconds // 3600) // 24 // 365} years"
+
+
+def human_time(when: str | None, zero: str, now: datetime | None = None) -> str:
+    """Ollama's ``format.HumanTime``: "2 minutes ago", "4 minutes from now", "Forever" (20 years on)."""
+    if not when:
+        return zero
+    try:
+        moment = datetime.fromisoformat(when.replace("Z", "+00:00"))
+    except ValueError:
+        return when
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    delta = ((now or datetime.now(UTC)) - moment).total_seconds()
+    if delta / 86400 / 365 < -20:
+        return "Forever"
+    return _duration(-delta) + " from now" if delta < 0 else _duration(delta) + " ago"
+
+
+def print_table(headers: list[str], rows: list[list[str]], console: Console | None = None) -> None:
+    """A table that never cuts a value: on a terminal Rich's, its columns as wide as their longest
+    value (a narrow terminal folds a line, never a name); otherwise plain text, columns padded with
+    spaces as Ollama's tabwriter pads them, so ``awk '{print $1}'`` reads names whole."""
+    console = console or Console()
+    if not console.is_terminal:
+        widths = [max(len(str(v)) for v in column) for column in zip(headers, *rows, strict=True)]
+        for line in [headers, *rows]:
+            typer.echo("   ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    widths = [max([len(header)] + [len(str(row[i])) for row in rows]) for i, header in enumerate(headers)]
+    for header, width in zip(headers, widths, strict=True):
+        table.add_column(header, no_wrap=True, overflow="fold", min_width=width)
+    for row in rows:
+        table.add_row(*row)
+    # As wide as it needs: wider than the terminal, the terminal wraps the line (Rich would drop
+    # columns that do not fit, and cannot print wider than its console).
+    need = sum(widths) + 2 * (len(widths) - 1)
+    if need > console.width:
+        console = Console(file=console.file, width=need, force_terminal=True, color_system=console.color_system)
+    console.print(table, crop=False)
 
 
 @app.command()

@@ -6,13 +6,11 @@ import json
 from datetime import UTC, datetime
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from ..client import connect
 from ..config import help_table
 from .app import app
-from .models import human_size
+from .models import human_time, model_id, ollama_size, print_table
 
 
 @app.command("serve", epilog="Environment variables:\n\n" + help_table())
@@ -32,7 +30,7 @@ def ps(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     host: str = typer.Option(None, "--host"),
 ) -> None:
-    """List the models a running server holds in memory."""
+    """List the models a running server holds in memory: NAME, ID, SIZE, PROCESSOR, UNTIL, as ``ollama ps``."""
     client = connect(host)
     rows = client.ps()
     if as_json:
@@ -41,14 +39,10 @@ def ps(
     if client.where == "in-process":
         typer.echo("No server is running, so no model stays loaded between commands (start one: imgscribe serve).")
         return
-    table = Table(box=None, header_style="bold")
-    for column in ("NAME", "SIZE", "PROCESSOR", "UNTIL"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            row["name"], human_size(row.get("size") or 0), row.get("processor", "CPU"), until(row.get("expires_at"))
-        )
-    Console().print(table)
+    ids = {info.name: model_id(info) for info in client.list()} if rows else {}
+    table = [[row["name"], ids.get(row["name"], "-"), ollama_size(row.get("size") or 0), row.get("processor", "CPU"),
+              until(row.get("expires_at"))] for row in rows]  # fmt: skip
+    print_table(["NAME", "ID", "SIZE", "PROCESSOR", "UNTIL"], table)
 
 
 @app.command("stop")
@@ -61,14 +55,13 @@ def stop(
 
 
 def until(expires_at: str | None) -> str:
-    """'Forever', 'Stopping...' or 'in 4 minutes', like ``ollama ps``."""
+    """'Forever', 'Stopping...' or '4 minutes from now', like ``ollama ps``."""
     if not expires_at:
         return "Forever"
-    left = (datetime.fromisoformat(expires_at.replace("Z", "+00:00")) - datetime.now(UTC)).total_seconds()
+    try:
+        left = (datetime.fromisoformat(expires_at.replace("Z", "+00:00")) - datetime.now(UTC)).total_seconds()
+    except ValueError:
+        return expires_at
     if left <= 0:
         return "Stopping..."
-    for unit, size in (("hour", 3600), ("minute", 60), ("second", 1)):
-        if left >= size:
-            n = int(left // size)
-            return f"in {n} {unit}{'s' if n != 1 else ''}"
-    return "in a moment"
+    return human_time(expires_at, "Forever")
