@@ -247,6 +247,7 @@ def test_with_an_api_key_the_page_asks_for_it_once(browser, monkeypatch, tmp_pat
             page = context.new_page()
             page.goto(server.url + "/ui")
             page.wait_for_selector("#key-form:not([hidden])")
+            page.screenshot(path=str(_artifact("api-key-asked.png")), full_page=True)
             page.fill("#key-input", "wrong")
             page.click("#key-form button")
             page.wait_for_function("() => document.querySelector('#key-error').textContent.includes('not accepted')")
