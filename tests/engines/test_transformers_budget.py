@@ -269,3 +269,28 @@ def test_a_models_parameter_is_its_budget_and_a_request_option_overrides_it(serv
     assert final["images"][0]["tokens"] <= 64
     final = ollama_chat(client, "tiny-qwen-budget", PROMPT, [big], options={"num_predict": 1, "image_max_tokens": 150})
     assert 64 < final[-1]["images"][0]["tokens"] <= 150
+
+
+def test_a_loaded_model_gets_a_12_mp_jpeg_decoded_at_a_reduced_size(server, big, monkeypatch):
+    """Once the model is loaded the server knows what the budget needs (``Runner.image_side``) and lets
+    libjpeg decode at 1/2, 1/4 or 1/8: a 12 MP photo never costs a full decode. What is reported is
+    the size it was sent at, and the tokens are the same as from the full decode."""
+    from imgscribe.server import inputs
+
+    full = _answer(server, "qwen2_vl", [big], monkeypatch, "200")  # loads it; maybe a full decode
+    decoded: list[tuple[int, tuple[int, int]]] = []
+    real = inputs.intake
+
+    def spy(*args, **kwargs):
+        image = real(*args, **kwargs)
+        decoded.append((kwargs.get("max_side", 0), image.pil.size))
+        return image
+
+    monkeypatch.setattr(inputs, "intake", spy)
+    again = _answer(server, "qwen2_vl", [big], monkeypatch, "200")
+    [(side, size)] = decoded
+    assert side > 0 and size[0] < 4000 and size[0] >= side  # decoded smaller, never below what the budget needs
+    [image] = again["images"]
+    assert image["original_size"] == [4000, 3000]
+    assert abs(image["tokens"] - full["images"][0]["tokens"]) <= 2 and image["tokens"] <= 200
+    _check_against_the_processor("qwen2_vl", again)

@@ -24,7 +24,8 @@ from PIL import Image as PILImage
 from ..errors import InvalidRequest
 from ..types import Image
 
-__all__ = ["CPU_BUDGET", "ImageCost", "TokenCounter", "context_error", "fit", "image_budget", "resized", "scaled_image"]
+__all__ = ["CPU_BUDGET", "ImageCost", "TokenCounter", "context_error", "cost_of", "decode_side", "fit", "image_budget",
+           "resized", "scaled_image"]
 
 #: Tokens per image on a CPU by default: about a second or two of prefill for a 7B model.
 CPU_BUDGET = 1024
@@ -78,6 +79,32 @@ def _largest(counter: TokenCounter, width: int, height: int, budget: int, low: f
         if high - low < 1e-4:
             break
     return low
+
+
+def cost_of(counter: TokenCounter, image: Image, budget: int | None) -> ImageCost:
+    """What ``image`` becomes under ``budget``: its size for the engine (:func:`fit` of its upright
+    pixels) and tokens; ``original`` is the size it was sent at, upright, even when the server
+    decoded it at a reduced size (:func:`decode_side`)."""
+    w, h = image.pil.size
+    size = fit(counter, w, h, budget)
+    return ImageCost(original=upright(image), size=size, tokens=counter.tokens(*size))
+
+
+def upright(image: Image) -> tuple[int, int]:
+    """The image's size as sent, with its EXIF rotation applied (what the user sees)."""
+    ow, oh = image.original_size
+    pw, ph = image.pil.size
+    return (oh, ow) if pw != ph and ow != oh and (pw > ph) != (ow > oh) else (ow, oh)
+
+
+def decode_side(counter: TokenCounter | None, width: int, height: int, budget: int | None) -> int:
+    """The long side an image of ``width`` x ``height`` needs under ``budget`` (0: all of it): the
+    server may decode a JPEG at 1/2, 1/4 or 1/8 as long as it keeps that much, so a 48 MP photo
+    never costs a full decode."""
+    if counter is None:
+        return 0
+    size = fit(counter, width, height, budget)
+    return 0 if size == (width, height) else max(size)
 
 
 def _scaled(width: int, height: int, scale: float) -> tuple[int, int]:

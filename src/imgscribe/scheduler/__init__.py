@@ -148,6 +148,10 @@ class Scheduler:
             raise EngineFailed(f"model '{model}' was unloaded while it was being looked at")
         return runner
 
+    def loaded_runner(self, model: str) -> Runner | None:
+        """The runner of ``model`` if it is loaded now (None otherwise: nothing is loaded for asking)."""
+        return self._runner(parse_name(model).short)
+
     def unload(self, model: str) -> bool:
         """Unload now, or as soon as its running requests end. False when it was not loaded;
         ModelNotFound when there is no such model."""

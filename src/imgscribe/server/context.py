@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from ..config import Settings
 from ..scheduler import Scheduler, check_capabilities
-from ..types import ChatRequest, Chunk, ModelInfo
+from ..types import ChatRequest, Chunk, ModelInfo, Options
 from .budget import Lease, map_large_blocks
 from .inputs import ImageReader
 from .jobs import Work, read_body, respond
@@ -57,6 +57,16 @@ class Server:
         request.state.model = info.name
         check_capabilities(info, images=images, think=think, name=name)
         return info
+
+    def image_sides(self, info: ModelInfo, options: Options):
+        """How small reading this request's images may decode them: for each image, the long side the
+        loaded engine needs under the request's image budget (``Runner.image_side``); the model's
+        ``max_image_side`` when it is not loaded or does not say."""
+        runner = self.scheduler.loaded_runner(info.name)
+        side = getattr(runner, "image_side", None)
+        if side is None:
+            return info.max_image_side
+        return lambda width, height: side(width, height, options)
 
     def answer(
         self, request: ChatRequest, cancel: threading.Event, arrived: int, held: Lease | None = None

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..config import Settings
@@ -53,11 +53,12 @@ class ImageReader:
         self,
         groups: Sequence[Sequence[Labelled]],
         cancel: threading.Event | None = None,
-        max_side: int = 0,
+        max_side: int | Callable[[int, int], int] = 0,
     ) -> tuple[list[list[Image]], Lease]:
         """Every image of one request (in groups, e.g. one per message), checked as a whole, decoded
         under the pixel budget (the module docstring); ``max_side``: the model's
-        :attr:`~imgscribe.types.ModelInfo.max_image_side`. The caller releases the lease when the
+        :attr:`~imgscribe.types.ModelInfo.max_image_side`, or for each image ``max_side(width, height)``
+        (the long side the loaded engine needs under the request's image budget; 0: all of it). The caller releases the lease when the
         answer is finished (``Server.answer`` does).
 
         Raises ImageTooLarge (413) over a limit, InvalidImage (400), Busy (503) when too many requests
@@ -71,13 +72,17 @@ class ImageReader:
                 f"the request has {count:,} images, over the limit of {self.max_request_images:,} images "
                 "in one request (set IMGSCRIBE_MAX_REQUEST_IMAGES to change it)"
             )
-        found: list[tuple[bytes, Header, str]] = []
+        found: list[tuple[bytes, Header, str, int]] = []
         pixels = need = held = 0
         for group in groups:
             for value, where in group:
                 data = self._named(where, self._bytes, value, where)
+                side = 0 if callable(max_side) else max_side
                 head = self._named(where, header, data, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
-                                   source_name=where, max_side=max_side)  # fmt: skip
+                                   source_name=where, max_side=side)  # fmt: skip
+                if callable(max_side) and (side := max_side(*head.size)):  # the engine's need, for its budget
+                    head = self._named(where, header, data, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
+                                       source_name=where, max_side=side)  # fmt: skip
                 pixels += head.pixels
                 if 0 < self.max_request_pixels < pixels:
                     raise ImageTooLarge(
@@ -89,13 +94,13 @@ class ImageReader:
                 # ones before it are held.
                 need = max(need, held + head.cost)
                 held += head.held
-                found.append((data, head, where))
+                found.append((data, head, where, side))
         lease = self.budget.acquire(need, cancel)
         try:
             decoded = [
                 self._named(where, intake, data, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
-                            source_name=where, max_side=max_side)  # fmt: skip
-                for data, _, where in found
+                            source_name=where, max_side=side)  # fmt: skip
+                for data, _, where, side in found
             ]
             lease.shrink(sum(im.size[0] * im.size[1] for im in decoded))  # decoders' extra copies are gone
         except BaseException:

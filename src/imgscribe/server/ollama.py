@@ -67,7 +67,7 @@ async def generate(request: Request) -> Response:
 
     def work(cancel: threading.Event):
         [images], held = server.reader.read_request(
-            [server.reader.labelled(body.images, "images")], cancel, info.max_image_side
+            [server.reader.labelled(body.images, "images")], cancel, server.image_sides(info, settings["options"])
         )
         messages = [Message("system", body.system)] if body.system else []
         messages.append(Message("user", body.prompt or "", images))
@@ -95,7 +95,7 @@ async def chat(request: Request) -> Response:
 
     def work(cancel: threading.Event):
         groups = [server.reader.labelled(m.images, f"messages[{i}].images") for i, m in enumerate(messages)]
-        images, held = server.reader.read_request(groups, cancel, info.max_image_side)
+        images, held = server.reader.read_request(groups, cancel, server.image_sides(info, settings["options"]))
         turns = [
             Message(role, m.content or "", imgs)
             for role, m, imgs in zip(roles, messages, images, strict=True)

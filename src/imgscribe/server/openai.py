@@ -56,7 +56,7 @@ async def chat_completions(request: Request) -> Response:
 
     def work(cancel: threading.Event):
         groups = [_image_parts(m, i) for i, m in enumerate(body.messages)]
-        images, held = server.reader.read_request(groups, cancel, info.max_image_side)
+        images, held = server.reader.read_request(groups, cancel, server.image_sides(info, options))
         messages = [_message(m, imgs) for m, imgs in zip(body.messages, images, strict=True)]
         chat = ChatRequest(
             info.name, messages, options=options, format=format, keep_alive=keep_alive, stream=stream

@@ -28,7 +28,7 @@ from typing import Any
 from ...config import settings
 from ...errors import EngineFailed, ImgscribeError
 from ...types import ChatRequest, Chunk, Metrics, ModelInfo, ModelManifest
-from ..image_budget import ImageCost, fit, image_budget, resized
+from ..image_budget import ImageCost, cost_of, decode_side, image_budget, resized
 from . import generation, prompt
 from .families import context_length
 from .grammar import GrammarCompiler, schema_of
@@ -97,15 +97,15 @@ class TransformersRunner:
             return None, None
         budget = image_budget(request.options.image_max_tokens, self.manifest.parameters.get("image_max_tokens"),
                               settings().image_max_tokens, on_gpu=self.device.startswith("cuda"))  # fmt: skip
-        pils, costs = [], []
-        for image in images:
-            w, h = image.pil.size  # upright: intake applied the EXIF orientation
-            size = fit(self.counter, w, h, budget)
-            if budget and self.counter.tokens(*size) > budget:  # even the smallest is over (LLaVA-1.6: its
-                size = fit(self.counter, w, h, self.counter.tokens(*size))  # fewest tiles): the largest at that cost
-            pils.append(resized(image.pil, size))
-            costs.append(ImageCost(original=(w, h), size=size, tokens=self.counter.tokens(*size)))
-        return pils, costs
+        costs = [cost_of(self.counter, image, budget) for image in images]  # upright: intake applied the EXIF
+        return [resized(image.pil, cost.size) for image, cost in zip(images, costs, strict=True)], costs
+
+    def image_side(self, width: int, height: int, options) -> int:
+        """The long side an image of this size needs for this request's budget (0: all of it), so that
+        the server decodes a large JPEG at a reduced size (``image_budget.decode_side``)."""
+        budget = image_budget(options.image_max_tokens, self.manifest.parameters.get("image_max_tokens"),
+                              settings().image_max_tokens, on_gpu=self.device.startswith("cuda"))  # fmt: skip
+        return decode_side(self.counter, width, height, budget)
 
     def _image_tokens_in(self, inputs) -> int:
         """The image positions in a prompt, counted (a family without a counter)."""
