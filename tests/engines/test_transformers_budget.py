@@ -195,7 +195,7 @@ def test_llava_next_chooses_fewer_tiles_under_the_budget(server, big, monkeypatc
     lowered = _answer(server, "llava_next", [big], monkeypatch, "100000", image_max_tokens=1500)
     [image] = lowered["images"]
     # the 4:3 photo's fewest tiles (one row of two, plus the overview) cost 1,368: the largest size at that
-    assert image["tokens"] <= 1500 and image["size"] == [448, 336]
+    assert image["tokens"] <= 1500 and image["size"][1] == 336 and abs(image["size"][0] - 448) <= 2  # one tile, as large as it costs no more
     assert lowered["prompt_eval_count"] == full["prompt_eval_count"] - full["images"][0]["tokens"] + image["tokens"]
     assert _encoded(_processor("llava_next"), [(448, 336)])["pixel_values"].shape[1] == 3
     assert _encoded(_processor("llava_next"), [(4000, 3000)])["pixel_values"].shape[1] == 5
