@@ -122,7 +122,7 @@ def stop_reason(chunk: Chunk) -> str:
 async def messages(request: Request) -> Response:
     try:
         return await _messages(request)
-    except ImgscribeError as exc:  # before the answer started: Anthropic's shape, not OpenAI's
+    except Exception as exc:  # before the answer started: Anthropic's shape, not OpenAI's
         return error_response(exc)
 
 
