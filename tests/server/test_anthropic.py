@@ -106,6 +106,10 @@ M = [{"role": "user", "content": "x"}]
           "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "file", "file_id": "f"}}]}]}, "base64"),
         ({"model": "llava", "max_tokens": 5,
           "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "base64", "data": 5}}]}]}, "data"),
+        ({"model": "llava", "max_tokens": 5,
+          "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": ["base64"]}}]}]}, "base64"),
+        ({"model": "llava", "max_tokens": 5, "messages": [{"role": ["user"], "content": "x"}]}, "role"),
+        ({"model": "llava", "max_tokens": 5, "messages": ["x"]}, "messages[0]"),
         ({"model": "llava", "max_tokens": 5, "messages": [{"role": "user", "content": [
             {"type": "tool_result", "tool_use_id": "t", "content": "x"}]}]}, "tools"),
         ({"model": "llava", "max_tokens": 5, "messages": M, "tools": [{"name": "f", "input_schema": {}}]}, "tools"),

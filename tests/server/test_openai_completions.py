@@ -7,7 +7,7 @@ import httpx
 import openai
 import pytest
 
-from .conftest import add_echo
+from .conftest import add_echo, live_server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -100,3 +100,20 @@ def test_foreign_origin_is_refused_before_the_body(server):
     res = httpx.post(server.url + "/v1/completions", json={"model": "llava", "prompt": "x"},
                      headers={"Origin": "https://evil.example"})  # fmt: skip
     assert res.status_code == 403 and "evil.example" in res.json()["error"]["message"]
+
+
+def test_the_api_key_is_needed(monkeypatch, scheduler):
+    monkeypatch.setenv("IMGSCRIBE_API_KEY", "k-123")
+    with live_server(scheduler) as live:
+        body = {"model": "llava", "prompt": "x"}
+        assert httpx.post(live.url + "/v1/completions", json=body).status_code == 401
+        assert httpx.post(live.url + "/v1/completions", json=body, headers={"Authorization": "Bearer no"}).status_code == 401
+        ok = openai.OpenAI(base_url=live.url + "/v1", api_key="k-123", max_retries=0)
+        assert ok.completions.create(model="llava", prompt="x").choices[0].text.startswith("echo: x")
+
+
+def test_a_simple_cross_site_post_is_refused(server):
+    """A page's text/plain POST (no preflight) is refused, and nothing is loaded for it."""
+    res = httpx.post(server.url + "/v1/completions", content=b'{"model":"llava","prompt":"x"}',
+                     headers={"Content-Type": "text/plain", "Origin": "null"})  # fmt: skip
+    assert res.status_code == 403 and server.scheduler.ps() == []

@@ -199,7 +199,8 @@ def _check_block(block: Any, where: str) -> None:
     source = block.get("source")
     if not isinstance(source, dict):
         raise InvalidRequest(f"{where}.source: Field required (an object)")
-    field = {"base64": "data", "url": "url"}.get(source.get("type"))
+    kind = source.get("type")
+    field = {"base64": "data", "url": "url"}.get(kind) if isinstance(kind, str) else None
     if field is None:
         raise InvalidRequest(f"{where}.source.type {source.get('type')!r}: use base64 (or url, where the server fetches URLs)")
     if not isinstance(source.get(field), str):

@@ -219,7 +219,7 @@ def _items(value: str | list[dict[str, Any]] | None) -> list[dict[str, Any]]:
                 raise Unsupported(f"input[{i}]: items of type {kind!r} are not supported: this server does not call tools")
             raise InvalidRequest(f"input[{i}]: unknown input item type: {kind!r}")
         role = item.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise InvalidRequest(f"input[{i}].role: invalid role {role!r}: use user, assistant, system or developer")
         content = item.get("content")
         if isinstance(content, str):
