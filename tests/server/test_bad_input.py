@@ -162,7 +162,7 @@ def test_a_huge_keep_alive_is_forever_and_keep_alive_still_works(server):
         assert client.post("/api/generate", json={"model": "llava", "keep_alive": 10**30}).status_code == 200
         assert client.post("/api/generate", json={"model": "echo-test", "keep_alive": "0.2s"}).status_code == 200
         rows = {m["name"]: m["expires_at"] for m in client.get("/api/ps").json()["models"]}
-        assert rows["llava:latest"] is None, "kept forever"
+        assert int(rows["llava:latest"][:4]) > 2200, "kept forever (as Ollama: now + Go's largest duration)"
         deadline = time.monotonic() + 5
         while "echo-test:latest" in rows and time.monotonic() < deadline:
             time.sleep(0.05)
