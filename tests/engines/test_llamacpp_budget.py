@@ -196,6 +196,10 @@ def test_qwen2_vl_scales_a_12_mp_photo_to_the_budget(served, big):
     full = _ask(served, "qwen2_vl", [big], image_max_tokens=100_000)  # llama.cpp's own maximum: 4,096
     assert full["images"] == [{"original_size": [4000, 3000], "size": [4000, 3000], "tokens": 4017}]
 
+    # the server decodes the JPEG no larger than the budget needs (libjpeg's 1/2..1/8: draft mode)
+    side = served.scheduler.loaded_runner("qwen2-vl").image_side(4000, 3000, Options())
+    assert 1000 < side < 1400
+    assert served.scheduler.loaded_runner("qwen2-vl").image_side(4000, 3000, Options(image_max_tokens=10**6)) == 0
     default = _ask(served, "qwen2_vl", [big])  # on a CPU: 1,024
     [image] = default["images"]
     w, h = image["size"]
@@ -223,6 +227,7 @@ def test_llava_next_chooses_fewer_tiles_under_the_budget(served, big, monkeypatc
 
 def test_gemma3_fixed_resolution_is_untouched(served, big):
     final = _ask(served, "gemma3", [big], image_max_tokens=4)
+    assert served.scheduler.loaded_runner("gemma3").image_side(4000, 3000, Options(image_max_tokens=4)) == 0
     # 224 px / 14 px patches, pooled 4x4: 16 embeddings, with <start_of_image> and <end_of_image>
     assert final["images"] == [{"original_size": [4000, 3000], "size": [4000, 3000], "tokens": 18}]
 

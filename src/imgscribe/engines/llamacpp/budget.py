@@ -32,7 +32,7 @@ from ...memory import kv_cache_bytes, ram_budget, vram_budget
 from ...store.catalog import Arch
 from ...types import Image, ModelManifest
 from ...wire.transport import DeadlineClient, error_message, get_json
-from ..image_budget import ImageCost, fit, image_budget, scaled_image
+from ..image_budget import ImageCost, cost_of, decode_side, image_budget, scaled_image
 from .image_tokens import MtmdCounter, counter_for
 from .process import ServerProcess
 
@@ -104,6 +104,20 @@ class Budget:
                     text_tokens=lambda text: len(tokenize(process, [text], add_special=False)))  # fmt: skip
             return self._counters[process]
 
+    def budget(self, option: int | None) -> int | None:
+        """The request's per-image budget (``image_budget``'s order)."""
+        return image_budget(option, self.manifest.parameters.get("image_max_tokens"), settings().image_max_tokens,
+                            on_gpu(self.manifest))  # fmt: skip
+
+    def image_side(self, process: ServerProcess, width: int, height: int, option: int | None) -> int:
+        """The long side an image of this size needs under the budget (0: all of it), for the server
+        to decode a large JPEG at a reduced size (``decode_side``); 0 when unknown."""
+        try:
+            counter = self.counter(process)
+        except Exception:  # noqa: BLE001 - llama-server restarting: decode in full, plan() will fit it
+            return 0
+        return decode_side(counter, width, height, self.budget(option)) if counter is not None else 0
+
     def plan(self, process: ServerProcess, prompt: str, marker: str, images: list[Image],
              option: int | None) -> Plan | None:  # fmt: skip
         """Each image fitted to the budget, and the prompt's cost; None when the projector's counts
@@ -111,18 +125,14 @@ class Budget:
         counter = self.counter(process)
         if counter is None:
             return None
-        budget = image_budget(option, self.manifest.parameters.get("image_max_tokens"), settings().image_max_tokens,
-                              on_gpu(self.manifest))  # fmt: skip
+        budget = self.budget(option)
         out, costs = [], []
         for image in images:
-            w, h = image.pil.size  # upright: intake applied the EXIF orientation
-            size = fit(counter, w, h, budget)
-            if size != (w, h) and size[0] * size[1] < w * h:
-                image = scaled_image(image, size)
-            else:
-                size = (w, h)
-            out.append(image)
-            costs.append(ImageCost((w, h), size, counter.tokens(*size)))
+            # its upright pixels (intake applied the EXIF orientation, perhaps decoded a JPEG smaller:
+            # decode_side); the original reported as sent, upright
+            cost = cost_of(counter, image, budget)
+            out.append(scaled_image(image, cost.size) if cost.size != image.pil.size else image)
+            costs.append(cost)
         pieces = [piece for piece in prompt.split(marker) if piece] if marker else [prompt]
         text = len(tokenize(process, ["", *pieces], add_special=True))  # "" first: the BOS alone, if any
         return Plan(out, costs, text)

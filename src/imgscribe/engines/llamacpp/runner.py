@@ -232,6 +232,13 @@ class LlamaCppRunner:
             return _nothing(reported)
         return _Answer(self, process, body, cancel, reported)  # gives the slot back when the answer ends
 
+    def image_side(self, width: int, height: int, options) -> int:
+        """The long side an image of this size needs under the request's budget (0: all of it), so that
+        the server decodes a large JPEG at a reduced size (``image_budget.decode_side``)."""
+        if self._closed or not self.vision:
+            return 0
+        return self._budget.image_side(self.process, width, height, getattr(options, "image_max_tokens", None))
+
     def _marker(self, process: ServerProcess) -> str:
         """llama-server's media marker (random per start, so that no text can pass for an image)."""
         if not process.media_marker:
