@@ -161,8 +161,13 @@ def test_foreign_origin_and_api_key(monkeypatch, scheduler):
     monkeypatch.setenv("IMGSCRIBE_API_KEY", "k-123")
     with live_server(scheduler) as live:
         body = {"model": "llava", "max_tokens": 5, "messages": M}
-        assert _post(live, body, headers={"x-api-key": "k-123", "Origin": "https://evil.example"}).status_code == 403
-        assert _post(live, body).status_code == 401
+        foreign = _post(live, body, headers={"x-api-key": "k-123", "Origin": "https://evil.example"})
+        keyless = _post(live, body)
+        assert foreign.status_code == 403 and keyless.status_code == 401
+        for answer, kind in ((foreign, "permission_error"), (keyless, "authentication_error")):  # Anthropic's shape
+            assert answer.json()["type"] == "error" and answer.json()["error"]["type"] == kind, answer.text
+        wrong = httpx.get(live.url + "/v1/messages", headers={"x-api-key": "k-123"}, trust_env=False)
+        assert wrong.status_code == 405 and wrong.json()["type"] == "error"
         ok = anthropic.Anthropic(base_url=live.url, api_key="k-123", max_retries=0)  # sends x-api-key
         assert ok.messages.create(model="llava", max_tokens=50, messages=M).content[0].text.startswith("echo: x")
 

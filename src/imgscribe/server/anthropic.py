@@ -27,23 +27,16 @@ from fastapi.responses import JSONResponse, Response
 from ..errors import Busy, ImgscribeError, InvalidRequest, Unsupported
 from ..types import ChatRequest, Chunk, Image, Message, Options, check_int, json_type, options_from
 from .context import server_of
-from .errors import RETRY_AFTER_SECONDS, log_error, message_of, status_of
+from .errors import RETRY_AFTER_SECONDS, anthropic_body, log_error, status_of
 from .inputs import Labelled
 from .render import dump
 from .wire import Body, parse_keep_alive, require_model
 
 router = APIRouter(prefix="/v1")
 
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
-                503: "overloaded_error", 529: "overloaded_error"}  # fmt: skip
-
-
 def error_body(exc: BaseException) -> dict[str, Any]:
-    """Anthropic's error answer (Ollama's ``anthropic.NewError``)."""
-    status = status_of(exc)
-    return {"type": "error", "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message_of(exc)},
-            "request_id": f"req_{uuid.uuid4().hex[:24]}"}  # fmt: skip
+    """Anthropic's error answer (``errors.anthropic_body``)."""
+    return anthropic_body(exc)
 
 
 def error_response(exc: BaseException) -> JSONResponse:

@@ -7,6 +7,8 @@ only chooses the body's dialect: Ollama's ``{"error": "..."}`` on ``/api`` and t
 
 from __future__ import annotations
 
+import uuid
+
 import logging
 
 from fastapi import FastAPI, Request
@@ -66,20 +68,42 @@ def log_error(err: BaseException) -> None:
             log.debug("details: %s", detail)
 
 
-def error_response(err: BaseException, openai: bool = False) -> JSONResponse:
-    """The answer for an error raised before a response started."""
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+                    503: "overloaded_error", 529: "overloaded_error"}  # fmt: skip
+
+
+def anthropic_body(err: BaseException) -> dict:
+    """Anthropic's error answer (Ollama's ``anthropic.NewError``), for ``/v1/messages``."""
+    status = status_of(err)
+    return {"type": "error", "error": {"type": _ANTHROPIC_TYPES.get(status, "api_error"), "message": message_of(err)},
+            "request_id": f"req_{uuid.uuid4().hex[:24]}"}  # fmt: skip
+
+
+def error_response(err: BaseException, openai: bool | str = False) -> JSONResponse:
+    """The answer for an error raised before a response started, in the dialect of the route:
+    ``openai`` True (or the request's path: ``/v1/messages`` is Anthropic's, other ``/v1`` OpenAI's)."""
     log_error(err)
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(err, Busy) else None
-    body = openai_body(err) if openai else ollama_body(err)
+    kind = dialect_of(openai) if isinstance(openai, str) else "openai" if openai else "ollama"
+    body = {"openai": openai_body, "anthropic": anthropic_body}.get(kind, ollama_body)(err)
     return JSONResponse(body, status_code=status_of(err), headers=headers)
 
 
-def is_openai_path(path: str) -> bool:
-    return path == "/v1" or path.startswith("/v1/")
+def dialect_of(path: str) -> str:
+    """Whose error shape a path's clients read: ``anthropic``, ``openai`` or ``ollama``."""
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+        return "anthropic"
+    return "openai" if path == "/v1" or path.startswith("/v1/") else "ollama"
 
 
-def _is_openai(request: Request) -> bool:
-    return is_openai_path(request.url.path)
+def is_openai_path(path: str) -> str:
+    """The path itself when it is an OpenAI-style (``/v1``) one, for :func:`error_response`."""
+    return path if dialect_of(path) != "ollama" else ""
+
+
+def _is_openai(request: Request) -> str:
+    return request.url.path
 
 
 def _http_message(request: Request, err: HTTPException) -> str:
