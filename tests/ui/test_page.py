@@ -164,7 +164,12 @@ def test_a_batch_of_three_downloads_as_jsonl_and_csv(page, tmp_path):
 
 
 def test_models_tab_lists_deletes_and_reports_a_bad_pull(page, ui_store):
+    from imgscribe.types import ModelInfo, ModelManifest
+
     add_echo(ui_store, "echo-doomed")
+    info = ModelInfo(name="big-gguf", engine="llamacpp", size=9_000_000_000_000, parameter_size="7B",
+                     capabilities=["completion", "vision"])  # fmt: skip
+    ui_store.create("big-gguf", ModelManifest(name="big-gguf", engine="llamacpp", info=info))
     page.reload()
     page.click("#tab-models")
     row = page.locator('#models-table tr[data-model="echo-doomed:latest"]')
@@ -172,6 +177,8 @@ def test_models_tab_lists_deletes_and_reports_a_bad_pull(page, ui_store):
     assert "vision" in row.inner_text()
     builtin = page.locator(f'#models-table tr[data-model="{BUILTIN}"]').inner_text()
     assert "not a VLM" in builtin and "MB" in builtin
+    big = page.locator('#models-table tr[data-model="big-gguf:latest"]').inner_text()
+    assert "needs about" in big and "does not fit" in big and "free" in big  # imgscribe's memory estimate
     page.once("dialog", lambda d: d.accept())
     row.get_by_role("button").click()
     row.wait_for(state="detached")

@@ -21,7 +21,7 @@ from ..prompts import Template
 from ..store import parse_name
 from ..store.blobs import check_digest, safe_relative
 from ..store.modelfile import apply
-from ..types import ChatRequest, Message, Role, check_role
+from ..types import ChatRequest, Image, Message, Role, Video, check_role
 from ..version import OLLAMA_API_VERSION, __version__
 from . import render
 from .context import Server, server_of
@@ -67,10 +67,11 @@ async def generate(request: Request) -> Response:
 
     def work(cancel: threading.Event):
         [images], held = server.reader.read_request(
-            [server.reader.labelled(body.images, "images")], cancel, server.image_sides(info, settings["options"])
+            [server.reader.labelled(body.images, "images")], cancel, server.image_sides(info, settings["options"]),
+            media=True, video_max_tokens=settings["options"].video_max_tokens,
         )
         messages = [Message("system", body.system)] if body.system else []
-        messages.append(Message("user", body.prompt or "", images))
+        messages.append(Message("user", body.prompt or "", *_split(images)))
         request = ChatRequest(info.name, messages, raw=bool(body.raw), template=body.template or None, **settings)
         return server.answer(request, cancel, arrived, held)
 
@@ -95,14 +96,20 @@ async def chat(request: Request) -> Response:
 
     def work(cancel: threading.Event):
         groups = [server.reader.labelled(m.images, f"messages[{i}].images") for i, m in enumerate(messages)]
-        images, held = server.reader.read_request(groups, cancel, server.image_sides(info, settings["options"]))
+        images, held = server.reader.read_request(groups, cancel, server.image_sides(info, settings["options"]),
+                                                  media=True, video_max_tokens=settings["options"].video_max_tokens)
         turns = [
-            Message(role, m.content or "", imgs)
+            Message(role, m.content or "", *_split(imgs))
             for role, m, imgs in zip(roles, messages, images, strict=True)
         ]
         return server.answer(ChatRequest(info.name, turns, **settings), cancel, arrived, held)
 
     return await server.respond(request, work, dialect, stream=settings["stream"])
+
+
+def _split(media: list) -> tuple[list[Image], list[Video]]:
+    """A message's ``images`` as read: the images, and the clips among them (imgscribe.video)."""
+    return [m for m in media if not isinstance(m, Video)], [m for m in media if isinstance(m, Video)]
 
 
 def _role(role: str, index: int) -> Role:
@@ -121,8 +128,13 @@ async def _load(server: Server, dialect: Ollama, model: str, keep_alive: float |
 
 @router.api_route("/api/tags", methods=["GET", "HEAD"])
 async def tags(request: Request) -> dict:
-    infos = await run_in_threadpool(server_of(request).store.list)
-    return {"models": [render.tag(info) for info in infos]}
+    def listed() -> list[dict]:
+        from ..hardware import probe_ram
+
+        available = probe_ram()[1] or 0  # RAM free now, for each model's memory fit
+        return [render.tag(info, available) for info in server_of(request).store.list()]
+
+    return {"models": await run_in_threadpool(listed)}
 
 
 @router.post("/api/show")

@@ -238,8 +238,11 @@ def details(info: ModelInfo) -> dict[str, Any]:
     }
 
 
-def tag(info: ModelInfo) -> dict[str, Any]:
-    """An ``/api/tags`` entry. ``imgscribe`` holds our whole description, for the imgscribe CLI."""
+def tag(info: ModelInfo, available: int = 0) -> dict[str, Any]:
+    """An ``/api/tags`` entry. ``imgscribe`` holds our whole description, for the imgscribe CLI and
+    the web page, with ``memory``: what loading it needs and whether it fits the ``available`` RAM."""
+    ours = info.model_dump(mode="json")
+    ours["memory"] = memory_fit(info, available)
     return {
         "name": info.name,
         "model": info.name,
@@ -248,8 +251,20 @@ def tag(info: ModelInfo) -> dict[str, Any]:
         "digest": digest(info),
         "details": details(info),
         "capabilities": info.capabilities,
-        "imgscribe": info.model_dump(mode="json"),
+        "imgscribe": ours,
     }
+
+
+def memory_fit(info: ModelInfo, available: int) -> dict[str, Any] | None:
+    """``{"needs", "available", "fits", "summary"}`` from imgscribe.memory's estimate; None when the
+    engine needs none (builtin, remote) or the RAM is unknown."""
+    from ..memory import estimate_manifest
+
+    est = estimate_manifest(ModelManifest(name=info.name, engine=info.engine, info=info))
+    if est is None:
+        return None
+    return {"needs": est.total, "available": available or None, "fits": est.total <= available if available else None,
+            "summary": est.summary()}  # fmt: skip
 
 
 def show(manifest: ModelManifest) -> dict[str, Any]:

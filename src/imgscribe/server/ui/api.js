@@ -133,6 +133,7 @@ export async function models() {
     capabilities: m.capabilities || m.imgscribe?.capabilities || [],
     isVlm: m.imgscribe?.is_vlm,
     summary: m.imgscribe?.summary || "",
+    memory: m.imgscribe?.memory || null,
   }));
 }
 

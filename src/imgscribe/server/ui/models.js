@@ -4,6 +4,14 @@ import { ApiError, NeedsKey, bytes, call, stream } from "./api.js";
 
 const $ = (id) => document.getElementById(id);
 
+/** What loading a model needs, and whether it fits the server's free RAM (imgscribe's estimate). */
+function fit(memory) {
+  if (!memory) return "–";
+  const needs = `needs about ${bytes(memory.needs)}`;
+  if (memory.fits === null || memory.fits === undefined) return needs;
+  return memory.fits ? `${needs}: fits (${bytes(memory.available)} free)` : `${needs}: does not fit (${bytes(memory.available)} free)`;
+}
+
 export function setupModels({ refresh, onNeedsKey }) {
   const tbody = $("models-table").querySelector("tbody");
   const bar = $("pull-progress");
@@ -22,7 +30,7 @@ export function setupModels({ refresh, onNeedsKey }) {
       const tr = document.createElement("tr");
       tr.dataset.model = m.name;
       const caps = m.capabilities.join(", ") + (m.isVlm === false ? " (not a VLM)" : "");
-      for (const text of [m.name, bytes(m.size), m.parameters || "–", caps]) {
+      for (const text of [m.name, bytes(m.size), m.parameters || "–", caps, fit(m.memory)]) {
         const td = document.createElement("td");
         td.textContent = text;
         tr.append(td);
