@@ -5,6 +5,7 @@ junit XML, see report.py)."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import time
@@ -101,18 +102,23 @@ IMAGE_ROUTES = {
 NORMAL = {"model": "llava", "prompt": "hi", "stream": False}
 
 
-def available_routes() -> list[str]:
-    """The image routes this build of the app has (others are being added)."""
+@functools.cache
+def app_paths() -> frozenset[str]:
+    """The paths in the app's OpenAPI schema (routes are being added as these tests are written)."""
     from imgscribe.server import create_app
 
     scheduler = Scheduler(Store(Path("/nonexistent-imgscribe-store")), num_parallel=0)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # FastAPI's duplicate operation ids (GET and HEAD)
-            paths = set(create_app(scheduler).openapi()["paths"])
+            return frozenset(create_app(scheduler).openapi()["paths"])
     finally:
         scheduler.close()
-    return [p for p in IMAGE_ROUTES if p in paths]
+
+
+def available_routes() -> list[str]:
+    """The image routes this build of the app has."""
+    return [p for p in IMAGE_ROUTES if p in app_paths()]
 
 
 def error_message(path: str, response: httpx.Response) -> str:
