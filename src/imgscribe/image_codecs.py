@@ -10,7 +10,6 @@ import io
 import re
 import threading
 
-import numpy as np
 from PIL import Image as PILImage
 
 from .errors import ImageTooLarge, ImgscribeError, InvalidImage
@@ -328,6 +327,8 @@ def to_rgb(im: PILImage.Image) -> PILImage.Image:
 
 
 def grey_to_rgb(im: PILImage.Image) -> PILImage.Image:
+    import numpy as np  # only 16-bit and float images need it; the CLI starts without numpy
+
     a = np.asarray(im)
     if im.mode.startswith("I;16"):
         lo, top = 0, 65535

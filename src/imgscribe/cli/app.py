@@ -14,10 +14,20 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from ..version import __version__
+
+        typer.echo(f"imgscribe version {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and where commands run."),
     force: bool = typer.Option(False, "--force", help="Load models even when the memory estimate says they will not fit."),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, expose_value=False,
+                                 help="Print imgscribe's version and exit."),
 ) -> None:
     """imgscribe: local image description, Ollama-compatible."""
     from ..scheduler import configure

@@ -5,10 +5,22 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequest
-from ..types import Format, Metrics, Options, check_format, options_from
+
+if TYPE_CHECKING:
+    from ..client import Client
+    from ..types import Format, Metrics, Options
+
+# The client and the request types (pydantic, Pillow) load when a command runs, not when the CLI starts.
+
+
+def connect(host: str | None = None, local: bool = False) -> Client:
+    """:func:`imgscribe.client.connect`, imported on the first call."""
+    from ..client import connect as _connect
+
+    return _connect(host, local)
 
 
 def parse_format(value: str | None) -> Format:
@@ -24,6 +36,8 @@ def parse_format(value: str | None) -> Format:
         raise InvalidRequest(f"--format: expected 'json' or a JSON schema ({exc.msg} at char {exc.pos})") from None
     if not isinstance(schema, dict):
         raise InvalidRequest("--format: a JSON schema must be an object")
+    from ..types import check_format
+
     try:
         return check_format(schema)  # what every door checks: refused before any image is read
     except InvalidRequest as exc:
@@ -59,6 +73,8 @@ def parse_options(pairs: list[str] | None) -> Options:
         except json.JSONDecodeError:
             value = raw
         values[key.strip()] = value
+    from ..types import options_from
+
     try:
         return options_from(values, unknown="refuse")
     except InvalidRequest as exc:

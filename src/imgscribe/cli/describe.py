@@ -9,18 +9,16 @@ from __future__ import annotations
 import sys
 from contextlib import nullcontext
 
-import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from typing import TYPE_CHECKING
 
-from ..api import DEFAULT_PROMPT
-from ..batch.job import Job, execute
-from ..batch.prompts import DEFAULT_NAME, Prompt, load_prompt_file
-from ..batch.writers.sidecar import MODES as SIDECAR_MODES
-from ..batch.writers.xmp import MODES as XMP_MODES
-from ..client import connect
+import typer
+
 from .app import app
-from .common import parse_format, parse_options
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+# The batch, the client and Rich load when the command runs, not when the CLI starts.
 
 _RAY = "Scale-out on Ray"
 _OUT = "Outputs"
@@ -30,6 +28,9 @@ _IN = "Inputs and prompts"
 def _progress() -> Progress | None:
     if not sys.stderr.isatty():
         return None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     return Progress(
         TextColumn("[bold]describing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         TextColumn("{task.description}"), console=Console(stderr=True), transient=True,
@@ -77,6 +78,13 @@ def describe(
     A rerun skips what is done (by image content, model, prompt and options); kill it at any
     moment and rerun. CSV and Parquet are written when the run ends.
     """
+    from ..api import DEFAULT_PROMPT
+    from ..batch.job import Job, execute
+    from ..batch.prompts import DEFAULT_NAME, Prompt, load_prompt_file
+    from ..batch.writers.sidecar import MODES as SIDECAR_MODES
+    from ..batch.writers.xmp import MODES as XMP_MODES
+    from .common import connect, parse_format, parse_options
+
     fmt = parse_format(format)
     if prompts:
         if prompt:

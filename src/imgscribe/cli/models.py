@@ -5,15 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from ..client import connect
 from ..errors import ModelNotFound
-from ..types import ModelInfo
 from .app import app
+from .common import connect
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..types import ModelInfo
 
 
 def human_size(size: int) -> str:
@@ -107,6 +110,9 @@ def print_table(headers: list[str], rows: list[list[str]], console: Console | No
     """A table that never cuts a value: on a terminal Rich's, its columns as wide as their longest
     value (a narrow terminal folds a line, never a name); otherwise plain text, columns padded with
     spaces as Ollama's tabwriter pads them, so ``awk '{print $1}'`` reads names whole."""
+    from rich.console import Console
+    from rich.table import Table
+
     console = console or Console()
     if not console.is_terminal:
         widths = [max(len(str(v)) for v in column) for column in zip(headers, *rows, strict=True)]
@@ -158,6 +164,8 @@ def show(
     if as_json:
         typer.echo(info.model_dump_json(indent=2))
         return
+    from rich.console import Console
+
     console = Console()
     console.print(f"[bold]{info.name}[/bold]  ({kind(info)})")
     facts = {

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
-from ..client import Events, connect
 from .app import app
+from .common import connect
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
+
+    from ..client import Events
 
 
 @app.command()
@@ -56,6 +52,8 @@ def copy(
 
 def show_progress(events: Events, console: Console | None = None) -> None:
     """Ollama's progress objects as a bar per file on a terminal, else as plain lines."""
+    from rich.console import Console
+
     console = console or Console(stderr=True)
     try:
         if console.is_terminal:
@@ -67,6 +65,8 @@ def show_progress(events: Events, console: Console | None = None) -> None:
 
 
 def _bars(events: Iterable[dict[str, Any]], console: Console) -> None:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
     tasks: dict[str, TaskID] = {}
     with Progress(*columns, console=console, transient=False) as progress:

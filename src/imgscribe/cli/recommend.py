@@ -7,9 +7,6 @@ import math
 from enum import Enum
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from .app import app
 
@@ -93,6 +90,10 @@ def recommend(
 
 
 def _print(rec) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     console = Console()
     console.print(Text(_hardware_line(rec)))
     tier = f"; nearest survey tier: {rec.tier}" if rec.tier else ""

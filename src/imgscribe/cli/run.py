@@ -6,18 +6,20 @@ import difflib
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from ..api import DEFAULT_PROMPT
-from ..client import Client, connect
 from ..errors import ImgscribeError, ModelNotFound
-from ..images import intake
-from ..types import ChatRequest, Format, Image, Message, Metrics, Options
 from .app import app
-from .common import parse_format, parse_options, print_stats
-from .prompt_paths import extract_image_paths
+from .common import connect, parse_format, parse_options, print_stats
 from .pull import show_progress
+
+if TYPE_CHECKING:
+    from ..client import Client
+    from ..types import ChatRequest, Format, Image, Message, Metrics, Options
+
+# The request types, image intake and the client load when a command runs, not when the CLI starts.
 
 HELP = """Commands:
   /bye            leave
@@ -27,6 +29,8 @@ Put an image path in a line to attach it, e.g.  What is in /path/to/photo.jpg ?"
 
 
 def _load_images(paths: list[Path]) -> list[Image]:
+    from ..images import intake
+
     images = []
     for path in paths:
         images.append(intake(path))
@@ -35,6 +39,10 @@ def _load_images(paths: list[Path]) -> list[Image]:
 
 
 def _user_turn(text: str, extra: list[Path] | None = None) -> Message:
+    from ..api import DEFAULT_PROMPT
+    from ..types import Message
+    from .prompt_paths import extract_image_paths
+
     extracted = extract_image_paths(text)
     images = _load_images([*(extra or []), *extracted.paths])
     prompt = extracted.prompt or (DEFAULT_PROMPT if images else "")
@@ -42,6 +50,8 @@ def _user_turn(text: str, extra: list[Path] | None = None) -> Message:
 
 
 def _stream(client: Client, request: ChatRequest, write: Callable[[str], None]) -> tuple[str, Metrics]:
+    from ..types import Metrics
+
     parts: list[str] = []
     metrics = Metrics()
     for chunk in client.chat(request):
@@ -65,6 +75,8 @@ def chat_loop(
     verbose: bool = False,
 ) -> None:
     """The interactive chat. ``read_line`` raises EOFError at the end of input."""
+    from ..types import ChatRequest, Message, Options
+
     history: list[Message] = [Message("system", system)] if system else []
     while True:
         try:
@@ -174,6 +186,8 @@ def run(
 ) -> None:
     """Answer one prompt (streamed), or chat interactively when no prompt is given. A model that
     is not here is pulled first, as ``ollama run`` does."""
+    from ..types import ChatRequest, Message
+
     client = connect(host, local)
     options, fmt = parse_options(option), parse_format(format)
     text = " ".join(prompt or [])

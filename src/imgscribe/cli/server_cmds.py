@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import typer
 
-from ..client import connect
 from ..config import help_table
 from .app import app
+from .common import connect
 from .models import human_time, model_id, ollama_size, print_table
 
 

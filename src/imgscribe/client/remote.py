@@ -17,12 +17,12 @@ Ollama's dialect (the ``/api/chat`` body, its NDJSON stream, error answers) is
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ..config import parse_host, settings
 from ..errors import (
@@ -31,15 +31,33 @@ from ..errors import (
     InvalidRequest,
 )
 from ..types import ChatRequest, ModelInfo, ModelManifest
-from ..wire import ollama
-from ..wire.transport import DeadlineClient, error_message
 from .protocol import Answer, Events
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ..wire.transport import DeadlineClient
+
+# httpx and the wire format load with the first request (or the probe of a port something listens
+# on): a command with no server to talk to starts without them.
 
 __all__ = ["RemoteClient", "RemoteRecipe", "find_server"]
 
 PROBE_TIMEOUT = 0.3
 # Generous: a cold model can take minutes to load before its first token; never infinite.
-TIMEOUT = httpx.Timeout(connect=5.0, read=600.0, write=60.0, pool=5.0)
+TIMEOUT_SECONDS = {"connect": 5.0, "read": 600.0, "write": 60.0, "pool": 5.0}
+
+
+def _listening(url: str, timeout: float) -> bool:
+    """Whether anything accepts a TCP connection at ``url``'s host and port (what httpx's request
+    would connect to first; trust_env=False, so never through a proxy)."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=timeout).close()
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def find_server(host_flag: str | None = None, api_key: str | None = None) -> RemoteClient | None:
@@ -49,13 +67,17 @@ def find_server(host_flag: str | None = None, api_key: str | None = None) -> Rem
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
     url = address.client_url
-    try:
-        # a server named with --host gets time to answer (a busy one is still the one asked for);
-        # the implicit probe stays short so commands without a server start at once
-        timeout = 10.0 if host_flag else PROBE_TIMEOUT
-        response = httpx.get(url + "/", timeout=timeout, trust_env=False)
-    except httpx.HTTPError:
-        response = None
+    # a server named with --host gets time to answer (a busy one is still the one asked for);
+    # the implicit probe stays short so commands without a server start at once
+    timeout = 10.0 if host_flag else PROBE_TIMEOUT
+    response = None
+    if _listening(url, timeout):  # a closed port: no answer, known without importing httpx
+        import httpx
+
+        try:
+            response = httpx.get(url + "/", timeout=timeout, trust_env=False)
+        except httpx.HTTPError:
+            response = None
     answered = response is not None and response.status_code == 200
     if answered and (host_flag or "x-imgscribe-version" in response.headers):
         return RemoteClient(url, api_key)
@@ -76,6 +98,8 @@ class RemoteClient:
         self._http = self._client()
 
     def chat(self, request: ChatRequest, cancel: threading.Event | None = None) -> Answer:
+        from ..wire import ollama
+
         with contextlib.closing(self._stream("POST", "/api/chat", ollama.chat_body(request), request.model, cancel)) as lines:
             yield from ollama.chunks(lines)
 
@@ -119,10 +143,16 @@ class RemoteClient:
     # -- plumbing ----------------------------------------------------------------------------------
 
     def _client(self, cancel: threading.Event | None = None) -> DeadlineClient:
-        return DeadlineClient(None, cancel=cancel, base_url=self.where, timeout=TIMEOUT, trust_env=False,
-                              headers=self._headers)  # fmt: skip
+        import httpx
+
+        from ..wire.transport import DeadlineClient
+
+        return DeadlineClient(None, cancel=cancel, base_url=self.where, timeout=httpx.Timeout(**TIMEOUT_SECONDS),
+                              trust_env=False, headers=self._headers)  # fmt: skip
 
     def _call(self, method: str, path: str, body: dict | None = None, model: str = "") -> httpx.Response:
+        import httpx
+
         try:
             response = self._http.request(method, path, json=body)
         except httpx.HTTPError as exc:
@@ -135,6 +165,10 @@ class RemoteClient:
                 cancel: threading.Event | None = None) -> Iterator[dict[str, Any]]:  # fmt: skip
         """The NDJSON objects of a streamed answer. With ``cancel``: a client of its own whose
         reads look at it (the shared one keeps its pooled connections for everything else)."""
+        import httpx
+
+        from ..wire import ollama
+
         with contextlib.ExitStack() as stack:
             http = self._http if cancel is None else stack.enter_context(self._client(cancel))
             try:
@@ -162,6 +196,9 @@ class RemoteRecipe:
 
 def _error(response: httpx.Response, model: str) -> ImgscribeError:
     """The server's error, as the same class it was on the server (its message verbatim)."""
+    from ..wire import ollama
+    from ..wire.transport import error_message
+
     return ollama.error_from(response.status_code, error_message(response.text, response.status_code), model)
 
 
