@@ -83,6 +83,7 @@ def check_image(data: bytes, counts: Counter) -> None:
 
 
 def test_intake_random_bytes(record_property):
+    """Random bytes, and random bytes after each supported format's magic, through header() and intake()."""
     @settings(max_examples=300, **FAST)
     @given(data=st.one_of(st.binary(max_size=2048),
                           st.tuples(st.sampled_from(MAGIC), st.binary(max_size=1024)).map(b"".join)))  # fmt: skip
@@ -115,6 +116,7 @@ def mutated(draw) -> bytes:
 
 
 def test_intake_mutated_images(record_property):
+    """Valid small JPEG/PNG/WebP/GIF/TIFF/BMP/HEIF/AVIF images (RGBA, EXIF-rotated, animated too) with 1-8 bytes flipped, set, inserted, deleted or the file cut short."""
     @settings(max_examples=400, **FAST)
     @given(data=mutated())
     def fuzz(counts, data):
@@ -132,6 +134,7 @@ NAME_PIECES = st.sampled_from(["llava", "a", "..", ".", "/", ":", "latest", "reg
 
 
 def test_parse_name(record_property):
+    """parse_name on random text and on joined pieces (dots, slashes, colons, NUL, URLs, long parts): a name or InvalidRequest; a parsed name's store path parts never escape the store."""
     @settings(max_examples=600, **FAST)
     @given(name=st.one_of(st.text(max_size=80), st.lists(NAME_PIECES, max_size=8).map("".join)))
     def fuzz(counts, name):
@@ -147,22 +150,23 @@ def test_parse_name(record_property):
     run_counted(record_property, fuzz)
 
 
-MODELFILE_LINE = st.one_of(
-    st.tuples(st.sampled_from(["FROM", "from", "PARAMETER", "SYSTEM", "TEMPLATE", "MESSAGE", "LICENSE", "ADAPTER",
-                               "DRAFT", "REQUIRES", "# ", "", "RENDERER", "PARSER"]),
-              st.sampled_from(["", " ", "  \t"]),
-              st.one_of(st.sampled_from(["llava", "./model.gguf", "../../etc/passwd", "/dev/zero", "temperature 0.5",
-                                         "num_ctx -1", "stop <|end|>", "stop", "seed 1e400", "top_k abc",
-                                         "user hi", "wizard hi", '"""multi\nline"""', '"""unclosed', '"quoted"',
-                                         "{{ .Prompt }}", "{{ range }}", "{{", "~/x.gguf"]),
-                        st.text(max_size=40))).map("".join),
-    st.text(max_size=60),
-)  # fmt: skip
+_MF_COMMAND = st.tuples(
+    st.sampled_from(["FROM", "from", "PARAMETER", "SYSTEM", "TEMPLATE", "MESSAGE", "LICENSE", "ADAPTER", "DRAFT",
+                     "REQUIRES", "# ", "", "RENDERER", "PARSER"]),
+    st.sampled_from(["", " ", "  \t"]),
+    st.one_of(st.sampled_from(["llava", "./model.gguf", "../../etc/passwd", "/dev/zero", "temperature 0.5",
+                               "num_ctx -1", "num_ctx 4096", "stop <|end|>", "stop", "seed 1e400", "top_k abc",
+                               "top_k 40", "user hi", "assistant ok", "wizard hi", '"""multi\nline"""', '"""unclosed',
+                               '"quoted"', "{{ .Prompt }}", "{{ range }}", "{{", "~/x.gguf", "you are brief"]),
+              st.text(max_size=40)),
+).map("".join)
+MODELFILE_LINE = st.one_of(_MF_COMMAND, _MF_COMMAND, _MF_COMMAND, st.text(max_size=60))  # fmt: skip
 
 
 def test_parse_modelfile(record_property, tmp_path):
+    """parse_modelfile on lines of its commands (FROM names and paths, PARAMETER values out of range, MESSAGE roles, unclosed triple quotes, templates) and random text."""
     @settings(max_examples=400, **FAST)
-    @given(text=st.lists(MODELFILE_LINE, max_size=10).map("\n".join))
+    @given(text=st.tuples(st.sampled_from(["", "FROM llava\n"]), st.lists(MODELFILE_LINE, max_size=6).map("\n".join)).map("".join))
     def fuzz(counts, text):
         started = time.monotonic()
         try:
@@ -188,6 +192,7 @@ VALUES = {"Prompt": "hi", "System": "be brief", "Response": "", "Tools": [], "Th
 
 
 def test_template_parse_and_render(record_property):
+    """Template.parse(...).render(...) on Go template fragments (actions, range/if/with/define, pipes, functions, variables) joined at random, and random text."""
     @settings(max_examples=500, **FAST)
     @given(text=st.one_of(st.lists(TEMPLATE_PIECES, max_size=30).map("".join), st.text(max_size=80)))
     def fuzz(counts, text):
@@ -263,6 +268,7 @@ def check_response(route: str, response, counts: Counter) -> None:
 
 @pytest.mark.parametrize("route", ROUTES)
 def test_request_bodies(route, client, record_property):
+    """Each route's valid body (one image) with fields replaced by random JSON, added or removed at any depth, through the ASGI app (TestClient, echo model)."""
     @settings(max_examples=120, **FAST)
     @given(obj=body(route))
     def fuzz(counts, obj):
@@ -274,6 +280,7 @@ def test_request_bodies(route, client, record_property):
 
 @pytest.mark.parametrize("route", ["/api/generate", "/api/chat", "/v1/chat/completions"])
 def test_raw_bodies(route, client, record_property):
+    """Random bytes and random JSON documents as whole bodies."""
     @settings(max_examples=60, **FAST)
     @given(raw=st.one_of(st.binary(max_size=200), JSON.map(lambda v: json.dumps(v).encode())))
     def fuzz(counts, raw):

@@ -1,0 +1,180 @@
+"""Load on a real server (loopback, an echo model): hundreds of concurrent clients against a small
+queue, a client that reads a stream at one byte a second, and many idle half-open connections.
+Every loop is bounded in count and time; the figures go into docs/reliability.md."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import socket
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from server.conftest import add_echo, live_server, wait_for
+
+from imgscribe.scheduler import Scheduler
+from imgscribe.store import Store
+
+pytestmark = pytest.mark.timeout(120)
+
+CLIENTS = 200
+QUEUE = 8
+TOKENS = 10
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else 0.0
+
+
+async def one_client(client: httpx.AsyncClient, i: int, stream: bool) -> tuple[str, float]:
+    """("answer" | "503" | what went wrong, seconds)."""
+    body = {"model": "load", "prompt": f"client {i}", "stream": stream}
+    started = time.monotonic()
+    try:
+        if not stream:
+            response = await client.post("/api/generate", json=body)
+            return _judge(response.status_code, response.headers, [response.text]), time.monotonic() - started
+        async with client.stream("POST", "/api/generate", json=body) as response:
+            lines = [line async for line in response.aiter_lines()]
+            return _judge(response.status_code, response.headers, lines), time.monotonic() - started
+    except Exception as exc:  # noqa: BLE001 - counted as a failure
+        return f"{type(exc).__name__}", time.monotonic() - started
+
+
+def _judge(status: int, headers, lines: list[str]) -> str:
+    if status == 503:
+        ok = headers.get("retry-after") == "1" and "server busy" in json.loads(lines[0])["error"]
+        return "503" if ok else "503 without Retry-After or its message"
+    if status != 200:
+        return f"status {status}"
+    objects = [json.loads(line) for line in lines if line.strip()]
+    if not objects[-1].get("done") or objects[-1].get("eval_count") != TOKENS or any("error" in o for o in objects):
+        return "incomplete answer"
+    return "answer"
+
+
+async def burst(url: str) -> list[tuple[str, float]]:
+    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+        tasks = [one_client(client, i, stream=i % 2 == 1) for i in range(CLIENTS)]
+        return await asyncio.wait_for(asyncio.gather(*tasks), timeout=90)
+
+
+def test_hundreds_of_clients_against_a_small_queue(tmp_path, record_property):
+    """200 concurrent clients (half streaming) at once on a model with 4 slots, a queue of 8 and ~0.1 s
+    answers: each gets its full answer (every token, done) or 503 with Retry-After: 1; nothing
+    else; RSS before and after; p50/p99 latency of the answered."""
+    store = Store(tmp_path / "models")
+    add_echo(store, "load", parallel=4, delay=0.01, tokens=TOKENS)
+    scheduler = Scheduler(store, num_parallel=0, max_queue=QUEUE)
+    try:
+        with live_server(scheduler) as server:
+            scheduler.load("load")
+            asyncio.run(burst(server.url))  # warm: threads, connections, imports
+            gc.collect()
+            before = rss_mb()
+            started = time.monotonic()
+            results = asyncio.run(burst(server.url))
+            wall = time.monotonic() - started
+            gc.collect()
+            after = rss_mb()
+            again = httpx.post(server.url + "/api/generate", json={"model": "load", "prompt": "hi", "stream": False})
+    finally:
+        scheduler.close()
+    counts: dict[str, int] = {}
+    for outcome, _ in results:
+        counts[outcome] = counts.get(outcome, 0) + 1
+    answered = [s for o, s in results if o == "answer"]
+    record_property("outcomes", json.dumps({
+        "counts": counts, "clients": CLIENTS, "queue": QUEUE, "wall_s": round(wall, 2),
+        "p50_ms": round(1000 * statistics.median(answered)) if answered else None,
+        "p99_ms": round(1000 * percentile(answered, 99)) if answered else None,
+        "rss_before_mb": round(before), "rss_after_mb": round(after),
+    }))  # fmt: skip
+    assert set(counts) <= {"answer", "503"}, counts
+    assert counts.get("answer", 0) >= 4 + QUEUE and counts.get("503", 0) > 0, counts
+    assert again.status_code == 200
+    assert after - before < 150, f"RSS grew {after - before:.0f} MB"
+
+
+def slow_reader(port: int, seconds: float) -> int:
+    """A streamed request read one byte a second for ``seconds`` (a 4 KB receive buffer); bytes read."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    body = json.dumps({"model": "long", "prompt": "slow", "stream": True}).encode()
+    sock.sendall(b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
+    read = 0
+    deadline = time.monotonic() + seconds
+    sock.settimeout(5)
+    while time.monotonic() < deadline:
+        read += len(sock.recv(1))
+        time.sleep(1)
+    sock.close()
+    return read
+
+
+def test_a_slow_reader_holds_only_its_own_slot(tmp_path, record_property):
+    """A client reads a long stream (20,000 tokens) at one byte a second for 4 s on a 2-slot model;
+    meanwhile 40 other requests to the same model are all answered; after it hangs up its slot is
+    free within 10 s."""
+    store = Store(tmp_path / "models")
+    add_echo(store, "long", parallel=2, tokens=20_000)
+    add_echo(store, "quick", parallel=2, tokens=5)
+    scheduler = Scheduler(store, num_parallel=0)
+    try:
+        with live_server(scheduler) as server, ThreadPoolExecutor(4) as pool:
+            scheduler.load("long")
+            slow = pool.submit(slow_reader, server.port, 4)
+            assert wait_for(lambda: scheduler.running() >= 1, 5)
+            started = time.monotonic()
+            others = list(pool.map(lambda i: httpx.post(server.url + "/api/generate", timeout=30, json={
+                "model": "long", "prompt": f"other {i}", "stream": False, "options": {"num_predict": 5}}),
+                range(40)))  # fmt: skip
+            others_s = time.monotonic() - started
+            read = slow.result(timeout=30)
+            freed = wait_for(lambda: scheduler.running() == 0, 10)
+    finally:
+        scheduler.close()
+    statuses = [r.status_code for r in others]
+    record_property("outcomes", json.dumps({"counts": {"other requests answered": statuses.count(200)},
+                                            "slow_reader_bytes": read, "others_s": round(others_s, 2)}))  # fmt: skip
+    assert statuses == [200] * 40
+    assert freed, "the slow reader's slot was not given back after it hung up"
+
+
+def test_idle_connections_do_not_starve_others(live, record_property):
+    """300 connections that send half a request line and wait (slowloris), then 30 normal requests:
+    all answered within 10 s while the idle ones stay open."""
+    idle = []
+    try:
+        for _ in range(300):
+            sock = socket.create_connection(("127.0.0.1", live.port), timeout=5)
+            sock.sendall(b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            idle.append(sock)
+        started = time.monotonic()
+        with ThreadPoolExecutor(6) as pool:
+            replies = list(pool.map(lambda i: httpx.post(live.url + "/api/generate", timeout=10, json={
+                "model": "llava", "prompt": f"hi {i}", "stream": False}), range(30)))  # fmt: skip
+        elapsed = time.monotonic() - started
+    finally:
+        for sock in idle:
+            sock.close()
+    record_property("outcomes", json.dumps({"counts": {"answered": sum(r.status_code == 200 for r in replies)},
+                                            "idle_connections": len(idle), "seconds": round(elapsed, 2)}))  # fmt: skip
+    assert [r.status_code for r in replies] == [200] * 30
+    assert elapsed < 10
