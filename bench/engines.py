@@ -1,6 +1,6 @@
 """Benchmark the llamacpp engine against the transformers engine on a model of real size, in one run.
 
-    python bench/engines.py [--threads 2] [--tokens 32] [--skip-transformers]
+    python bench/engines.py [--threads 2] [--tokens 32] [--skip-transformers] [--quick]
 
 The model has the exact dimensions of Qwen2-VL-2B-Instruct (a 1.5 B Qwen2 language model, a 675 M
 ViT with 14 px patches and 2x2 merge, vocabulary 151,936) with random weights, built offline and
@@ -18,6 +18,11 @@ Measured on this machine, on the same photo, in this run:
 
 llamacpp runs ``llama-server`` (``scripts/build-llama-server.sh``) with ``-t THREADS``; transformers
 runs float32 (this CPU has no bf16 arithmetic) with ``torch.set_num_threads(THREADS)``.
+
+``--quick`` builds the same way a tiny model (Qwen2-VL's layout, 2 layers of 256, a 4-block ViT) in a
+temporary folder, with a 256 MiB bandwidth probe and 8 tokens: seconds, not minutes, every step of
+the full run (build, convert, quantize, both engines, the table and its ratios); its figures say
+little.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -44,6 +50,13 @@ TEXT = dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hid
             rope_parameters={"rope_type": "default", "mrope_section": [16, 24, 24], "rope_theta": 1e6})  # fmt: skip
 VISION = dict(depth=32, embed_dim=1280, hidden_size=1536, mlp_ratio=4, num_heads=16, in_chans=3, patch_size=14,
               spatial_merge_size=2, temporal_patch_size=2, hidden_act="quick_gelu")  # fmt: skip
+# --quick: the same layout, tiny (head_dim 64, so M-RoPE's sections sum to 32; rows of 256 for Q4_K).
+QUICK_NAME = "qwen2-vl-tiny-random"
+QUICK_TEXT = dict(TEXT, vocab_size=4096, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2,
+                  rope_parameters={"rope_type": "default", "mrope_section": [8, 12, 12], "rope_theta": 1e6})  # fmt: skip
+# (a ViT of at least 3 blocks: the converter maps the merger's mlp.2 as block 2)
+QUICK_VISION = dict(VISION, depth=4, embed_dim=128, hidden_size=256, num_heads=4)
 
 
 def log(msg: str) -> None:
@@ -70,7 +83,20 @@ def bandwidth(threads: int, gib: float = 1.0, repeats: int = 5) -> float:
 # -- the model ---------------------------------------------------------------------------------------
 
 
-def build_checkpoint(dest: Path) -> Path:
+def video_processor() -> dict:
+    """Where torchvision is installed, ``processor_class("qwen2_vl")`` is the stock Qwen2VLProcessor,
+    which wants a video processor (without torchvision, compat's image-only one takes none); as
+    ``imgscribe.testing.builders`` makes them."""
+    from imgscribe.engines.transformers.compat import has_torchvision
+
+    if not has_torchvision():
+        return {}
+    from transformers import Qwen2VLVideoProcessor
+
+    return {"video_processor": Qwen2VLVideoProcessor()}
+
+
+def build_checkpoint(dest: Path, text_dims: dict = TEXT, vision_dims: dict = VISION) -> Path:
     if (dest / "config.json").is_file():
         return dest
     import torch
@@ -81,7 +107,7 @@ def build_checkpoint(dest: Path) -> Path:
     from imgscribe.testing import templates
     from imgscribe.testing.tokenizer import make_tokenizer
 
-    log(f"building {NAME} (2.2 B random parameters, bf16) in {dest} ...")
+    log(f"building {dest.name} (random parameters, bf16) in {dest} ...")
     specials = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
     tok = make_tokenizer(specials, bos=None, eos="<|im_end|>", pad="<|endoftext|>", unk=None)
     ip = Qwen2VLImageProcessor(min_pixels=3136, max_pixels=12845056)  # the published preprocessor_config
@@ -89,8 +115,8 @@ def build_checkpoint(dest: Path) -> Path:
                video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"),
                vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"),
                vision_end_token_id=tok.convert_tokens_to_ids("<|vision_end|>"))  # fmt: skip
-    text = dict(TEXT, bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    cfg = transformers.Qwen2VLConfig(text_config=text, vision_config=VISION, tie_word_embeddings=True, **ids)
+    text = dict(text_dims, bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = transformers.Qwen2VLConfig(text_config=text, vision_config=vision_dims, tie_word_embeddings=True, **ids)
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
     try:
@@ -100,7 +126,9 @@ def build_checkpoint(dest: Path) -> Path:
         torch.set_default_dtype(old)
     tmp = dest.with_name(dest.name + ".tmp")
     model.save_pretrained(tmp)
-    processor_class("qwen2_vl")(image_processor=ip, tokenizer=tok, chat_template=templates.QWEN2_VL).save_pretrained(tmp)
+    processor = processor_class("qwen2_vl")(image_processor=ip, tokenizer=tok, chat_template=templates.QWEN2_VL,
+                                            **video_processor())  # fmt: skip
+    processor.save_pretrained(tmp)
     del model
     tmp.rename(dest)
     return dest
@@ -133,7 +161,7 @@ def bench_llamacpp(model: Path, mmproj: Path, threads: int, tokens: int, photo_p
     from imgscribe.store.import_gguf import manifest_for_gguf
     from imgscribe.types import ChatRequest, Message, Options
 
-    manifest = manifest_for_gguf(NAME, model, mmproj)
+    manifest = manifest_for_gguf(model.stem, model, mmproj)
     manifest.parameters.update(num_ctx=4096, num_thread=threads)
     manifest.engine_settings.update(num_parallel=1, ignore_eos=True, cache_prompt=False)
     start = time.perf_counter()
@@ -142,7 +170,7 @@ def bench_llamacpp(model: Path, mmproj: Path, threads: int, tokens: int, photo_p
     image = intake(photo_path)
 
     def ask(text: str, images: list, n: int):
-        request = ChatRequest(NAME, [Message("user", text, images)], options=Options(num_predict=n, temperature=0))
+        request = ChatRequest(manifest.name, [Message("user", text, images)], options=Options(num_predict=n, temperature=0))
         return list(runner.chat(request))[-1].metrics
 
     try:
@@ -243,15 +271,24 @@ def main() -> int:
     ap.add_argument("--tokens", type=int, default=32, help="tokens to decode (llamacpp; transformers decodes a quarter)")
     ap.add_argument("--skip-transformers", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--quick", action="store_true", help="a tiny model in a temporary folder (seconds)")
     args = ap.parse_args()
+    if args.quick:
+        with tempfile.TemporaryDirectory(prefix="imgscribe-bench-engines-") as tmp:
+            return run(args, Path(tmp), QUICK_NAME, QUICK_TEXT, QUICK_VISION)
+    return run(args, CACHE, NAME, TEXT, VISION)
 
+
+def run(args, cache: Path, name: str, text_dims: dict, vision_dims: dict) -> int:
     from imgscribe import testing
 
+    if args.quick:
+        args.tokens = min(args.tokens, 8)
     photo_path = testing.photo_path(PHOTO)
-    bw = bandwidth(args.threads)
+    bw = bandwidth(args.threads, gib=0.25 if args.quick else 1.0, repeats=3 if args.quick else 5)
     log(f"memory bandwidth (read, {args.threads} threads): {bw / 1e9:.1f} GB/s")
-    src = build_checkpoint(CACHE / NAME)
-    q4, f16, mmproj = convert_gguf(src, CACHE / "gguf")
+    src = build_checkpoint(cache / name, text_dims, vision_dims)
+    q4, f16, mmproj = convert_gguf(src, cache / "gguf")
 
     rows: dict[str, dict] = {}
     for label, model in (("llamacpp Q4_K_M", q4), ("llamacpp f16", f16)):
@@ -263,7 +300,8 @@ def main() -> int:
         rows["transformers f32"] = bench_transformers(src, args.threads, max(4, args.tokens // 4), photo_path)
 
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"\n{NAME}: Qwen2-VL-2B dimensions, random weights; photo {PHOTO} ({photo_path.name}); "
+    dims = "tiny (--quick)" if args.quick else "Qwen2-VL-2B dimensions"
+    print(f"\n{name}: {dims}, random weights; photo {PHOTO} ({photo_path.name}); "
           f"{args.threads} threads; memory bandwidth {bw / 1e9:.1f} GB/s (read); load average {load}\n")  # fmt: skip
     header = ("engine", "LM weights", "prompt tok", "image encode", "prompt tok/s", "decode tok/s", "decode bound", "of bound")
     print("| " + " | ".join(header) + " |")
