@@ -17,7 +17,8 @@ from typing import Any
 from .errors import InvalidRequest
 from .images import intake
 from .scheduler import Scheduler, default_scheduler
-from .types import ChatRequest, Chunk, Format, Image, Message, Metrics, Options, options_from
+from .types import ChatRequest, Chunk, Format, Image, Message, Metrics, Options, Video, options_from
+from .video import read_media
 
 DEFAULT_PROMPT = "Describe this image."
 ImageLike = str | bytes | os.PathLike | Image
@@ -59,8 +60,9 @@ def to_image(image: ImageLike) -> Image:
     return image if isinstance(image, Image) else intake(image)
 
 
-def to_message(message: Message | Mapping[str, Any]) -> Message:
-    """An Ollama-shaped message dict (images as paths, bytes or base64) to a :class:`Message`."""
+def to_message(message: Message | Mapping[str, Any], video_max_tokens: int | None = None) -> Message:
+    """An Ollama-shaped message dict (images as paths, bytes or base64) to a :class:`Message`; a
+    video among its ``images`` (or ``videos``) is sampled into frames (:mod:`imgscribe.video`)."""
     if isinstance(message, Message):
         return message
     if not isinstance(message, Mapping):
@@ -69,8 +71,10 @@ def to_message(message: Message | Mapping[str, Any]) -> Message:
     content = message.get("content") or ""
     if not isinstance(content, str):
         raise InvalidRequest("message 'content' must be a string")
-    images = [to_image(i) for i in (message.get("images") or [])]
-    return Message(role=role, content=content, images=images)
+    media = [i if isinstance(i, (Image, Video)) else read_media(i, video_max_tokens=video_max_tokens)
+             for i in [*(message.get("images") or []), *(message.get("videos") or [])]]  # fmt: skip
+    images = [m for m in media if isinstance(m, Image)]
+    return Message(role=role, content=content, images=images, videos=[m for m in media if isinstance(m, Video)])
 
 
 def build_request(
@@ -83,7 +87,8 @@ def build_request(
     keep_alive: float | None = None,
     stream: bool = True,
 ) -> ChatRequest:
-    msgs = [to_message(m) for m in messages]
+    tokens = (options.video_max_tokens if isinstance(options, Options) else dict(options or {}).get("video_max_tokens"))
+    msgs = [to_message(m, tokens if isinstance(tokens, int) else None) for m in messages]
     if system:
         msgs = [Message("system", system), *[m for m in msgs if m.role != "system"]]
     try:

@@ -40,10 +40,11 @@ from .image_codecs import (
 )
 from .types import Image
 
-__all__ = ["SUPPORTED_FORMATS", "Header", "decode_base64", "header", "intake"]
+__all__ = ["SUPPORTED_FORMATS", "Header", "decode_base64", "header", "intake", "read_bytes"]
 
 _IMAGE_EXTS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".dib",
-               ".tif", ".tiff", ".heic", ".heif", ".hif", ".avif")  # fmt: skip
+               ".tif", ".tiff", ".heic", ".heif", ".hif", ".avif",
+               ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")  # fmt: skip  (videos: imgscribe.video)
 _PATH_START = re.compile(r"(~|\.{1,2}[/\\]|/|[A-Za-z]:[/\\]|\\\\)")
 _B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 _URLSAFE = bytes.maketrans(b"-_", b"+/")
@@ -253,9 +254,23 @@ def _read(source: str | bytes | os.PathLike, max_bytes: int) -> tuple[bytes, str
         if pathlike:
             raise InvalidImage(f"file not found: {text}") from None
         raise
-    if pathlike and identify(data) not in SUPPORTED_FORMATS:
+    if pathlike and identify(data) not in SUPPORTED_FORMATS and not _video_magic(data):
         raise InvalidImage(f"file not found: {text}")
     return data, "<base64>"
+
+
+def read_bytes(
+    source: str | bytes | os.PathLike, *, max_bytes: int | None = None, source_name: str | None = None
+) -> tuple[bytes, str]:
+    """The bytes of a path, bytes, base64 text or data URI (within the byte limit) and the label for
+    messages, not sniffed: what :func:`imgscribe.video.read_media` routes to an image or a video."""
+    data, label = _read(source, _limits(max_bytes, 0)[0])
+    return data, source_name or label
+
+
+def _video_magic(data: bytes) -> bool:
+    """A video container's first bytes (MP4/MOV ``ftyp``, WebM/MKV EBML, AVI): imgscribe.video reads it."""
+    return data[4:8] == b"ftyp" or data[:4] == b"\x1a\x45\xdf\xa3" or (data[:4] == b"RIFF" and data[8:12] == b"AVI ")
 
 
 def read_file(path: str, max_bytes: int | None = None) -> bytes:

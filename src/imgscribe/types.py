@@ -21,6 +21,8 @@ from .errors import InvalidRequest
 
 #: File name extensions taken as images when scanning folders or prompts (content still decides).
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "heic", "heif", "avif")
+#: File name extensions taken as video clips in prompts (imgscribe.video; content still decides).
+VIDEO_EXTENSIONS = ("mp4", "m4v", "mov", "mkv", "webm", "avi")
 
 Role = Literal["system", "user", "assistant", "tool"]
 ROLES: tuple[Role, ...] = ("system", "user", "assistant", "tool")
@@ -88,6 +90,8 @@ class Options(BaseModel):
     #: dynamic-resolution projectors, the fewest (a load setting: llama-server's --image-min-tokens)
     image_max_tokens: int | None = Field(None, ge=0)
     image_min_tokens: int | None = Field(None, ge=0)
+    #: imgscribe's: prompt tokens one video may cost, all its sampled frames together (video.py)
+    video_max_tokens: int | None = Field(None, ge=0)
 
     @classmethod
     def checked(cls, values: Mapping[str, Any]) -> Options:
@@ -114,9 +118,9 @@ OLLAMA_OPTIONS = frozenset({
     "tfs_z", "mirostat", "mirostat_tau", "mirostat_eta", "penalize_newline", "numa", "low_vram",
     "f16_kv", "vocab_only", "use_mlock", "logits_all", "embedding_only",
 })  # fmt: skip
-#: imgscribe's own options: the image token budget (every engine), and the fewest image tokens of
-#: llama.cpp's dynamic-resolution projectors (Qwen2-VL...).
-IMGSCRIBE_OPTIONS = frozenset({"image_min_tokens", "image_max_tokens"})
+#: imgscribe's own options: the image token budget (every engine), the fewest image tokens of
+#: llama.cpp's dynamic-resolution projectors (Qwen2-VL...), and a video's token budget (all its frames).
+IMGSCRIBE_OPTIONS = frozenset({"image_min_tokens", "image_max_tokens", "video_max_tokens"})
 #: The only keys of :attr:`ModelManifest.parameters` (a model's default options). An engine's own
 #: settings (llama-server's slots, a remote's URL and headers...) are never among them: they live in
 #: :attr:`ModelManifest.engine_settings`, which only importers and the store write.
@@ -225,11 +229,29 @@ def options_from(values: Mapping[str, Any], *, unknown: Literal["ignore", "refus
         raise InvalidRequest(str(exc)) from None
 
 
+@dataclass(frozen=True, eq=False)
+class Video:
+    """A clip as sampled for a model (imgscribe.video): frames at ``timestamps`` (seconds), upright."""
+
+    frames: list[Image]
+    timestamps: list[float]
+    duration: float  # seconds
+    size: tuple[int, int]  # (width, height) of the clip as shown, upright
+    source: str = ""  # a path or "<bytes>", for messages and batch output
+    format: str = ""  # the container: "MP4", "WEBM", "GIF"...
+    fps: float = 0.0  # the clip's own frame rate (0: unknown)
+    sha256: str = ""  # of the original bytes
+    tokens_per_frame: int = 0  # the share of the video token budget each frame was sized for
+
+
 @dataclass
 class Message:
     role: Role
     content: str = ""
     images: list[Image] = field(default_factory=list)
+    #: clips: engines with native video take them as they are; every other gets them as frames
+    #: (engines/frames.py turns them into images with their timestamps in the text)
+    videos: list[Video] = field(default_factory=list)
 
 
 @dataclass
@@ -258,6 +280,10 @@ class ChatRequest:
     @property
     def images(self) -> list[Image]:
         return [img for m in self.messages for img in m.images]
+
+    @property
+    def videos(self) -> list[Video]:
+        return [v for m in self.messages for v in m.videos]
 
     def with_history(self, history: list[dict[str, str]]) -> ChatRequest:
         """The request after a model's MESSAGE history (Modelfile ``MESSAGE``, /api/create

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InvalidRequest
-from ..types import IMAGE_EXTENSIONS
+from ..types import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
-_EXT = "(?:" + "|".join(IMAGE_EXTENSIONS) + ")"
+_EXT = "(?:" + "|".join((*IMAGE_EXTENSIONS, *VIDEO_EXTENSIONS)) + ")"  # a clip: imgscribe.video
 _END = r"(?=$|[\s,;:!?)\]'\"]|\.(?:\s|$))"
 _START = r"(?<![\w/\\.~])"
 _QUOTED = re.compile(r"([\"'])(?P<path>[^\"'\n]+?\." + _EXT + r")\1", re.IGNORECASE)

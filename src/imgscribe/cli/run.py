@@ -17,7 +17,7 @@ from .pull import show_progress
 
 if TYPE_CHECKING:
     from ..client import Client
-    from ..types import ChatRequest, Format, Image, Message, Metrics, Options
+    from ..types import ChatRequest, Format, Image, Message, Metrics, Options, Video
 
 # The request types, image intake and the client load when a command runs, not when the CLI starts.
 
@@ -28,25 +28,28 @@ HELP = """Commands:
 Put an image path in a line to attach it, e.g.  What is in /path/to/photo.jpg ?"""
 
 
-def _load_images(paths: list[Path]) -> list[Image]:
-    from ..images import intake
+def _load_images(paths: list[Path]) -> list[Image | Video]:
+    from ..types import Video
+    from ..video import read_media
 
     images = []
     for path in paths:
-        images.append(intake(path))
-        print(f"Added image '{path}'", file=sys.stderr)
+        images.append(read_media(path))  # a clip: its frames, sampled (imgscribe.video)
+        kind = "video" if isinstance(images[-1], Video) else "image"
+        print(f"Added {kind} '{path}'", file=sys.stderr)
     return images
 
 
 def _user_turn(text: str, extra: list[Path] | None = None) -> Message:
     from ..api import DEFAULT_PROMPT
-    from ..types import Message
+    from ..types import Message, Video
     from .prompt_paths import extract_image_paths
 
     extracted = extract_image_paths(text)
     images = _load_images([*(extra or []), *extracted.paths])
     prompt = extracted.prompt or (DEFAULT_PROMPT if images else "")
-    return Message("user", prompt, images)
+    clips = [m for m in images if isinstance(m, Video)]
+    return Message("user", prompt, [m for m in images if not isinstance(m, Video)], clips)
 
 
 def _stream(client: Client, request: ChatRequest, write: Callable[[str], None]) -> tuple[str, Metrics]:

@@ -40,6 +40,7 @@ from typing import Any
 
 from ..config import Settings, parallel_slots, settings
 from ..engines import Runner, get_engine
+from ..engines.frames import for_runner, frame_count
 from ..errors import Busy, Cancelled, EngineFailed
 from ..memory import check_manifest
 from ..store import Store, parse_name
@@ -115,10 +116,10 @@ class Scheduler:
         """
         started = time.perf_counter_ns()
         info = self.info(request.model)
-        check_capabilities(info, images=len(request.images), think=request.think, name=request.model)
+        check_capabilities(info, images=frame_count(request), think=request.think, name=request.model)
         model, load_ns = self._acquire(request.model, request.keep_alive, cancel)
         try:
-            chunks = model.runner.chat(request, cancel)
+            chunks = model.runner.chat(for_runner(request, model.runner), cancel)  # videos: frames unless native
         except BaseException as exc:
             self._release(model)
             _raise_as_engine_error(model.name, exc)

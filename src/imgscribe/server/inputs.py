@@ -24,7 +24,8 @@ from typing import Any
 from ..config import Settings
 from ..errors import ImageTooLarge, InvalidImage
 from ..images import Header, decode_base64, header, intake
-from ..types import Image
+from ..types import Image, Video
+from ..video import is_media, read_video
 from .budget import Lease, PixelBudget
 from .urls import UrlFetcher
 
@@ -54,12 +55,19 @@ class ImageReader:
         groups: Sequence[Sequence[Labelled]],
         cancel: threading.Event | None = None,
         max_side: int | Callable[[int, int], int] = 0,
-    ) -> tuple[list[list[Image]], Lease]:
+        *,
+        media: bool = False,
+        video_max_tokens: int | None = None,
+    ) -> tuple[list[list[Image | Video]], Lease]:
         """Every image of one request (in groups, e.g. one per message), checked as a whole, decoded
         under the pixel budget (the module docstring); ``max_side``: the model's
         :attr:`~imgscribe.types.ModelInfo.max_image_side`, or for each image ``max_side(width, height)``
         (the long side the loaded engine needs under the request's image budget; 0: all of it). The caller releases the lease when the
         answer is finished (``Server.answer`` does).
+
+        ``media``: a clip (or an animated GIF/WebP/PNG) comes back as a :class:`~imgscribe.types.Video`
+        in its place, sampled under ``video_max_tokens`` (:mod:`imgscribe.video`; its frames count
+        against the request's pixels); otherwise it is refused as an image would be.
 
         Raises ImageTooLarge (413) over a limit, InvalidImage (400), Busy (503) when too many requests
         wait for the budget, Cancelled when ``cancel`` is set while waiting.
@@ -72,11 +80,18 @@ class ImageReader:
                 f"the request has {count:,} images, over the limit of {self.max_request_images:,} images "
                 "in one request (set IMGSCRIBE_MAX_REQUEST_IMAGES to change it)"
             )
-        found: list[tuple[bytes, Header, str, int]] = []
+        found: list[tuple[bytes, Header | Video, str, int]] = []
         pixels = need = held = 0
         for group in groups:
             for value, where in group:
                 data = self._named(where, self._bytes, value, where)
+                if media and is_media(data):  # sampled now: a few small frames, decoded one at a time
+                    clip = self._named(where, read_video, data, max_tokens=video_max_tokens,
+                                       max_pixels=self.max_pixels, source_name=where)  # fmt: skip
+                    pixels += sum(f.size[0] * f.size[1] for f in clip.frames)
+                    self._check_pixels(pixels, where)
+                    found.append((data, clip, where, 0))
+                    continue
                 side = 0 if callable(max_side) else max_side
                 head = self._named(where, header, data, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
                                    source_name=where, max_side=side)  # fmt: skip
@@ -84,12 +99,7 @@ class ImageReader:
                     head = self._named(where, header, data, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
                                        source_name=where, max_side=side)  # fmt: skip
                 pixels += head.pixels
-                if 0 < self.max_request_pixels < pixels:
-                    raise ImageTooLarge(
-                        f"the request's images have {pixels:,} pixels or more together (at {where}), over the "
-                        f"limit of {self.max_request_pixels:,} pixels in one request "
-                        "(set IMGSCRIBE_MAX_REQUEST_PIXELS to change it)"
-                    )
+                self._check_pixels(pixels, where)
                 # Decoded one after the other: the worst moment is one image decoding while the
                 # ones before it are held.
                 need = max(need, held + head.cost)
@@ -98,11 +108,12 @@ class ImageReader:
         lease = self.budget.acquire(need, cancel)
         try:
             decoded = [
+                head if isinstance(head, Video) else
                 self._named(where, intake, data, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
                             source_name=where, max_side=side)  # fmt: skip
-                for data, _, where, side in found
+                for data, head, where, side in found
             ]
-            lease.shrink(sum(im.size[0] * im.size[1] for im in decoded))  # decoders' extra copies are gone
+            lease.shrink(sum(im.size[0] * im.size[1] for im in decoded if isinstance(im, Image)))  # decoders' extra copies are gone
         except BaseException:
             lease.release()
             raise
@@ -111,6 +122,14 @@ class ImageReader:
             out.append(decoded[at : at + len(group)])
             at += len(group)
         return out, lease
+
+    def _check_pixels(self, pixels: int, where: str) -> None:
+        if 0 < self.max_request_pixels < pixels:
+            raise ImageTooLarge(
+                f"the request's images have {pixels:,} pixels or more together (at {where}), over the "
+                f"limit of {self.max_request_pixels:,} pixels in one request "
+                "(set IMGSCRIBE_MAX_REQUEST_PIXELS to change it)"
+            )
 
     def read(self, value: Any, where: str) -> Image:
         """One image from a base64 string, a data URI or a URL; ``where`` names it in errors.

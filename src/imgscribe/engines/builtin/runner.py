@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ...types import ChatRequest, Chunk, Image, Metrics, ModelInfo, ModelManifest
-from . import evidence
+from . import clips, evidence
 from .info import INFO, BuiltinSettings
 
 STAGES = ("colours", "classify", "ocr")
@@ -46,6 +46,7 @@ def load_models() -> int:
 
 
 class BuiltinRunner:
+    native_video = True  # a clip's key frames, described one by one (clips.py), not engines/frames.py
     parallel = 1  # the models already use every core they can (threads.py); a second slot only queues
     # Measured (Linux, torch 2.13 CPU): the process grows by ~330 MB when the models load (torch
     # itself is most of it) and to ~580 MB after a few images, one of them 12 MP.
@@ -81,7 +82,8 @@ class BuiltinRunner:
             yield run.done("load")
             return
         question = _question(request)
-        images = _images(request)
+        clip = clips.latest_clip(request)
+        images = list(clip.frames) if clip is not None else _images(request)
         run.encode_start = time.perf_counter_ns()
         try:
             for image in images:
@@ -95,6 +97,8 @@ class BuiltinRunner:
 
         t = time.perf_counter()
         text, run.mode = _compose(question, run.evs, request.format)
+        if clip is not None and run.mode in ("description", "answer"):
+            text = clips.describe(clip, run.evs, text, run.mode == "answer")
         run.compose_ms = round((time.perf_counter() - t) * 1000, 2)
         text = _apply_stops(text, request.options.stop)
         words = _WORD.findall(text)

@@ -35,6 +35,7 @@ def conversation(
         if role is None:
             raise InvalidRequest(f"unknown message role {m.role!r} (system, user, assistant or tool)")
         parts: list[dict[str, Any]] = [{"type": "image", "image": next(given)} for _ in m.images]
+        parts += [{"type": "video", "video": [f.pil for f in v.frames]} for v in m.videos]  # native video
         images += len(m.images)
         if m.content or not parts:
             parts.append({"type": "text", "text": m.content})
@@ -53,7 +54,7 @@ def conversation(
 
 def _merge(into: list[dict[str, Any]], parts: list[dict[str, Any]]) -> None:
     """Put ``parts`` into the same turn: images with images (first), text joined by a blank line."""
-    images = [p for p in parts if p["type"] == "image"]
+    images = [p for p in parts if p["type"] in ("image", "video")]
     texts = [p["text"] for p in parts if p["type"] == "text" and p["text"]]
     first_text = next((i for i, p in enumerate(into) if p["type"] == "text"), len(into))
     into[first_text:first_text] = images
@@ -65,8 +66,25 @@ def _merge(into: list[dict[str, Any]], parts: list[dict[str, Any]]) -> None:
             last["text"] = "\n\n".join([t for t in (last["text"], *texts) if t])
 
 
-def encode(processor, messages: list[dict[str, Any]]):
-    """Render the chat template, tokenize and preprocess the images: the processor's BatchFeature."""
+def video_kwargs(videos: Sequence[Any]) -> dict[str, Any]:
+    """The processor's arguments for native clips (Qwen2-VL's video processor): each clip's frames are
+    already sampled, uniformly, so its metadata says so (the sampled rate sets Qwen2.5-VL's
+    ``second_per_grid_ts``: temporal_patch_size / fps); the per-frame pixel cap of the reference code."""
+    if not videos:
+        return {}
+    from transformers.video_utils import VideoMetadata
+
+    metadata = [
+        VideoMetadata(total_num_frames=len(v.frames), fps=len(v.frames) / v.duration if v.duration else 1.0,
+                      duration=v.duration or None, frames_indices=list(range(len(v.frames))))  # fmt: skip
+        for v in videos
+    ]
+    return {"processor_kwargs": {"video_metadata": metadata, "cap_pixels_per_frame": True, "do_sample_frames": False}}
+
+
+def encode(processor, messages: list[dict[str, Any]], videos: Sequence[Any] = ()):
+    """Render the chat template, tokenize and preprocess the images (and ``videos``, the request's
+    native clips, in order: :func:`video_kwargs`): the processor's BatchFeature."""
     from jinja2 import TemplateError
 
     continue_final = messages[-1]["role"] == "assistant"  # an assistant prefix to continue (Ollama does so)
@@ -78,6 +96,7 @@ def encode(processor, messages: list[dict[str, Any]]):
             tokenize=True,
             return_dict=True,
             return_tensors="pt",
+            **video_kwargs(videos),
         )
     except TemplateError as exc:
         raise InvalidRequest(f"the model's chat template refused these messages: {exc}") from exc

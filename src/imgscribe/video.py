@@ -1,0 +1,283 @@
+"""Video intake: a clip wherever an image is accepted, sampled into a few frames with their times.
+
+A video is recognised by its content (MP4/MOV ``ftyp``, WebM/MKV EBML, AVI), never its name, and
+decoded with PyAV (whose wheels bundle FFmpeg) **without decoding the whole file**: for each sample
+time the demuxer seeks to the key frame before it and decodes from there, so a 2-hour clip costs a
+few groups of pictures, not two hours. An animated GIF, WebP or APNG is read by image intake with all
+its frames and sampled the same way. Frames are upright (the stream's display matrix applied),
+scaled by FFmpeg to their share of the budget, and JPEG-encoded (engines that forward files get them).
+
+The budget: a clip costs at most ``video_max_tokens`` (a request option; default
+:data:`DEFAULT_VIDEO_TOKENS`, a few images' worth on a CPU). It is split over the frames: as many
+frames as leave each at least :data:`MIN_FRAME_TOKENS` (at most ``max_frames``, and no more than
+two a second), each scaled to about ``tokens_per_frame`` x 28 x 28 pixels (a 14-px-patch ViT with a
+2 x 2 merge: Qwen2-VL's rate, an upper bound for the others); each engine's own image budget then
+applies to each frame as to any image.
+
+Limits, with the image errors: duration (:data:`MAX_DURATION`), frames in an animation
+(:data:`MAX_ANIMATION_FRAMES`), the frame's pixels (``IMGSCRIBE_MAX_IMAGE_PIXELS``), the file's bytes
+(``IMGSCRIBE_MAX_IMAGE_BYTES``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import math
+import os
+import re
+
+from PIL import Image as PILImage
+
+from .config import settings
+from .errors import ImageTooLarge, InvalidImage
+from .image_codecs import check_pixels, identify
+from .images import intake, read_bytes
+from .types import Image, Video
+
+__all__ = ["DEFAULT_VIDEO_TOKENS", "Video", "clock", "container_of", "is_media", "read_media", "read_video", "sample_times"]
+
+#: A clip's tokens by default: four images' worth of the CPU image budget (image_budget.CPU_BUDGET).
+DEFAULT_VIDEO_TOKENS = 4 * 1024
+MIN_FRAME_TOKENS = 512
+MAX_FRAMES = 32
+MAX_DURATION = 4 * 3600.0  # seconds
+MAX_ANIMATION_FRAMES = 10_000
+PIXELS_PER_TOKEN = 28 * 28
+_MAX_DECODE_PER_SAMPLE = 1_000  # frames decoded from a key frame to a sample time, at most
+_EBML = b"\x1a\x45\xdf\xa3"
+_ANIMATED = ("GIF", "PNG", "WEBP")
+
+
+def container_of(data: bytes) -> str | None:
+    """The video container the bytes are ("MP4", "MOV", "WEBM", "MKV", "AVI"), or None."""
+    if data[4:8] == b"ftyp" and identify(data) not in ("HEIF", "AVIF"):
+        return "MOV" if data[8:12] == b"qt  " else "MP4"
+    if data[:4] == _EBML:
+        return "WEBM" if b"webm" in data[:64] else "MKV"
+    if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
+        return "AVI"
+    return None
+
+
+def clock(seconds: float, tenths: bool = False) -> str:
+    """A time as a viewer reads it: 0:04, 1:02:03; ``tenths``: 0:04.5 (a short clip's frames)."""
+    if tenths and seconds < 60:
+        return f"0:{seconds:04.1f}"
+    s = int(seconds + 0.5)
+    h, m = divmod(s // 60, 60)
+    return f"{h}:{m:02d}:{s % 60:02d}" if h else f"{m}:{s % 60:02d}"
+
+
+def plan(duration: float, size: tuple[int, int], max_tokens: int | None, max_frames: int = MAX_FRAMES):
+    """(frames, tokens per frame, frame size) for a clip of ``duration`` seconds at ``size``."""
+    budget = max_tokens if max_tokens and max_tokens > 0 else DEFAULT_VIDEO_TOKENS
+    n = max(1, min(max_frames, budget // MIN_FRAME_TOKENS, math.ceil(max(duration, 0.01) * 2)))
+    per = budget // n
+    w, h = size
+    scale = min(1.0, math.sqrt(per * PIXELS_PER_TOKEN / max(1, w * h)))
+    return n, per, (max(2, int(w * scale) // 2 * 2), max(2, int(h * scale) // 2 * 2))  # even: yuv420p
+
+
+def sample_times(duration: float, n: int) -> list[float]:
+    """``n`` times spread uniformly over ``duration``: the middle of each of ``n`` equal parts."""
+    return [round((i + 0.5) * duration / n, 3) for i in range(n)]
+
+
+def is_media(data: bytes) -> bool:
+    """Whether the bytes are a clip or an animated image: :func:`read_video` reads them."""
+    return container_of(data) is not None or _animated(data)
+
+
+def read_media(
+    source: str | bytes | os.PathLike,
+    *,
+    max_bytes: int | None = None,
+    max_pixels: int | None = None,
+    source_name: str | None = None,
+    max_side: int = 0,
+    video_max_tokens: int | None = None,
+) -> Image | Video:
+    """An image (:func:`imgscribe.images.intake`) or, for a clip or an animation, a :class:`Video`."""
+    data, label = read_bytes(source, max_bytes=max_bytes, source_name=source_name)
+    if is_media(data):
+        return read_video(data, source_name=label, max_pixels=max_pixels, max_tokens=video_max_tokens)
+    return intake(data, max_bytes=max_bytes, max_pixels=max_pixels, source_name=label, max_side=max_side)
+
+
+def read_video(
+    source: str | bytes | os.PathLike,
+    *,
+    max_tokens: int | None = None,
+    max_frames: int = MAX_FRAMES,
+    max_duration: float = MAX_DURATION,
+    max_bytes: int | None = None,
+    max_pixels: int | None = None,
+    source_name: str | None = None,
+) -> Video:
+    """Sample a clip (the module docstring). InvalidImage: not a video, damaged, no frames;
+    ImageTooLarge: over a limit."""
+    data, label = read_bytes(source, max_bytes=max_bytes, source_name=source_name)
+    if max_pixels is None:
+        max_pixels = settings().max_image_pixels
+    kind = container_of(data)
+    if kind is None:
+        if _animated(data):
+            return _animation(data, label, max_tokens, max_frames, max_pixels)
+        raise InvalidImage(f"{label} is not a video (MP4, MOV, WebM, MKV, AVI, or an animated GIF/WebP/PNG)")
+    return _decode(data, label, kind, max_tokens, max_frames, max_duration, max_pixels)
+
+
+def _animated(data: bytes) -> bool:
+    if identify(data) not in _ANIMATED:
+        return False
+    try:
+        with PILImage.open(io.BytesIO(data)) as im:
+            return bool(getattr(im, "is_animated", False))
+    except Exception:  # noqa: BLE001 - image intake says what is wrong with it
+        return False
+
+
+def _animation(data: bytes, label: str, max_tokens, max_frames: int, max_pixels: int) -> Video:
+    with PILImage.open(io.BytesIO(data)) as im:
+        count = getattr(im, "n_frames", 1)
+        step = (im.info.get("duration") or 100) / 1000
+    if count > MAX_ANIMATION_FRAMES:
+        raise ImageTooLarge(f"{label} has {count:,} frames, over the limit of {MAX_ANIMATION_FRAMES:,}")
+    image = intake(data, all_frames=True, max_pixels=max_pixels, source_name=label)
+    frames = list(image.frames) or [image.pil]
+    duration = len(frames) * step
+    n, per, size = plan(duration, image.size, max_tokens, max_frames)
+    n = min(n, len(frames))
+    picks = sorted({min(len(frames) - 1, int(t / step)) for t in sample_times(duration, n)})
+    out = [_frame(frames[i].resize(size, PILImage.Resampling.LANCZOS) if size != frames[i].size else frames[i],
+                  label, i * step) for i in picks]  # fmt: skip
+    return Video(out, [round(i * step, 3) for i in picks], round(duration, 3), image.size, label, image.format,
+                 1 / step if step else 0.0, image.sha256, per)  # fmt: skip
+
+
+def _decode(data, label, kind, max_tokens, max_frames, max_duration, max_pixels) -> Video:
+    import av
+
+    try:
+        container = av.open(io.BytesIO(data), mode="r")
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        raise InvalidImage(f"{label} could not be read as {_a(kind)} video: {_why(exc)}") from None
+    try:
+        if not container.streams.video:
+            raise InvalidImage(f"{label} has no video stream (audio only?)")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if not width or not height:
+            raise InvalidImage(f"{label} could not be read as {_a(kind)} video: no frame size in its header")
+        check_pixels(width * height, max_pixels, "a frame of the video")
+        duration = _duration(container, stream)
+        if duration > max_duration:
+            raise ImageTooLarge(f"{label} is {clock(duration)} long, over the limit of {clock(max_duration)}")
+        rotation = _rotation(stream)
+        shown = (height, width) if rotation in (90, 270) else (width, height)
+        n, per, size = plan(duration, shown, max_tokens, max_frames)
+        target = (size[1], size[0]) if rotation in (90, 270) else size
+        rate = stream.frames / duration if stream.frames and duration else float(stream.guessed_rate or 0)
+        fps = round(rate, 3) if rate > 0 else 0.0
+        picked = _seek_frames(container, stream, sample_times(duration, n) if duration else [0.0], target, label)
+    except (av.FFmpegError, ValueError, OSError, EOFError) as exc:
+        raise InvalidImage(f"{label} could not be decoded as {_a(kind)} video: {_why(exc)}") from None
+    finally:
+        container.close()
+    if not picked:
+        raise InvalidImage(f"{label} has no frame that could be decoded")
+    frames = [_frame(_turn(pil, rotation), label, t) for t, pil in picked]
+    return Video(frames, [t for t, _ in picked], round(duration, 3), shown, label, kind, fps,
+                 hashlib.sha256(data).hexdigest(), per)  # fmt: skip
+
+
+#: frames decoded by the last :func:`read_video` (tests check that a long clip is not decoded whole)
+decoded_frames = 0
+
+
+def _seek_frames(container, stream, times: list[float], size: tuple[int, int], label: str):
+    """The first frame at or after each time (the last one before it at the end of the clip)."""
+    global decoded_frames
+    decoded_frames = 0
+    base = stream.time_base
+    start = float(stream.start_time * base) if stream.start_time is not None else 0.0
+    out: list[tuple[float, PILImage.Image]] = []
+    for t in times:
+        if base:
+            container.seek(int((start + t) / base), stream=stream, backward=True, any_frame=False)
+        best, count = None, 0
+        for frame in container.decode(stream):
+            decoded_frames += 1
+            count += 1
+            at = float(frame.time) - start if frame.time is not None else t
+            best = (at, frame)  # the first at or after t; else the last before it (the clip's end)
+            if at >= t - 1e-3 or count >= _MAX_DECODE_PER_SAMPLE:
+                break
+        if best is None:
+            continue
+        at, frame = best
+        if out and abs(out[-1][0] - at) < 1e-6:
+            continue  # a clip shorter than its frames: the same frame again
+        pil = frame.reformat(width=size[0], height=size[1], format="rgb24").to_image()
+        out.append((round(max(at, 0.0), 3), pil))
+    return out
+
+
+def _duration(container, stream) -> float:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1_000_000  # AV_TIME_BASE
+    return 0.0
+
+
+def _rotation(stream) -> int:
+    """Degrees counter-clockwise to show the frames upright (the display matrix, or a ``rotate`` tag)."""
+    import av
+
+    degrees = 0
+    try:
+        for frame in stream.container.decode(stream):  # the first frame carries the display matrix
+            degrees = int(round(getattr(frame, "rotation", 0) or 0))
+            break
+    except av.FFmpegError:
+        degrees = 0
+    stream.container.seek(0, stream=stream, backward=True, any_frame=False) if stream.time_base else None
+    if not degrees and stream.metadata.get("rotate"):
+        try:
+            degrees = -int(stream.metadata["rotate"])  # the tag is clockwise
+        except ValueError:
+            degrees = 0
+    return degrees % 360
+
+
+def _turn(pil: PILImage.Image, rotation: int) -> PILImage.Image:
+    turns = {90: PILImage.Transpose.ROTATE_90, 180: PILImage.Transpose.ROTATE_180, 270: PILImage.Transpose.ROTATE_270}
+    return pil.transpose(turns[rotation]) if rotation in turns else pil
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[:1] in "AEIMOU" else f"a {kind}"
+
+
+def _frame(pil: PILImage.Image, label: str, at: float) -> Image:
+    """One sampled frame as an image an engine can take: RGB, with JPEG bytes for engines that forward files."""
+    pil = pil.convert("RGB") if pil.mode != "RGB" else pil
+    out = io.BytesIO()
+    pil.save(out, "JPEG", quality=90)
+    data = out.getvalue()
+    return Image(pil=pil, sha256=hashlib.sha256(data).hexdigest(), format="JPEG", original_size=pil.size,
+                 byte_size=len(data), data=data, source=f"{label}@{clock(at)}")  # fmt: skip
+
+
+def _why(exc: Exception) -> str:
+    text = re.sub(r"^\[Errno -?\d+\] ", "", str(exc)).split(": '<", 1)[0]
+    return (text or type(exc).__name__).rstrip(".").lower() + " (damaged or cut short?)"
+
+
+def with_frames(video: Video, frames: list[Image]) -> Video:
+    """``video`` with other frames (an engine's scaled ones)."""
+    return dataclasses.replace(video, frames=frames)
