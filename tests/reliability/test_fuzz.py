@@ -25,7 +25,8 @@ from imgscribe.errors import ImageTooLarge, ImgscribeError, InvalidImage, Invali
 from imgscribe.images import header, intake
 from imgscribe.prompts import Template, TemplateError
 from imgscribe.server import create_app
-from imgscribe.store.modelfile import parse_modelfile
+from imgscribe.store.modelfile import parse_modelfile, to_modelfile
+from imgscribe.types import ModelInfo, ModelManifest
 from imgscribe.store.names import parse_name
 
 from . import corpus
@@ -178,6 +179,44 @@ def test_parse_modelfile(record_property, tmp_path):
         assert time.monotonic() - started < EXAMPLE_SECONDS
 
     run_counted(record_property, fuzz)
+
+
+def _lines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _writable(text: str) -> bool:
+    """The Modelfile format has no escapes: a value with \"\"\" at a line's end cannot be written."""
+    return not any(line.rstrip().endswith('"""') for line in _lines(text).split("\n")[:-1])
+
+
+MF_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40).filter(_writable)
+
+
+def test_modelfile_round_trip(record_property):
+    """to_modelfile (``show --modelfile``) read back by parse_modelfile: the same SYSTEM, MESSAGE, stop
+    and LICENSE for any text (line ends as \\n); the regression test for values holding a bare \\r,
+    once written unquoted and read back as two lines."""
+
+    @settings(max_examples=400, **FAST)
+    @given(system=MF_TEXT, content=MF_TEXT, stop=MF_TEXT, license=MF_TEXT)
+    def fuzz(counts, system, content, stop, license):
+        manifest = ModelManifest(name="x", engine="echo", info=ModelInfo(name="x", engine="echo", license=license),
+                                 system=system, messages=[{"role": "user", "content": content}],
+                                 parameters={"stop": [stop]} if stop else {})  # fmt: skip
+        parsed = parse_modelfile(to_modelfile(manifest), base="/nonexistent")
+        assert (parsed.system or "") == _lines(system)
+        assert parsed.messages == [{"role": "user", "content": _lines(content)}]
+        assert parsed.parameters.get("stop", [""]) == [_lines(stop)]
+        assert "\n".join(parsed.license) == _lines(license)
+        counts["round trips"] += 1
+
+    run_counted(record_property, fuzz)
+
+
+def test_a_bare_carriage_return_is_quoted():
+    manifest = ModelManifest(name="x", engine="echo", info=ModelInfo(name="x", engine="echo", license="0\r0"))
+    assert parse_modelfile(to_modelfile(manifest), base="/nonexistent").license == ["0\n0"]
 
 
 TEMPLATE_PIECES = st.sampled_from([

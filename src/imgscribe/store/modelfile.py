@@ -373,9 +373,10 @@ def _is_gguf(path: Path) -> bool:
 
 def quote(value: str) -> str:
     """A value as a Modelfile holds it: bare when it can be, else in quotes (as Ollama writes)."""
-    if value and value == value.strip() and "\n" not in value and not value.startswith('"'):
+    lines = "\n" in value or "\r" in value  # a bare \r ends a line too (the scanner reads it as \n)
+    if value and value == value.strip() and not lines and not value.startswith('"'):
         return value
-    return f'"""{value}"""' if '"' in value or "\n" in value or not value else f'"{value}"'
+    return f'"""{value}"""' if '"' in value or lines or not value else f'"{value}"'
 
 
 def _parameter_text(value: Any) -> str:
