@@ -210,6 +210,20 @@ def test_through_the_ollama_api(scheduler):
         assert r.status_code == 400 and "vision" in r.json()["error"]
 
 
+def test_through_the_openai_api_as_video_url(scheduler):
+    with TestClient(create_app(scheduler)) as client:
+        uri = f"data:video/mp4;base64,{b64(moving_clip())}"
+        parts = [{"type": "text", "text": "What happens?"}, {"type": "video_url", "video_url": {"url": uri}}]
+        body = {"model": "echo-test", "messages": [{"role": "user", "content": parts}]}
+        r = client.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200, r.text
+        text = r.json()["choices"][0]["message"]["content"]
+        assert "Video messages[0].content[1].video_url (0:04 long)" in text and "| 8 image(s)" in text
+        parts[1] = {"type": "video_url"}
+        r = client.post("/v1/chat/completions", json=body)
+        assert r.status_code == 400 and "messages[0].content[1].video_url" in r.text
+
+
 def test_run_prompt_paths_attach_a_clip(tmp_path, monkeypatch, capsys):
     from imgscribe.cli.run import _user_turn
 

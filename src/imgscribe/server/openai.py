@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import InvalidRequest, Unsupported
-from ..types import ChatRequest, Format, Image, Message, Options, Role, check_format, check_int, options_from
+from ..types import ChatRequest, Format, Image, Message, Options, Role, Video, check_format, check_int, options_from
 from . import render
 from .context import server_of
 from .inputs import Labelled
@@ -56,7 +56,8 @@ async def chat_completions(request: Request) -> Response:
 
     def work(cancel: threading.Event):
         groups = [_image_parts(m, i) for i, m in enumerate(body.messages)]
-        images, held = server.reader.read_request(groups, cancel, server.image_sides(info, options))
+        images, held = server.reader.read_request(groups, cancel, server.image_sides(info, options), media=True,
+                                                  video_max_tokens=options.video_max_tokens)  # video_url: clips
         messages = [_message(m, imgs) for m, imgs in zip(body.messages, images, strict=True)]
         chat = ChatRequest(
             info.name, messages, options=options, format=format, keep_alive=keep_alive, stream=stream
@@ -134,15 +135,16 @@ def _check_message(message: OpenAIMessage, index: int) -> int:
     if not isinstance(message.content, list):
         return 0
     for j, part in enumerate(message.content):
-        if part.type not in ("text", "image_url"):
+        if part.type not in ("text", "image_url", "video_url"):
             raise InvalidRequest(
-                f"messages[{index}].content[{j}]: content of type {part.type!r} is not supported: use text or image_url"
+                f"messages[{index}].content[{j}]: content of type {part.type!r} is not supported: use text, image_url "
+                "or video_url"
             )
-        if part.type == "image_url" and part.image_url is None:
-            raise InvalidRequest(f"Missing required parameter: 'messages[{index}].content[{j}].image_url'")
+        if part.type in ("image_url", "video_url") and getattr(part, part.type) is None:
+            raise InvalidRequest(f"Missing required parameter: 'messages[{index}].content[{j}].{part.type}'")
         if part.type == "text" and part.text is None:
             raise InvalidRequest(f"Missing required parameter: 'messages[{index}].content[{j}].text'")
-    return sum(part.type == "image_url" for part in message.content)
+    return sum(part.type in ("image_url", "video_url") for part in message.content)
 
 
 def _image_parts(message: OpenAIMessage, index: int) -> list[Labelled]:
@@ -150,8 +152,7 @@ def _image_parts(message: OpenAIMessage, index: int) -> list[Labelled]:
     if not isinstance(message.content, list):
         return []
     return [
-        (part.image_url if isinstance(part.image_url, str) else part.image_url.url,
-         f"messages[{index}].content[{j}].image_url")
+        (url if isinstance(url := getattr(part, part.type), str) else url.url, f"messages[{index}].content[{j}].{part.type}")
         for j, part in enumerate(message.content)
         if part.type != "text"
     ]  # fmt: skip
@@ -162,4 +163,5 @@ def _message(message: OpenAIMessage, images: list[Image]) -> Message:
     if not isinstance(message.content, list):
         return Message(role, message.content or "")
     texts = [part.text or "" for part in message.content if part.type == "text"]
-    return Message(role, "\n\n".join(t for t in texts if t), images)
+    clips = [i for i in images if isinstance(i, Video)]
+    return Message(role, "\n\n".join(t for t in texts if t), [i for i in images if not isinstance(i, Video)], clips)

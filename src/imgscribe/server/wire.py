@@ -252,6 +252,7 @@ class ContentPart(Body):
     type: str
     text: str | None = None
     image_url: ImageUrl | str | None = None
+    video_url: ImageUrl | str | None = None  # vLLM's extension: a clip, as a data URI (or a URL, where fetched)
 
 
 class OpenAIMessage(Body):
