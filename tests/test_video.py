@@ -10,6 +10,7 @@ import base64
 import fractions
 import io
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -244,3 +245,30 @@ def test_builtin_describes_key_frames_and_says_it_is_not_a_video_model(tmp_path)
     assert result.text.startswith("imgscribe's builtin model is not a video model: it describes this 0:02 clip")
     assert "Frame at 0:00" in result.text and "unchanged from the frame before" in result.text
     assert "STOP" in result.text.upper()
+
+
+def test_describe_a_folder_of_clips_one_record_each_with_frame_times(scheduler, tmp_path):
+    import json
+
+    from imgscribe.batch.job import Job, execute
+    from imgscribe.batch.prompts import Prompt
+    from imgscribe.client import LocalClient
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    (folder / "a.mp4").write_bytes(moving_clip())
+    (folder / "b.webm").write_bytes(moving_clip(fmt="webm", codec="libvpx-vp9", frames=10))
+    (folder / "broken.mov").write_bytes(b"\x00\x00\x00\x14ftypqt  " + b"\x00" * 64)
+    out = tmp_path / "out.jsonl"
+    job = Job(sources=[str(folder)], model="echo-test", prompts=[Prompt("response", "What happens?")],
+              outputs=[str(out)])  # fmt: skip
+    stats, _ = execute(job, [LocalClient(scheduler)])
+    assert (stats.done, stats.failed) == (2, 1)
+    records = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())}
+    a = records["a.mp4"]
+    assert a["video"]["duration"] == pytest.approx(4.0) and len(a["video"]["timestamps"]) == 8
+    assert "| 8 image(s)" in a["response"] and len(a["timings"]["images"]) == 8
+    assert records["b.webm"]["video"]["format"] == "WEBM"
+    assert "MOV video" in records["broken.mov"]["error"]
+    again, _ = execute(job, [LocalClient(scheduler)])  # resumes like images: nothing redone
+    assert again.done == 0 and again.skipped >= 2, again

@@ -30,8 +30,9 @@ from typing import Any
 
 from ..client import Answer
 from ..errors import Busy, ImgscribeError, InvalidRequest
-from ..images import intake, read_file
-from ..types import ChatRequest, Chunk, Format, Image, Message, Options
+from ..images import read_file
+from ..types import ChatRequest, Chunk, Format, Image, Message, Options, Video
+from ..video import read_media
 from .prompts import Context, Prompt, render
 from .sources import Url, printable
 
@@ -40,6 +41,17 @@ ChatFn = Callable[[ChatRequest], Iterator[Chunk]]
 CancelChatFn = Callable[[ChatRequest, threading.Event | None], Answer]
 KEY_VERSION = 1
 BUSY_RETRIES = 8
+
+
+def user_turn(text: str, media: Image | Video) -> Message:
+    """The user message about one image or one clip."""
+    return Message("user", text, [], [media]) if isinstance(media, Video) else Message("user", text, [media])
+
+
+def video_facts(clip: Video) -> dict[str, Any]:
+    """A clip's record entry: its length, size and the times of the frames the model saw."""
+    return {"duration": clip.duration, "size": list(clip.size), "format": clip.format,
+            "timestamps": list(clip.timestamps)}  # fmt: skip
 
 
 def new_record(path: str, model: str, prompt: str, error: str | None = None) -> dict[str, Any]:
@@ -59,10 +71,12 @@ def describe_record(
     record = new_record(str(path), model, prompt)
     start = time.perf_counter_ns()
     try:
-        image = intake(path)
+        image = read_media(path, video_max_tokens=(options or Options()).video_max_tokens)
         record["sha256"] = image.sha256
         decode_ns = time.perf_counter_ns() - start
-        request = ChatRequest(model, [Message("user", prompt, [image])], options or Options(), format)
+        request = ChatRequest(model, [user_turn(prompt, image)], options or Options(), format)
+        if isinstance(image, Video):
+            record["video"] = video_facts(image)
         parts: list[str] = []
         for chunk in chat(request):
             parts.append(chunk.text)
@@ -133,7 +147,7 @@ class Prepared:
     key: str
     path: str
     sha256: str
-    image: Image
+    image: Image | Video  # a clip: its sampled frames (imgscribe.video)
     rendered: list[tuple[Prompt, str, str]]  # prompt, text, system
     started: int  # perf_counter_ns when reading began
     decode_ns: int
@@ -172,7 +186,8 @@ class Describer:
         if not self.spec.overwrite and key in self.index.keys:
             return {"_status": "reuse", "id": rid, "key": key, "path": path, "sha256": original}
         try:
-            image = intake(data, source_name=path, max_bytes=self.spec.max_bytes or None)
+            image = read_media(data, source_name=path, max_bytes=self.spec.max_bytes or None,
+                               video_max_tokens=self.options.get("video_max_tokens"))  # fmt: skip
         except ImgscribeError as exc:
             return self.error_record(path, str(exc), sha=original, key=key, rid=rid, rendered=rendered)
         except Exception as exc:
@@ -202,11 +217,13 @@ class Describer:
         timings = record["timings"]
         timings["decode_duration"] = job.decode_ns
         timings["wall_duration"] = wall
+        if isinstance(job.image, Video):
+            record["video"] = video_facts(job.image)
         return record
 
-    def _ask(self, image: Image, prompt: Prompt, text: str, system: str, chat: CancelChatFn,
+    def _ask(self, image: Image | Video, prompt: Prompt, text: str, system: str, chat: CancelChatFn,
              cancel: threading.Event | None) -> dict[str, Any]:  # fmt: skip
-        messages = ([Message("system", system)] if system else []) + [Message("user", text, [image])]
+        messages = ([Message("system", system)] if system else []) + [user_turn(text, image)]
         options = Options.model_validate({**self.options, **prompt.options})
         request = ChatRequest(self.spec.model, messages, options, prompt.format)
         for attempt in range(BUSY_RETRIES + 1):

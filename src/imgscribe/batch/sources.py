@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import ImageTooLarge, InvalidImage, InvalidRequest
-from ..types import IMAGE_EXTENSIONS
+from ..types import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
-_SUFFIXES = {f".{e}" for e in IMAGE_EXTENSIONS}
+_SUFFIXES = {f".{e}" for e in (*IMAGE_EXTENSIONS, *VIDEO_EXTENSIONS)}  # clips: one record each (imgscribe.video)
 _COLUMNS = ("path", "file", "filename", "file_name", "image", "image_path", "url", "uri", "src")
 STDIN = "-"
 
