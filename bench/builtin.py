@@ -1,6 +1,6 @@
 """Benchmark the built-in model's description against classification alone, in the same run.
 
-    python bench/builtin.py [--rounds 3] [--budget 60]
+    python bench/builtin.py [--rounds 3] [--budget 60] [--quick]
 
 Describes the images in examples/ plus two generated ones (a photo-like picture and a rendered
 document) ``--rounds`` times after one warm-up round, with the evidence cache off, and prints:
@@ -8,6 +8,7 @@ images/s for a full description (decode included), the mean time of each stage (
 classify, OCR, compose, the rest) and its share, and the ratio to the baseline measured in the same
 run: EfficientNet-Lite0 classification alone on the same decoded images. Stops adding rounds once
 ``--budget`` seconds have passed (the model load is not counted), so it ends in under ~90 s.
+``--quick``: one measured round of the two generated images only (seconds; same table and ratio).
 """
 
 from __future__ import annotations
@@ -98,9 +99,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3, help="measured rounds after the warm-up (default 3)")
     ap.add_argument("--budget", type=float, default=60.0, help="stop adding rounds after this many seconds")
+    ap.add_argument("--quick", action="store_true", help="one round of the two generated images (seconds)")
     args = ap.parse_args()
 
     cases = inputs()
+    if args.quick:
+        cases, args.rounds = cases[-2:], 1
     t = time.perf_counter()
     manifest = MANIFEST.model_copy(update={"engine_settings": {"cache_size": 0}})
     runner = ENGINE.load(manifest)

@@ -1,6 +1,6 @@
 """What the HTTP server adds over calling the same runner in-process, measured in the same run.
 
-    python bench/server.py [--seconds 3]
+    python bench/server.py [--seconds 3] [--quick]
 
 The model is the instant ``echo`` engine (8 tokens, no delay), so every microsecond measured is
 overhead: in-process, ``images.intake`` + ``Scheduler.chat``; over HTTP, that plus JSON, base64,
@@ -11,7 +11,7 @@ httpx, one asyncio loop in this process.
 Prints latency with one client (p50, p99; in-process vs ``/api/generate`` non-streamed and
 ``/api/chat`` streamed, and ``GET /api/version`` as the floor of any HTTP request) with the
 server's CPU time per request (steadier than wall time on a busy machine), then requests/s with 1,
-8 and 64 concurrent clients, with ratios.
+8 and 64 concurrent clients, with ratios. ``--quick``: 0.3 s a figure (seconds; the same tables).
 """
 
 from __future__ import annotations
@@ -130,7 +130,10 @@ def table(rows: list[list[str]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement (default 3)")
+    parser.add_argument("--quick", action="store_true", help="0.3 s a figure")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds = min(args.seconds, 0.3)
 
     data = png()
     b64 = base64.b64encode(data).decode()
