@@ -272,3 +272,22 @@ def test_describe_a_folder_of_clips_one_record_each_with_frame_times(scheduler, 
     assert "MOV video" in records["broken.mov"]["error"]
     again, _ = execute(job, [LocalClient(scheduler)])  # resumes like images: nothing redone
     assert again.done == 0 and again.skipped >= 2, again
+
+
+def test_webvtt_captions_of_what_happens_when(scheduler, tmp_path):
+    from imgscribe.batch.job import Job, execute
+    from imgscribe.batch.prompts import Prompt
+    from imgscribe.client import LocalClient
+
+    text = ("not a video model.\nFrame at 0:00.4: A plain card.\nFrame at 0:01.2: unchanged from the frame before.\n"
+            "Frame at 0:02.8: A red square.")  # fmt: skip
+    vtt = video.webvtt(4.0, [0.4, 1.2, 2.8], text)
+    assert vtt.startswith("WEBVTT\n\n1\n00:00:00.000 --> 00:00:02.800\nA plain card.\n")
+    assert "2\n00:00:02.800 --> 00:00:04.000\nA red square." in vtt
+    (tmp_path / "clip.mp4").write_bytes(moving_clip())
+    job = Job(sources=[str(tmp_path / "clip.mp4")], model="echo-test", prompts=[Prompt("response", "What happens?")],
+              outputs=[str(tmp_path / "out.jsonl")], sidecar="response", sidecar_ext=".vtt")  # fmt: skip
+    stats, _ = execute(job, [LocalClient(scheduler)])
+    assert stats.done == 1
+    captions = (tmp_path / "clip.vtt").read_text()
+    assert captions.startswith("WEBVTT\n\n1\n00:00:00.000 --> 00:00:04.000\necho: Video ")

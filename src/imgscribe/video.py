@@ -281,3 +281,41 @@ def _why(exc: Exception) -> str:
 def with_frames(video: Video, frames: list[Image]) -> Video:
     """``video`` with other frames (an engine's scaled ones)."""
     return dataclasses.replace(video, frames=frames)
+
+
+_FRAME_LINE = re.compile(r"^\s*frame at (\d+(?::\d{2}){1,2}(?:\.\d)?)\s*[:\-–]\s*(.+)$", re.IGNORECASE | re.MULTILINE)
+
+
+def webvtt(duration: float, timestamps: list[float], text: str) -> str:
+    """WebVTT captions of a clip's description: a cue per sampled frame, from its time to the next
+    frame's, when the text describes frames one by one ("Frame at 0:04: ..." lines, as builtin
+    writes them; "unchanged" frames extend the cue before); else one cue for the whole clip."""
+    described = [(_seconds(t), body.strip()) for t, body in _FRAME_LINE.findall(text)]
+    cues: list[tuple[float, float, str]] = []
+    if described:
+        ends = [t for t, _ in described[1:]] + [max(duration, described[-1][0])]
+        for (start, body), end in zip(described, ends, strict=True):
+            if cues and body.lower().startswith("unchanged"):
+                cues[-1] = (cues[-1][0], end, cues[-1][2])
+            else:
+                cues.append((start if cues else 0.0, end, body))
+    else:
+        cues.append((0.0, duration or (timestamps[-1] if timestamps else 0.0), text.strip()))
+    lines = ["WEBVTT", ""]
+    for i, (start, end, body) in enumerate(cues, 1):
+        lines += [str(i), f"{_vtt_time(start)} --> {_vtt_time(max(end, start + 0.001))}", body.replace("-->", "->"), ""]
+    return "\n".join(lines)
+
+
+def _seconds(text: str) -> float:
+    value = 0.0
+    for part in text.split(":"):
+        value = value * 60 + float(part)
+    return value
+
+
+def _vtt_time(seconds: float) -> str:
+    ms = round(seconds * 1000)
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    return f"{h:02d}:{m:02d}:{rest // 1000:02d}.{rest % 1000:03d}"

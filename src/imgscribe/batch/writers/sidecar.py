@@ -52,6 +52,10 @@ class SidecarWriter:
         text = field_text(record, self.field)
         if not text:
             return
+        if self.ext == ".vtt" and record.get("video"):  # a clip's captions of what happens when (imgscribe.video)
+            from ...video import webvtt
+
+            text = webvtt(record["video"]["duration"], record["video"]["timestamps"], text).strip()
         target = Path(record["path"]).with_suffix(self.ext)
         old = target.read_text(encoding="utf-8", errors="replace") if target.exists() else None
         new = self._combine(old, text)
