@@ -24,7 +24,15 @@ from imgscribe.errors import ImageTooLarge, InvalidImage
 from imgscribe.scheduler import Scheduler
 from imgscribe.server import create_app
 from imgscribe.store import Store
-from imgscribe.types import ChatRequest, Image, Message, ModelInfo, ModelManifest, Options, Video
+from imgscribe.types import (
+    ChatRequest,
+    Image,
+    Message,
+    ModelInfo,
+    ModelManifest,
+    Options,
+    Video,
+)
 
 
 def add_echo(store: Store, name: str, capabilities: tuple[str, ...] = ("completion", "vision")) -> None:
@@ -220,6 +228,8 @@ def test_through_the_openai_api_as_video_url(scheduler):
         assert r.status_code == 200, r.text
         text = r.json()["choices"][0]["message"]["content"]
         assert "Video messages[0].content[1].video_url (0:04 long)" in text and "| 8 image(s)" in text
+        r = client.post("/v1/chat/completions", json={**body, "video_max_tokens": 1024})  # extra_body
+        assert r.status_code == 200 and "| 2 image(s)" in r.json()["choices"][0]["message"]["content"]
         parts[1] = {"type": "video_url"}
         r = client.post("/v1/chat/completions", json=body)
         assert r.status_code == 400 and "messages[0].content[1].video_url" in r.text

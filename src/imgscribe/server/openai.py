@@ -108,6 +108,7 @@ def _options(body: CompletionBody) -> Options:
         frequency_penalty=body.frequency_penalty,
         presence_penalty=body.presence_penalty,
         image_max_tokens=body.image_max_tokens,
+        video_max_tokens=body.video_max_tokens,
     ))  # fmt: skip
 
 

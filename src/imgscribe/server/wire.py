@@ -287,6 +287,7 @@ class CompletionBody(Body):
     tools: list[Any] | None = None
     keep_alive: Any = None
     image_max_tokens: Any = None  # imgscribe's (extra_body): prompt tokens one image may cost
+    video_max_tokens: Any = None  # imgscribe's (extra_body): prompt tokens one clip may cost, all its frames
 
 
 # -- fields -----------------------------------------------------------------------------------------
