@@ -73,8 +73,11 @@ def read_junit(junit: Path) -> dict[str, dict[str, dict]]:
         if case.find("failure") is not None or case.find("error") is not None:
             row["failed"] += 1
         elif case.find("skipped") is not None:
+            skipped = case.find("skipped")
             row["skipped"] += 1
-            row["extra"]["skipped"] = (case.find("skipped").get("message") or "")[:200]
+            xfail = skipped.get("type") == "pytest.xfail"
+            row["xfail"] = row.get("xfail", 0) + xfail
+            row["extra"]["known bug" if xfail else "skipped"] = (skipped.get("message") or "")[:300]
         else:
             row["passed"] += 1
         for prop in case.iter("property"):
@@ -127,7 +130,8 @@ def render(results: dict, code: int, args: list[str]) -> str:
         for name, row in tests.items():
             counts = ", ".join(f"{k}: {v:,}" for k, v in sorted(row["counts"].items(), key=lambda kv: -kv[1]))
             extra = "; ".join(f"{k}: {v}" for k, v in sorted(row["extra"].items()))
-            result = "failed" if row["failed"] else "skipped" if row["skipped"] == row["runs"] else "passed"
+            result = ("failed" if row["failed"] else "known bug (xfail)" if row.get("xfail")
+                      else "skipped" if row["skipped"] == row["runs"] else "passed")
             what = "; ".join(x for x in (counts, extra) if x) or "-"
             lines.append(f"| `{name}` | {row['runs']} | {cases_of(row):,} | {what} | {result} | {row['seconds']:.1f} |")
         lines += ["", "What each tried:", ""]
