@@ -16,7 +16,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server.conftest import LiveServer, add_echo, live_server  # tests/ is on sys.path (pytest's rootdir)
+from server.conftest import (  # tests/ is on sys.path (pytest's rootdir)
+    LiveServer,
+    add_echo,
+    live_server,
+)
 
 from imgscribe.scheduler import Scheduler
 from imgscribe.store import Store

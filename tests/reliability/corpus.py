@@ -123,14 +123,12 @@ def bmp_with_size(width: int, height: int) -> bytes:
 
 def tiff_with_size(width: int, height: int) -> bytes:
     data = bytearray(encode(photo((8, 8)), "TIFF"))
-    im = Image.open(io.BytesIO(bytes(data)))
-    im.close()
     # patch ImageWidth (256) and ImageLength (257) entries of the first IFD
     ifd = struct.unpack("<I", data[4:8])[0]
     count = struct.unpack("<H", data[ifd : ifd + 2])[0]
     for i in range(count):
         at = ifd + 2 + 12 * i
-        tag, kind = struct.unpack("<HH", data[at : at + 4])
+        tag, _kind = struct.unpack("<HH", data[at : at + 4])
         if tag in (256, 257):
             value = width if tag == 256 else height
             data[at + 2 : at + 12] = struct.pack("<HII", 4, 1, value)  # LONG

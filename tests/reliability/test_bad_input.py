@@ -24,7 +24,16 @@ from imgscribe.images import header, intake
 from imgscribe.store import Store
 
 from . import corpus
-from .conftest import IMAGE_ROUTES, NORMAL, add_echo, answer_text, available_routes, error_message, open_fds, settle_fds
+from .conftest import (
+    IMAGE_ROUTES,
+    NORMAL,
+    add_echo,
+    answer_text,
+    available_routes,
+    error_message,
+    open_fds,
+    settle_fds,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,7 +42,8 @@ IDS = [c.name for c in CASES]
 REFUSED = (InvalidImage, ImageTooLarge)
 CASE_SECONDS = 10  # any one case through any one door
 ROUTES = available_routes()
-ANSWER = re.compile(r"^echo: .*\b\d+ image\(s\)", re.S)  # an animation may come as its sampled frames
+STREAM_ENDS = ('"done":true', "[DONE]", "response.completed", "message_stop")  # each dialect's last event
+ANSWER = re.compile(r"^echo: .*\b\d+ image\(s\)", re.DOTALL)  # an animation may come as its sampled frames
 
 
 def through_intake(data) -> str:
@@ -121,10 +131,14 @@ def test_python_api_pillow_images(pillow_cases, echo_scheduler, record_property)
 # -- HTTP ---------------------------------------------------------------------------------------------
 
 
-def post_case(client: httpx.Client, route: str, data: bytes) -> str:
-    """One case on one route: "answer" or "4xx <status>"; a 5xx, another shape or a hang fails."""
-    response = client.post(route, json=IMAGE_ROUTES[route](data))
+def post_case(client: httpx.Client, route: str, data: bytes, stream: bool = False) -> str:
+    """One case on one route: "answer" or "4xx <status>"; a 5xx, another shape or a hang fails.
+    Streamed: a refusal comes before the stream starts, an answer is a whole stream."""
+    response = client.post(route, json={**IMAGE_ROUTES[route](data), "stream": stream})
     assert response.status_code < 500, (route, response.status_code, response.text[:500])
+    if response.status_code == 200 and stream:
+        assert "image(s)" in response.text and any(end in response.text for end in STREAM_ENDS), response.text[-500:]
+        return "answer (streamed)"
     if response.status_code == 200:
         assert ANSWER.search(answer_text(route, response)), response.text[:500]
         return "answer"
@@ -138,17 +152,19 @@ def normal_request_works(client: httpx.Client) -> None:
     assert response.status_code == 200 and response.json()["done"], response.text
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 @pytest.mark.parametrize("route", ROUTES)
-def test_http_routes(route, live, tally):
-    """Every synthetic case on one route, each followed by a normal request on the same connection."""
+def test_http_routes(route, stream, live, tally):
+    """Every synthetic case on one route, whole and streamed, each followed by a normal request on
+    the same connection."""
     before = open_fds()
     with httpx.Client(base_url=live.url, timeout=30) as client:
         for case in CASES:
             started = time.monotonic()
-            outcome = post_case(client, route, case.data)
+            outcome = post_case(client, route, case.data, stream)
             assert time.monotonic() - started < CASE_SECONDS, case.name
             if case.expect == "error":
-                assert outcome != "answer", f"{case.name} was answered on {route}"
+                assert not outcome.startswith("answer"), f"{case.name} was answered on {route}"
             tally.add(outcome)
             normal_request_works(client)
     assert settle_fds(before) <= before, "the server kept file descriptors"

@@ -26,15 +26,15 @@ from imgscribe.images import header, intake
 from imgscribe.prompts import Template, TemplateError
 from imgscribe.server import create_app
 from imgscribe.store.modelfile import parse_modelfile, to_modelfile
-from imgscribe.types import ModelInfo, ModelManifest
 from imgscribe.store.names import parse_name
+from imgscribe.types import ModelInfo, ModelManifest
 
 from . import corpus
 from .conftest import IMAGE_ROUTES, app_paths, available_routes, error_message
 
 pytestmark = pytest.mark.timeout(120)
 
-FAST = dict(deadline=timedelta(seconds=5), database=None, suppress_health_check=list(HealthCheck))
+FAST = {"deadline": timedelta(seconds=5), "database": None, "suppress_health_check": list(HealthCheck)}
 EXAMPLE_SECONDS = 5
 
 
@@ -267,7 +267,7 @@ def body(draw, route: str) -> dict:
     """The route's own valid body with keys replaced, added or removed, at any depth."""
     obj = json.loads(json.dumps(BASES[route]))
     for _ in range(draw(st.integers(1, 4))):
-        target, path = obj, []
+        target = obj
         while isinstance(target, (dict, list)) and target and draw(st.booleans()):
             key = draw(st.sampled_from(sorted(target) if isinstance(target, dict) else range(len(target))))
             if not isinstance(target[key], (dict, list)):
