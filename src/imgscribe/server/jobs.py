@@ -9,12 +9,17 @@ The job watches the client's connection: when it goes away the job's ``cancel`` 
 takes a waiting request out of the queue, stops a running one, and stops reading the work's items.
 
 An error before the first item becomes a status code; after it, the last line of the stream.
+
+The job's thread hands its items over in a deque, and wakes the event loop only when none is
+pending already: a fast engine's burst of chunks costs the loop one wake-up, not one per chunk
+(each ``call_soon_threadsafe`` writes to the loop's self-pipe and runs a loop iteration).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from typing import Any
@@ -38,17 +43,24 @@ class Job:
     def __init__(self, request: Request, work: Work, threads: Executor):
         self.cancel = threading.Event()
         self._loop = asyncio.get_running_loop()
-        self._items: asyncio.Queue = asyncio.Queue()
-        self._held: object = None  # the end, or an error, met while taking a batch
+        self._items: deque = deque()  # appended by the job's thread, taken by the event loop
+        self._lock = threading.Lock()  # guards _wake_due against the thread's puts
+        self._wake_due = False  # a wake-up is on its way to the loop
+        self._waiter: asyncio.Future | None = None
         self._watcher = asyncio.ensure_future(self._watch(request))
         threads.submit(self._run, work)
 
     async def next(self) -> Any:
         """The next item, None at the end; the work's error is raised here."""
-        if self._held is not None:
-            item, self._held = self._held, None
-        else:
-            item = await self._items.get()
+        while not self._items:
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        item = self._items[0]
+        if item is not _END:  # the end stays, for every later call
+            self._items.popleft()
         if item is _END:
             return None
         if isinstance(item, BaseException):
@@ -62,12 +74,11 @@ class Job:
         if first is None:
             return []
         items = [first]
-        while not self._items.empty():
-            item = self._items.get_nowait()
+        while self._items:
+            item = self._items[0]
             if item is _END or isinstance(item, BaseException):
-                self._held = item
-                break
-            items.append(item)
+                break  # for the next call
+            items.append(self._items.popleft())
         return items
 
     def close(self) -> None:
@@ -90,10 +101,24 @@ class Job:
         self._put(_END)
 
     def _put(self, item: object) -> None:
+        """On the job's thread: hand ``item`` over; wake the loop unless a wake-up is due already
+        (the loop takes every item there when it comes)."""
+        with self._lock:
+            self._items.append(item)
+            if self._wake_due:
+                return
+            self._wake_due = True
         try:
-            self._loop.call_soon_threadsafe(self._items.put_nowait, item)
+            self._loop.call_soon_threadsafe(self._wake)
         except RuntimeError:  # the loop is gone: the server is shutting down
             self.cancel.set()
+
+    def _wake(self) -> None:
+        """On the loop: a later put wakes it again; the waiting reader (if any) goes on."""
+        with self._lock:
+            self._wake_due = False
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def _watch(self, request: Request) -> None:
         while (await request.receive())["type"] != "http.disconnect":
