@@ -62,8 +62,6 @@ NOT_COVERED = [
     "(tests/server/test_security*.py keep the security issue's regression tests).",
     "The built-in model is not driven through the HTTP routes with the whole corpus (its load takes a "
     "minute on this machine): the echo model stands in; the built-in model's OCR stage is tested directly.",
-    "A content bomb under the pixel limit (e.g. 49 MP of zeros in a 50 KB PNG) decoded by many clients at "
-    "once (the server's decode budget); the corpus's content bomb is refused by the pixel limit.",
 ]
 PACKAGES = ("pillow", "pillow-heif", "hypothesis", "schemathesis", "fastapi", "uvicorn", "httpx")
 

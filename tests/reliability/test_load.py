@@ -5,6 +5,8 @@ Every loop is bounded in count and time; the figures go into docs/reliability.md
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
 import json
 import socket
 import statistics
@@ -212,3 +214,41 @@ def test_idle_connections_do_not_starve_others(live, record_property):
                                             "idle_connections": len(idle), "seconds": round(elapsed, 2)}))  # fmt: skip
     assert [r.status_code for r in replies] == [200] * 30
     assert elapsed < 10
+
+
+def sample_peak_rss(pid: int, work, seconds: float = 60) -> tuple[float, object]:
+    """The child's highest RSS (sampled every 20 ms, at most ``seconds``) while ``work()`` runs in a thread."""
+    peak = rss_mb(pid)
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(work)
+        deadline = time.monotonic() + seconds
+        while not future.done() and time.monotonic() < deadline:
+            peak = max(peak, rss_mb(pid))
+            time.sleep(0.02)
+        return peak, future.result(timeout=max(1, deadline - time.monotonic()))
+
+
+def test_content_bombs_under_the_limit_decode_within_the_budget(tmp_path, cli_env, record_property):
+    """A 49 MP PNG of zeros (48 KB, under the 50 MP limit, so accepted) sent by 8 clients at once to
+    ``imgscribe serve``: all answered, and the server's peak RSS grows far less than 8 decodes would
+    take at once (the decode budget, IMGSCRIBE_DECODE_PIXELS, lets them in one or two at a time)."""
+    from .corpus import content_bomb_png
+
+    bomb = content_bomb_png(7_000, 7_000)
+    body = {"model": "llava", "prompt": "bomb", "stream": False, "images": [base64.b64encode(bomb).decode()]}
+    store = Store(tmp_path / "models")
+    add_echo(store, "llava")
+    with serve_process(store.root, cli_env, tmp_path / "serve.log") as (url, pid):
+        post = functools.partial(httpx.post, url + "/api/generate", timeout=60)
+        assert post(json={"model": "llava", "prompt": "warm", "stream": False}).status_code == 200
+        base = rss_mb(pid)
+        one_peak, first = sample_peak_rss(pid, lambda: post(json=body))
+        with ThreadPoolExecutor(8) as pool:
+            eight_peak, replies = sample_peak_rss(pid, lambda: list(pool.map(lambda _: post(json=body), range(8))))
+    statuses = [r.status_code for r in [first, *replies]]
+    one, eight = one_peak - base, eight_peak - base
+    record_property("outcomes", json.dumps({"counts": {"answered": statuses.count(200)},
+                                            "rss_base_mb": round(base), "growth_one_mb": round(one),
+                                            "growth_eight_at_once_mb": round(eight)}))  # fmt: skip
+    assert statuses == [200] * 9, [r.text[:200] for r in [first, *replies]]
+    assert eight < 3 * max(one, 50), f"8 at once grew the server by {eight:.0f} MB, one by {one:.0f} MB"
