@@ -11,7 +11,8 @@ httpx, one asyncio loop in this process.
 Prints latency with one client (p50, p99; in-process vs ``/api/generate`` non-streamed and
 ``/api/chat`` streamed, and ``GET /api/version`` as the floor of any HTTP request) with the
 server's CPU time per request (steadier than wall time on a busy machine), then requests/s with 1,
-8 and 64 concurrent clients, with ratios. ``--quick``: 0.3 s a figure (seconds; the same tables).
+8 and 64 concurrent clients, with ratios, and the CPU time a request costs the server and the
+clients (one asyncio loop here: at 64 clients the clients, not the server, are the limit). ``--quick``: 0.3 s a figure (seconds; the same tables).
 """
 
 from __future__ import annotations
@@ -165,17 +166,23 @@ def main() -> None:
                              f"{ms(cpu)} ms"])  # fmt: skip
             table(rows)
 
-            local, remote = [], []
+            local, remote, served, client = [], [], [], []
             for clients in CONCURRENCY:
                 local.append(len(in_process(scheduler, data, clients, args.seconds)) / args.seconds)
-                remote.append(
-                    len(asyncio.run(http(url, generate, "/api/generate", clients, args.seconds))) / args.seconds
-                )
+                cpu, own = server_cpu(proc.pid), time.process_time()
+                done = len(asyncio.run(http(url, generate, "/api/generate", clients, args.seconds)))
+                served.append((server_cpu(proc.pid) - cpu) / done)
+                client.append((time.process_time() - own) / done)
+                remote.append(done / args.seconds)
             table([
                 ["requests/s", *(f"{c} client{'s' if c > 1 else ''}" for c in CONCURRENCY)],
                 ["in-process", *(f"{r:.0f}" for r in local)],
                 ["HTTP /api/generate", *(f"{r:.0f}" for r in remote)],
                 ["ratio HTTP / in-process", *(f"{h / b:.2f}" for h, b in zip(remote, local, strict=True))],
+                # Who is busy: more CPU a request in this process (the httpx clients) than in the
+                # server means the figure above is the clients' limit, not the server's.
+                ["server CPU ms/request", *(ms(c) for c in served)],
+                ["clients' CPU ms/request (this process)", *(ms(c) for c in client)],
             ])  # fmt: skip
         finally:
             proc.terminate()
