@@ -20,6 +20,7 @@ SCRIPTS = sorted(p.name for p in BENCH.glob("[!_]*.py"))
 RATIO = {
     "batch.py": r"describe\s+[\d.]+\s+[\d.]+x",
     "builtin.py": r"ratio\s+: a description takes [\d.]+x",
+    "cli_start.py": r"imgscribe list\s+\d+\s+\d+\s+[\d.]+x\s+[\d.]+x",
     "engines.py": r"llamacpp / transformers: image encode [\d.]+x",
     "hostile_memory.py": r"ratio: peak / bound\s+[\d.]+",
     "image_budget.py": r"default/max time to first token [\d.]+x",
