@@ -46,6 +46,11 @@ FINDINGS = [
     "1,950,000 x 30). Kept as an expected failure: `test_builtin_ocr_reads_extreme_strips`.",
     "Open (cosmetic): for an image with malformed EXIF the CLI's stderr carries Pillow's own "
     "`UserWarning: Corrupt EXIF data...` lines (with site-packages paths) next to its answer or error line.",
+    "Observation: a client reading a stream at 1 byte/s does not keep its slot: the engine's whole answer "
+    "(20,000 tokens, 1.8 MB of NDJSON) is produced within about 2 s while the client is still reading "
+    "(`slots_held_by_the_slow_reader: 0` below); the chunks wait for the connection in the job's deque "
+    "(server/jobs.py, not bounded) and the socket buffers. A slow reader costs memory up to its whole "
+    "answer, not a slot; the answer itself is bounded by num_predict and the context.",
     "Limitation (not changed): the Modelfile format has no escapes, so a SYSTEM/TEMPLATE/MESSAGE value with "
     "`\"\"\"` at the end of one of its lines cannot survive `show --modelfile` and `create`: the text after it "
     "is refused ('unknown instruction') or read as further instructions. The round-trip property leaves "
