@@ -239,9 +239,6 @@ def test_cli_describe_gives_each_case_a_row(corpus_dir, cli_env, tmp_path, recor
 # -- the built-in model on the valid extremes ----------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="engines/builtin/ocr.py:89: the detector's copy of an image over "
-                   "2,560:1 is resized to 0 pixels (cv2 assertion inv_scale_x > 0), so the builtin model "
-                   "fails on it: 'model failed', a 500 over HTTP")  # fmt: skip
 @pytest.mark.parametrize("size", [(65_000, 1), (20_000, 3)], ids=["65000x1", "20000x3"])
 def test_builtin_ocr_reads_extreme_strips(size):
     """The built-in model's OCR stage on a 65,000 x 1 and a 20,000 x 3 strip (what the corpus's strip

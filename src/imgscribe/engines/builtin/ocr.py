@@ -23,6 +23,7 @@ from .threads import cpu_threads
 MIN_SCORE = 0.5  # recogniser confidence below which a line is dropped
 DET_MAX_SIDE = 1280  # text detection runs on a copy scaled down to this (recognition on full crops)
 MIN_SIDE = 30  # smaller images are scaled up first
+UPSCALED_MAX_SIDE = 8192  # ... but never past this long side
 CROP_MARGIN = 0.10  # of the line height, on every side
 CROP_MIN_HEIGHT = 64  # crops lower than this are scaled up (cubic) before recognition
 MAX_TILT_DEGREES = 2.0  # lines flatter than this are cropped as they are
@@ -81,12 +82,14 @@ def read(pil: PILImage.Image) -> list[dict]:
     # Recognition reads crops of the full image (tiny images scaled up); detection looks at a copy
     # of at most DET_MAX_SIDE pixels: on a 12 MP photo it took 8 s at 2000 pixels, 1.1 s at 1280.
     up = MIN_SIDE / min(h, w) if min(h, w) < MIN_SIDE else 1.0
+    up = min(up, max(1.0, UPSCALED_MAX_SIDE / max(h, w)))  # a 65,000 x 1 strip is not made 1,950,000 wide
     img = np.ascontiguousarray(rgb[:, :, ::-1])  # RapidOCR works in BGR
     if up != 1.0:
         img = cv2.resize(img, (max(1, round(w * up)), max(1, round(h * up))), interpolation=cv2.INTER_CUBIC)
     ih, iw = img.shape[:2]
     down = min(1.0, DET_MAX_SIDE / max(ih, iw))
-    det = img if down == 1.0 else cv2.resize(img, (round(iw * down), round(ih * down)), interpolation=cv2.INTER_AREA)
+    det = img if down == 1.0 else cv2.resize(img, (max(1, round(iw * down)), max(1, round(ih * down))),
+                                             interpolation=cv2.INTER_AREA)  # fmt: skip (never 0 pixels: a 20,000 x 3 strip)
     # Very flat strips (one line of text, w/h > 8) are padded top and bottom, as RapidOCR does.
     pad = 0
     dh, dw = det.shape[:2]
