@@ -38,6 +38,7 @@ HEADERS = {
 }
 
 router = APIRouter()
+PREVIEW_SIDE = 512
 
 
 def wants_html(request: Request) -> bool:
@@ -76,6 +77,36 @@ async def page() -> Response:
 @router.api_route("/ui/", methods=["GET", "HEAD"], include_in_schema=False)
 async def page_slash() -> Response:
     return RedirectResponse("/ui", status_code=308)
+
+
+@router.post("/ui/preview", include_in_schema=False)
+async def preview(request: Request) -> Response:
+    """A JPEG thumbnail (at most :data:`PREVIEW_SIDE` px) of the image in the body, decoded by the
+    server: the page's preview of what the browser cannot show itself (HEIC). The same reading as the
+    API's (size and pixel limits, the decode budget, the body deadline); the API key when one is set."""
+    import base64
+    import io
+
+    from starlette.concurrency import run_in_threadpool
+
+    from .context import server_of
+    from .jobs import read_body
+
+    server = server_of(request)
+    data = await read_body(request, server.settings.max_image_bytes, server.settings.body_timeout)
+
+    def thumbnail() -> bytes:
+        [[image]], held = server.reader.read_request([[(base64.b64encode(data).decode(), "image")]], None, PREVIEW_SIDE)
+        try:
+            pil = image.pil.copy()
+            pil.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+            out = io.BytesIO()
+            pil.convert("RGB").save(out, "JPEG", quality=85)
+            return out.getvalue()
+        finally:
+            held.release()
+
+    return Response(await run_in_threadpool(thumbnail), media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
 @router.api_route("/ui/{name:path}", methods=["GET", "HEAD"], include_in_schema=False)

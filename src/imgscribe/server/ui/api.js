@@ -62,6 +62,18 @@ function networkError(err) {
 }
 
 /** One JSON call; the parsed answer (or null for an empty body). */
+/** The server's JPEG thumbnail of an image the browser cannot show (HEIC), as an object URL. */
+export async function serverPreview(file) {
+  let response;
+  try {
+    response = await fetch("ui/preview", { method: "POST", headers: headers(false), body: file });
+  } catch (err) {
+    throw networkError(err);
+  }
+  if (!response.ok) throw await failure(response);
+  return URL.createObjectURL(await response.blob());
+}
+
 export async function call(path, { method = "GET", body, signal } = {}) {
   let response;
   try {

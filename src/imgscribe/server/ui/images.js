@@ -1,5 +1,8 @@
 // The user's images: read as base64 for the API, previewed in the page (the browser applies EXIF
-// orientation); a format the browser cannot show (HEIC) gets a placeholder: the server decodes it.
+// orientation); a format the browser cannot show (HEIC) is previewed by the server's own decoding
+// (POST ui/preview), or a placeholder saying why not.
+
+import { serverPreview } from "./api.js";
 
 const HEIC = /\.(heic|heif)$/i;
 
@@ -36,7 +39,18 @@ export function preview(file, onRemove) {
     return box;
   };
   if (isHeic(file)) {
-    figure.append(placeholder("HEIC: no preview here, the server decodes it"));
+    const waiting = placeholder("HEIC: decoding on the server...");
+    figure.append(waiting);
+    serverPreview(file).then(
+      (url) => {
+        const img = document.createElement("img");
+        img.src = url;
+        img.alt = `preview of ${file.name || "image"} (decoded by the server)`;
+        li.dataset.url = url;
+        waiting.replaceWith(img);
+      },
+      (err) => { waiting.textContent = `no preview: ${err.message}`; },
+    );
   } else {
     const img = document.createElement("img");
     const url = URL.createObjectURL(file);
