@@ -338,3 +338,26 @@ def test_read_gguf_header_fetches_only_the_header_and_skips_arrays_of_numbers(tm
 
 def _string(text: str) -> bytes:
     return struct.pack("<Q", len(text)) + text.encode()
+
+
+def test_a_full_disk_while_translating_keeps_the_download(store, registry, monkeypatch):
+    import errno
+
+    from imgscribe.store import translate
+    from imgscribe.store.pull.errors import DiskError
+
+    manifest = registry.add_model("gemma3", "4b", [("model", ollama_vision_gguf(padding=400_000))])
+    real = translate.write_gguf
+
+    def full(source, spec, dest, progress=lambda n: None):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(translate, "write_gguf", full)
+    with pytest.raises(DiskError, match="free some space and pull again: the download is kept"):
+        pull(store, f"{registry.host}/library/gemma3:4b")
+    layer = manifest["layers"][0]["digest"]
+    assert store.blobs.has(layer) and [p.name for p in store.blobs.dir.iterdir() if "tmp" in p.name] == []
+    monkeypatch.setattr(translate, "write_gguf", real)
+    served = registry.served[layer]
+    pull(store, f"{registry.host}/library/gemma3:4b")
+    assert registry.served[layer] == served  # only translated this time

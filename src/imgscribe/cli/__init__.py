@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+import warnings
 
 import typer
 
@@ -27,6 +28,8 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    if not debug:  # Pillow warns as it reads a photo's broken EXIF; the image is read anyway
+        warnings.filterwarnings("ignore", message=r"(?i)corrupt exif data", category=UserWarning)
     _register()
     try:
         result = app(args=argv, prog_name="imgscribe", standalone_mode=False)

@@ -27,16 +27,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import InvalidRequest
+from ...errors import ImgscribeError
 from ...formats.gguf import GGUFHeader, read_gguf
 from ...formats.gguf_write import FileSpec, preview, write_gguf
 from ..blobs import check_digest, sha256_file, write_atomic
+from ..pull.errors import DiskError
 from .clip import CLIP_HANDLERS, llava_projector
 from .text import TEXT_HANDLERS, is_vision_tensor
 
 log = logging.getLogger("imgscribe.store")
 
-__all__ = ["SPLIT_ARCHITECTURES", "VERSION", "Translation", "apply", "plan", "recorded"]
+__all__ = ["SPLIT_ARCHITECTURES", "VERSION", "Translation", "TranslationFailed", "apply", "plan", "recorded"]
+
+
+class TranslationFailed(ImgscribeError):
+    """A blob whose headers promised a translation that its data did not allow (a bug to report)."""
+
+    status = 500
 
 #: the single-file layouts (vision tower inside) that are split into a model and a projector
 SPLIT_ARCHITECTURES = tuple(CLIP_HANDLERS)
@@ -130,9 +137,13 @@ def apply(store, digest: str, translation: Translation) -> Iterator[dict[str, An
                 Path(tmp).unlink()
             else:
                 store.blobs.commit(Path(tmp), new)
-        except (OSError, ValueError, KeyError) as exc:
+        except OSError as exc:  # the disk: the download is kept, so that the next pull only translates
             Path(tmp).unlink(missing_ok=True)
-            raise InvalidRequest(f"cannot translate {digest} for llama.cpp: {exc}") from None
+            raise DiskError(f"cannot write the translation of {digest[:19]} for llama.cpp ({exc.strerror or exc}); "
+                            "free some space and pull again: the download is kept") from None  # fmt: skip
+        except (ValueError, KeyError) as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise TranslationFailed(f"cannot translate {digest[:19]} for llama.cpp: {exc} (the download is kept)") from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
