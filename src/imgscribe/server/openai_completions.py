@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ..errors import ImgscribeError, InvalidRequest, Unsupported
+from ..errors import InvalidRequest, Unsupported
 from ..types import ChatRequest, Chunk, Message, Options, check_int, options_from
 from ..wire.openai import finish_reason, usage
 from .context import server_of
-from .errors import message_of, openai_body
 from .jobs import read_body
-from .render import dump
+from .render import OpenAI
 from .wire import Body, StreamOptions, parse_keep_alive, require_model
 
 router = APIRouter(prefix="/v1")
@@ -56,22 +54,16 @@ class TextCompletionBody(Body):
     keep_alive: Any = None
 
 
-class TextCompletion:
-    """``text_completion`` objects: one whole, or one per piece of text in SSE (Ollama's shape)."""
+class TextCompletion(OpenAI):
+    """``text_completion`` objects: one whole, or one per piece of text in SSE (Ollama's shape); the
+    rest (SSE framing, ids, errors) is the chat completions dialect's."""
 
-    media_type = "text/event-stream"
-    end = b"data: [DONE]\n\n"
-
-    def __init__(self, model: str, include_usage: bool = False):
-        self.model = model
-        self.include_usage = include_usage
-        self.id = f"cmpl-{uuid.uuid4().hex[:24]}"
-        self.created = int(time.time())
+    id_prefix = "cmpl"
 
     def _object(self, text: str, finish: str | None) -> dict[str, Any]:
-        return {"id": self.id, "object": "text_completion", "created": self.created, "model": self.model,
-                "system_fingerprint": "fp_imgscribe",
-                "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}]}  # fmt: skip
+        obj = self._head("text_completion")
+        obj["choices"] = [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}]
+        return obj
 
     def events(self, chunk: Chunk) -> list[dict[str, Any]]:
         out = [self._object(chunk.text, None)] if chunk.text else []
@@ -89,14 +81,6 @@ class TextCompletion:
         obj = self._object("".join(c.text for c in chunks), finish_reason(chunks[-1].done_reason))
         obj["usage"] = usage(chunks[-1].metrics, chunks[-1].images)
         return obj
-
-    @staticmethod
-    def error(exc: BaseException) -> dict[str, Any]:
-        return openai_body(exc if isinstance(exc, ImgscribeError) else ImgscribeError(message_of(exc)))
-
-    @staticmethod
-    def encode(obj: dict[str, Any]) -> bytes:
-        return b"data: " + dump(obj) + b"\n\n"
 
 
 @router.post("/completions")

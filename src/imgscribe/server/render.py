@@ -114,10 +114,12 @@ class OpenAI:
     media_type = "text/event-stream"
     end = b"data: [DONE]\n\n"
 
+    id_prefix = "chatcmpl"
+
     def __init__(self, model: str, include_usage: bool = False):
         self.model = model
         self.include_usage = include_usage
-        self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        self.id = f"{self.id_prefix}-{uuid.uuid4().hex[:24]}"
         self.created = int(time.time())
         self._role_sent = False
 
