@@ -381,16 +381,7 @@ def _translate(store, verdict: Verdict | None, chosen: list[RepoFile], projector
     for role, translation in (verdict.translations if verdict else {}).items():
         source = chosen[0] if role == "model" else projector
         assert source is not None
-        digest = by_path[source.path]
-        record = translate.recorded(store, digest)
-        if record is None:
-            for event in translate.apply(store, digest, translation):
-                if "outputs" in event:
-                    record = event
-                else:
-                    yield event
-        assert record is not None
-        outputs.update(record["outputs"])
+        outputs.update((yield from translate.ensure(store, by_path[source.path], translation)))
     return outputs
 
 

@@ -238,15 +238,7 @@ def pull(
                 yield {"status": "verifying sha256 digest"}
                 made: dict[str, dict[str, str]] = {}  # published digest -> {role: translated blob}
                 for role, digest in translated.items():
-                    record = done.get(digest)
-                    if record is None:
-                        for event in translate.apply(store, digest, verdict.translations[role]):
-                            if "outputs" in event:
-                                record = event
-                            else:
-                                yield event
-                    assert record is not None
-                    made[digest] = dict(record["outputs"])
+                    made[digest] = yield from translate.ensure(store, digest, verdict.translations[role])
                 outputs = {role: blob for roles in made.values() for role, blob in roles.items()}
                 if outputs:
                     yield {"status": _disk_use(store, all_layers, translated, outputs)}

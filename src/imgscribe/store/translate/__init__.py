@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from .text import TEXT_HANDLERS, is_vision_tensor
 
 log = logging.getLogger("imgscribe.store")
 
-__all__ = ["SPLIT_ARCHITECTURES", "VERSION", "Translation", "TranslationFailed", "apply", "plan", "recorded"]
+__all__ = ["SPLIT_ARCHITECTURES", "VERSION", "Translation", "TranslationFailed", "apply", "ensure", "plan", "recorded"]
 
 
 class TranslationFailed(ImgscribeError):
@@ -113,9 +113,18 @@ def recorded(store, digest: str) -> dict[str, Any] | None:
     return record
 
 
-def apply(store, digest: str, translation: Translation) -> Iterator[dict[str, Any]]:
+def ensure(store, digest: str, translation: Translation) -> Generator[dict[str, Any], None, dict[str, str]]:
+    """The translated files of the published blob ``digest`` (role -> blob): an earlier pull's when
+    they are recorded and still here, else written now by :func:`apply` (whose progress it yields)."""
+    record = recorded(store, digest)
+    if record is not None:
+        return dict(record["outputs"])
+    return (yield from apply(store, digest, translation))
+
+
+def apply(store, digest: str, translation: Translation) -> Generator[dict[str, Any], None, dict[str, str]]:
     """Write the translated files of the published blob ``digest`` (already in the store) and record
-    them; yields Ollama-style progress objects, and last ``{"outputs": {role: digest}}``. Each file is
+    them; yields Ollama-style progress objects and returns role -> translated blob. Each file is
     written under a temporary name and moved into place only when complete: an interrupted translation
     leaves no file that passes for a finished one, and a rerun starts it again from the kept download."""
     source = store.blobs.path(digest)
@@ -156,7 +165,7 @@ def apply(store, digest: str, translation: Translation) -> Iterator[dict[str, An
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(record, indent=1))
     log.info("translated %s (%s) into %s", digest, translation.family, outputs)
-    yield {"outputs": outputs}
+    return outputs
 
 
 def _nbytes(spec: FileSpec, header: GGUFHeader) -> int:
