@@ -22,9 +22,9 @@ from typing import Protocol
 from PIL import Image as PILImage
 
 from ..errors import InvalidRequest
-from ..types import Image
+from ..types import Image, ModelManifest
 
-__all__ = ["CPU_BUDGET", "ImageCost", "TokenCounter", "context_error", "cost_of", "decode_side", "fit", "image_budget",
+__all__ = ["CPU_BUDGET", "ImageCost", "TokenCounter", "context_error", "cost_of", "decode_side", "fit", "image_budget", "model_budget",
            "resized", "scaled_image"]
 
 #: Tokens per image on a CPU by default: about a second or two of prefill for a 7B model.
@@ -138,6 +138,14 @@ def image_budget(option: int | None, parameter: object, setting: int | None, on_
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
             return int(value)
     return None if on_gpu else CPU_BUDGET
+
+
+def model_budget(option: int | None, manifest: ModelManifest, on_gpu: bool) -> int | None:
+    """:func:`image_budget` for a request to ``manifest``'s model: its parameter and the server's
+    setting filled in (what every engine asks)."""
+    from ..config import settings
+
+    return image_budget(option, manifest.parameters.get("image_max_tokens"), settings().image_max_tokens, on_gpu)
 
 
 def context_error(image_tokens: int, images: int, text_tokens: int, context: int) -> InvalidRequest:

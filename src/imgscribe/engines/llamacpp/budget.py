@@ -32,7 +32,7 @@ from ...memory import kv_cache_bytes, ram_budget, vram_budget
 from ...store.catalog import Arch
 from ...types import Image, ModelManifest
 from ...wire.transport import DeadlineClient, error_message, get_json
-from ..image_budget import ImageCost, cost_of, decode_side, image_budget, scaled_image
+from ..image_budget import ImageCost, cost_of, decode_side, model_budget, scaled_image
 from .image_tokens import MtmdCounter, counter_for
 from .process import ServerProcess
 
@@ -106,8 +106,7 @@ class Budget:
 
     def budget(self, option: int | None) -> int | None:
         """The request's per-image budget (``image_budget``'s order)."""
-        return image_budget(option, self.manifest.parameters.get("image_max_tokens"), settings().image_max_tokens,
-                            on_gpu(self.manifest))  # fmt: skip
+        return model_budget(option, self.manifest, on_gpu(self.manifest))
 
     def image_side(self, process: ServerProcess, width: int, height: int, option: int | None) -> int:
         """The long side an image of this size needs under the budget (0: all of it), for the server

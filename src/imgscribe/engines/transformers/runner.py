@@ -25,10 +25,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ...config import settings
 from ...errors import EngineFailed, ImgscribeError
 from ...types import ChatRequest, Chunk, Metrics, ModelInfo, ModelManifest
-from ..image_budget import ImageCost, cost_of, decode_side, image_budget, resized
+from ..image_budget import ImageCost, cost_of, decode_side, model_budget, resized
 from . import generation, prompt
 from .families import context_length
 from .grammar import GrammarCompiler, schema_of
@@ -101,16 +100,14 @@ class TransformersRunner:
         images = request.images
         if not images or self.counter is None:
             return None, None
-        budget = image_budget(request.options.image_max_tokens, self.manifest.parameters.get("image_max_tokens"),
-                              settings().image_max_tokens, on_gpu=self.device.startswith("cuda"))  # fmt: skip
+        budget = model_budget(request.options.image_max_tokens, self.manifest, self.device.startswith("cuda"))
         costs = [cost_of(self.counter, image, budget) for image in images]  # upright: intake applied the EXIF
         return [resized(image.pil, cost.size) for image, cost in zip(images, costs, strict=True)], costs
 
     def image_side(self, width: int, height: int, options) -> int:
         """The long side an image of this size needs for this request's budget (0: all of it), so that
         the server decodes a large JPEG at a reduced size (``image_budget.decode_side``)."""
-        budget = image_budget(options.image_max_tokens, self.manifest.parameters.get("image_max_tokens"),
-                              settings().image_max_tokens, on_gpu=self.device.startswith("cuda"))  # fmt: skip
+        budget = model_budget(options.image_max_tokens, self.manifest, self.device.startswith("cuda"))
         return decode_side(self.counter, width, height, budget)
 
     def _merge(self) -> int:
