@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import struct
 from pathlib import Path
 
 import pytest
@@ -11,6 +9,7 @@ from server.conftest import (  # tests/server, a package beside this folder
     add_echo,
     live_server,
 )
+from store.fake_remotes import gguf  # tests/store, likewise
 
 from imgscribe.cli import main
 from imgscribe.scheduler import Scheduler
@@ -19,23 +18,9 @@ from imgscribe.store.import_gguf import manifest_for_gguf
 from imgscribe.store.modelfile import parse_modelfile
 
 
-def _string(text: str) -> bytes:
-    raw = text.encode()
-    return struct.pack("<Q", len(raw)) + raw
-
-
 def tiny_gguf(metadata: dict, seed: int = 0) -> bytes:
-    """A GGUF v3 header (str / u32 / bool metadata, no tensors) and some bytes."""
-    body = b""
-    for key, value in metadata.items():
-        body += _string(key)
-        if isinstance(value, bool):
-            body += struct.pack("<I?", 7, value)
-        elif isinstance(value, int):
-            body += struct.pack("<II", 4, value)
-        else:
-            body += struct.pack("<I", 8) + _string(str(value))
-    return b"GGUF" + struct.pack("<IQQ", 3, 0, len(metadata)) + body + hashlib.sha256(str(seed).encode()).digest() * 64
+    """A GGUF v3 header (metadata, no tensors) and some bytes (the store tests' writer)."""
+    return gguf(metadata, 2048, seed)
 
 
 MODEL = tiny_gguf({"general.architecture": "llama", "general.name": "tiny", "llama.context_length": 2048})

@@ -10,7 +10,6 @@ Without the llama-server binary these tests skip locally and fail in CI, as test
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import sys
@@ -46,16 +45,7 @@ def binary() -> Path:
 
 
 def _jpeg(size: tuple[int, int], orientation: int | None = None) -> bytes:
-    """The cat photo scaled to ``size`` (stored pixels), as a JPEG; ``orientation``: its EXIF tag."""
-    from PIL import Image
-
-    pil = Image.open(testing.photo_path("chelsea")).convert("RGB").resize(size, Image.Resampling.BILINEAR)
-    out = io.BytesIO()
-    exif = Image.Exif()
-    if orientation:
-        exif[0x0112] = orientation
-    pil.save(out, "JPEG", quality=80, exif=exif)
-    return out.getvalue()
+    return testing.photo_jpeg(size, orientation, quality=80)
 
 
 @pytest.fixture(scope="module")

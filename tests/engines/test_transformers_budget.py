@@ -6,7 +6,6 @@ the numbers; EXIF-rotated photos are budgeted upright."""
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 from pathlib import Path
@@ -130,16 +129,7 @@ def _created(server, name: str) -> str:
 
 
 def _jpeg(size: tuple[int, int], orientation: int | None = None) -> bytes:
-    """The cat photo scaled to ``size`` (stored pixels), as a JPEG; ``orientation``: its EXIF tag."""
-    from PIL import Image
-
-    pil = Image.open(testing.photo_path("chelsea")).convert("RGB").resize(size, Image.Resampling.BILINEAR)
-    out = io.BytesIO()
-    exif = Image.Exif()
-    if orientation:
-        exif[0x0112] = orientation
-    pil.save(out, "JPEG", quality=85, exif=exif)
-    return out.getvalue()
+    return testing.photo_jpeg(size, orientation, quality=85)
 
 
 @pytest.fixture(scope="module")

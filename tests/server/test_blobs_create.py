@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-import struct
 import threading
 from pathlib import Path
 
@@ -17,29 +16,16 @@ import pytest
 
 from imgscribe.store import Store
 
+from store.fake_remotes import gguf  # tests/store, a package beside this folder
+
 from .conftest import live_server, wait_for
 
 EVIL = {"Origin": "http://evil.com", "Content-Type": "text/plain"}
 
 
-def _string(text: str) -> bytes:
-    raw = text.encode()
-    return struct.pack("<Q", len(raw)) + raw
-
-
 def tiny_gguf(metadata: dict, padding: int = 4096, seed: int = 0) -> bytes:
-    """A GGUF v3 header with these metadata (str, int as u32, bool) and no tensors, plus padding."""
-    body = b""
-    for key, value in metadata.items():
-        body += _string(key)
-        if isinstance(value, bool):
-            body += struct.pack("<I?", 7, value)
-        elif isinstance(value, int):
-            body += struct.pack("<II", 4, value)
-        else:
-            body += struct.pack("<I", 8) + _string(str(value))
-    pad = hashlib.sha256(str(seed).encode()).digest() * (padding // 32 + 1)
-    return b"GGUF" + struct.pack("<IQQ", 3, 0, len(metadata)) + body + pad[:padding]
+    """A GGUF v3 header with these metadata and no tensors, plus padding (the store tests' writer)."""
+    return gguf(metadata, padding, seed)
 
 
 MODEL = tiny_gguf({"general.architecture": "llama", "general.name": "tiny", "llama.context_length": 2048,

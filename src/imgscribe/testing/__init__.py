@@ -26,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-__all__ = ["BUILDERS", "ENGINE_FAMILY", "build", "has_torchvision", "needs_torchvision", "photo", "photo_path"]
+__all__ = ["BUILDERS", "ENGINE_FAMILY", "build", "has_torchvision", "needs_torchvision", "photo", "photo_jpeg", "photo_path"]
 
 #: testing name -> the engine family it exercises (several LLaVA variants share one)
 ENGINE_FAMILY = {
@@ -122,6 +122,23 @@ def photo_path(name: str = "chelsea") -> Path:
 
 def photo(name: str = "chelsea") -> bytes:
     return photo_path(name).read_bytes()
+
+
+def photo_jpeg(size: tuple[int, int], orientation: int | None = None, quality: int = 85,
+               name: str = "chelsea") -> bytes:  # fmt: skip
+    """A real photo scaled to ``size`` (its stored pixels), as a JPEG; ``orientation``: its EXIF tag
+    (6: stored landscape, shown portrait). A 12 MP phone photo is ``photo_jpeg((4000, 3000))``."""
+    import io
+
+    from PIL import Image
+
+    pil = Image.open(photo_path(name)).convert("RGB").resize(size, Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    pil.save(out, "JPEG", quality=quality, exif=exif)
+    return out.getvalue()
 
 
 def wide_photo(name: str = "coffee", ratio: float = 3.0) -> bytes:
