@@ -35,22 +35,9 @@ class ChatPrompt:
     images: list[Any] = field(default_factory=list)
 
 
-def chat_prompt(
-    template: str | Template,
-    messages: Sequence[Mapping[str, Any]],
-    *,
-    system: str | None = None,
-    tools: Sequence[Mapping[str, Any]] | None = None,
-    think: bool | str | None = None,
-    image_marker: str = IMAGE_TAG,
-    history: Sequence[Mapping[str, Any]] = (),
-    count_tokens: Callable[[str], int] | None = None,
-    num_ctx: int = 0,
-    image_tokens: int = 768,
-) -> str:
-    """The prompt for /api/chat; see ``render_chat`` for the arguments."""
-    return render_chat(template, messages, system=system, tools=tools, think=think, image_marker=image_marker,
-                       history=history, count_tokens=count_tokens, num_ctx=num_ctx, image_tokens=image_tokens).prompt  # fmt: skip
+def chat_prompt(template: str | Template, messages: Sequence[Mapping[str, Any]], **options: Any) -> str:
+    """The prompt for /api/chat; see ``render_chat`` for the options."""
+    return render_chat(template, messages, **options).prompt
 
 
 def render_chat(
