@@ -92,23 +92,31 @@ def _options(body: CompletionBody) -> Options:
     if body.n is not None and body.n != 1:
         raise Unsupported(f"n: {body.n} choices were asked for; this server gives one choice per request")
     for name in ("max_tokens", "max_completion_tokens"):
-        value = getattr(body, name)
-        if value is not None and value < 1:
-            raise InvalidRequest(
-                f"Invalid '{name}': integer below minimum value. Expected a value >= 1, but got {value}"
-            )
-        check_int(name, value)
+        check_max_tokens(name, getattr(body, name))
+    return sampling_options(body, body.max_completion_tokens or body.max_tokens,
+                            image_max_tokens=body.image_max_tokens, video_max_tokens=body.video_max_tokens)
+
+
+def check_max_tokens(name: str, value: int | None) -> None:
+    """A token limit as OpenAI checks it: 1 or more (its message), within 64 bits."""
+    if value is not None and value < 1:
+        raise InvalidRequest(f"Invalid '{name}': integer below minimum value. Expected a value >= 1, but got {value}")
+    check_int(name, value)
+
+
+def sampling_options(body, num_predict: int | None, **extra: object) -> Options:
+    """The sampling fields OpenAI's chat and text completions share (``seed``, ``stop``,
+    ``temperature``, ``top_p``, the penalties), by Ollama's names, with ``num_predict`` and ``extra``."""
     check_int("seed", body.seed)
     return options_from(dict(
-        num_predict=body.max_completion_tokens or body.max_tokens,
+        num_predict=num_predict,
         seed=body.seed,
         stop=[body.stop] if isinstance(body.stop, str) else body.stop,
         temperature=body.temperature,
         top_p=body.top_p,
         frequency_penalty=body.frequency_penalty,
         presence_penalty=body.presence_penalty,
-        image_max_tokens=body.image_max_tokens,
-        video_max_tokens=body.video_max_tokens,
+        **extra,
     ))  # fmt: skip
 
 

@@ -18,10 +18,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ..errors import InvalidRequest, Unsupported
-from ..types import ChatRequest, Chunk, Message, Options, check_int, options_from
+from ..types import ChatRequest, Chunk, Message, Options
 from ..wire.openai import finish_reason, usage
 from .context import server_of
 from .jobs import read_body
+from .openai import check_max_tokens, sampling_options
 from .render import OpenAI
 from .wire import Body, StreamOptions, parse_keep_alive, require_model
 
@@ -131,18 +132,5 @@ def _options(body: TextCompletionBody) -> Options:
         value = getattr(body, name)
         if value is not None and value != 1:
             raise Unsupported(f"{name}: {value} choices were asked for; this server gives one choice per request")
-    if body.max_tokens is not None and body.max_tokens < 1:
-        raise InvalidRequest(
-            f"Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, but got {body.max_tokens}"
-        )
-    check_int("max_tokens", body.max_tokens)
-    check_int("seed", body.seed)
-    return options_from(dict(
-        num_predict=body.max_tokens,
-        seed=body.seed,
-        stop=[body.stop] if isinstance(body.stop, str) else body.stop,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        frequency_penalty=body.frequency_penalty,
-        presence_penalty=body.presence_penalty,
-    ))  # fmt: skip
+    check_max_tokens("max_tokens", body.max_tokens)
+    return sampling_options(body, body.max_tokens)
