@@ -38,14 +38,15 @@ FINDINGS = [
     "Fixed: `to_modelfile` (`show --modelfile`) wrote a value holding a bare carriage return unquoted "
     "(`LICENSE 0\\r0`), which `parse_modelfile` read as two lines: 'unknown instruction'. Now quoted "
     "(src/imgscribe/store/modelfile.py, `quote`); found by `test_modelfile_round_trip`.",
-    "Open (reported, not fixed here: engines/ is being changed by others): the built-in model fails on any "
-    "image longer than 2,560 times its width or height (a 65,000 x 1 or 20,000 x 3 strip): "
-    "engines/builtin/ocr.py:89 resizes the detector's copy to 0 pixels and OpenCV asserts "
-    "(`inv_scale_x > 0`), so `imgscribe run builtin` prints 'model failed' and the server answers 500; "
-    "ocr.py:86 also first scales such a strip up to 30 pixels high (a 65,000 x 1 strip becomes "
-    "1,950,000 x 30). Kept as an expected failure: `test_builtin_ocr_reads_extreme_strips`.",
-    "Open (cosmetic): for an image with malformed EXIF the CLI's stderr carries Pillow's own "
-    "`UserWarning: Corrupt EXIF data...` lines (with site-packages paths) next to its answer or error line.",
+    "Fixed: the built-in model failed on any image longer than 2,560 times its width or height (a 65,000 x 1 "
+    "or 20,000 x 3 strip): engines/builtin/ocr.py resized the detector's copy to 0 pixels and OpenCV asserted "
+    "(`inv_scale_x > 0`), so `imgscribe run builtin` printed 'model failed' and the server answered 500; it "
+    "also scaled such a strip up to 30 pixels high first (65,000 x 1 became 1,950,000 x 30). Now the copy is "
+    "never 0 pixels and the upscale stops at 8,192 pixels; `test_builtin_ocr_reads_extreme_strips`.",
+    "Fixed: for an image with malformed EXIF the CLI's stderr carried Pillow's own warnings (`Corrupt EXIF "
+    "data`, `Tag data larger than file`, with site-packages paths) next to its answer or error line; the CLI "
+    "now ignores Pillow's UserWarnings unless `--debug` (src/imgscribe/cli/__init__.py); "
+    "`test_cli_describe_gives_each_case_a_row` checks stderr.",
     "Observation: a client reading a stream at 1 byte/s does not keep its slot: the engine's whole answer "
     "(20,000 tokens, 1.8 MB of NDJSON) is produced within about 2 s while the client is still reading "
     "(`slots_held_by_the_slow_reader: 0` below); the chunks wait for the connection in the job's deque "

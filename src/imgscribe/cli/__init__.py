@@ -28,8 +28,9 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    if not debug:  # Pillow warns as it reads a photo's broken EXIF; the image is read anyway
-        warnings.filterwarnings("ignore", message=r"(?i)corrupt exif data", category=UserWarning)
+    if not debug:  # Pillow warns as it reads a photo's broken EXIF ('Corrupt EXIF data', 'Tag data
+        # larger than file'); the image is read anyway, and stderr keeps to imgscribe's own lines
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
     _register()
     try:
         result = app(args=argv, prog_name="imgscribe", standalone_mode=False)
