@@ -65,11 +65,13 @@ class Entry:
 
     @property
     def names_a_private_host(self) -> bool:
-        """The owner wrote this machine's or the LAN's address itself: such addresses are meant."""
+        """The owner wrote this machine's or the LAN's address itself: such addresses are meant.
+        "Private" as the guard means it (an IPv4 address inside IPv6, 6to4 or NAT64 included, and
+        multicast), so an entry the guard would refuse is exactly one that opens the door."""
         if self.host == "localhost":
             return True
         try:
-            return not ipaddress.ip_address(self.host).is_global
+            return refusal(ipaddress.ip_address(self.host), allow_private=False) is not None
         except ValueError:
             return False
 
