@@ -25,10 +25,11 @@ RATIO = {
     "hostile_memory.py": r"ratio: peak / bound\s+[\d.]+",
     "image_budget.py": r"default/max time to first token [\d.]+x",
     "intake.py": r"ratio = intake\(path\) / Pillow",
+    "peers.py": r"imgscribe /v1/chat/completions\s+[\d.]+\s+[\d.]+\s+[\d.]+x",
     "server.py": r"ratio HTTP / in-process(\s+[\d.]+){2,}",
 }
 GENERIC = r"ratio|\b[\d.]+x\b"
-NEEDS_LLAMA_SERVER = {"engines.py", "image_budget.py"}
+NEEDS_LLAMA_SERVER = {"engines.py", "image_budget.py", "peers.py"}
 
 
 def _llama_server() -> str | None:
