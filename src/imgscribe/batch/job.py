@@ -7,6 +7,7 @@ outputs and the resume semantics do not depend on where the model ran.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import statistics
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..client import Client
-from ..errors import InvalidRequest
+from ..errors import ImgscribeError, InvalidRequest
 from ..types import Options
 from .manifest import Manifest
 from .prompts import Prompt, check, check_field
@@ -300,23 +301,44 @@ def execute(
     spec = Spec(job.model, model_digest(clients[0], job.model), job.prompts, job.options, job.overwrite)
     sink = Sink(job, spec, items, on_record)
     try:
-        for item in items:
-            if isinstance(item, Missing):
-                sink.handle(Describer(spec).error_record(printable(item.source), item.reason))
-        work = [i for i in items if not isinstance(i, Missing)]
-        if ray is not None:
-            recipes = actor_recipes(clients, servers=bool(job.hosts))
-            results = ray_pipeline(work, spec, sink.index, recipes, parallel=job.parallel, **ray)
-        else:
-            parallel = job.parallel or default_parallel(clients, job.model)
-            describer = Describer(spec, sink.index)
-            results = pipeline(work, describer, [c.chat for c in clients], parallel=parallel,
-                               read_ahead=job.read_ahead, readers=job.readers)  # fmt: skip
-        try:
-            for result in results:
-                sink.handle(result)
-        finally:
-            results.close()
-    finally:
+        _run(job, clients, spec, sink, items, ray)
+    except BaseException as exc:
+        with contextlib.suppress(Exception):  # (a full disk fails the outputs too: the first error is the one to show)
+            sink.close()
+        if isinstance(exc, OSError):
+            raise _write_error(exc, sink) from None
+        raise
+    try:
         sink.close()
+    except OSError as exc:
+        raise _write_error(exc, sink) from None
     return sink.stats, sink
+
+
+def _write_error(exc: OSError, sink: Sink) -> ImgscribeError:
+    """An output that could not be written (a full disk): one clear line; what is done is kept."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    kept = f"; the images done so far are saved in {sink.manifest.path}" if sink.manifest is not None else ""
+    return ImgscribeError(f"cannot write the results{where}: {exc.strerror or exc}{kept}; "
+                          "free some space and run the same command again: it resumes")  # fmt: skip
+
+
+def _run(job: Job, clients: list[Client], spec: Spec, sink: Sink, items: list[Item], ray: dict[str, Any] | None) -> None:
+    """Describe every item into ``sink`` (which the caller closes)."""
+    for item in items:
+        if isinstance(item, Missing):
+            sink.handle(Describer(spec).error_record(printable(item.source), item.reason))
+    work = [i for i in items if not isinstance(i, Missing)]
+    if ray is not None:
+        recipes = actor_recipes(clients, servers=bool(job.hosts))
+        results = ray_pipeline(work, spec, sink.index, recipes, parallel=job.parallel, **ray)
+    else:
+        parallel = job.parallel or default_parallel(clients, job.model)
+        describer = Describer(spec, sink.index)
+        results = pipeline(work, describer, [c.chat for c in clients], parallel=parallel,
+                           read_ahead=job.read_ahead, readers=job.readers)  # fmt: skip
+    try:
+        for result in results:
+            sink.handle(result)
+    finally:
+        results.close()

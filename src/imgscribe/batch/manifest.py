@@ -171,8 +171,16 @@ class Manifest:
         self._updated |= record["id"] in self._rows
         line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
         view = memoryview(line)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:  # a full disk: cut the half line, so that every line stays a whole record
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+            raise ImgscribeError(
+                f"cannot write to {self.path}: {exc.strerror or exc}; the {len(self._rows)} image(s) done so far "
+                "are saved there; free some space and run the same command again: it resumes"
+            ) from None
         if not record.get("error"):
             self._index(record, (self._size, len(line)))
         else:

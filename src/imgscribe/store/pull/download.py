@@ -24,7 +24,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import errno
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -107,11 +109,24 @@ class _State:
     def completed(self) -> int:
         return sum(p.completed for p in self.parts)
 
+    def body(self) -> str:
+        return json.dumps({"digest": self.digest, "size": self.size,
+                           "parts": [{"offset": p.offset, "size": p.size, "completed": p.completed} for p in self.parts]})  # fmt: skip
+
     def save(self) -> None:
         with self.lock:
-            body = {"digest": self.digest, "size": self.size,
-                    "parts": [{"offset": p.offset, "size": p.size, "completed": p.completed} for p in self.parts]}  # fmt: skip
-            write_atomic(self.path, json.dumps(body))
+            write_atomic(self.path, self.body())
+
+    def save_on_full_disk(self) -> None:
+        """After a failed write, so that the rerun resumes from here: on a full disk the old file is
+        overwritten in place (its pages exist); a torn state file only makes the rerun start over."""
+        try:
+            return self.save()
+        except OSError:
+            pass
+        with self.lock, contextlib.suppress(OSError), open(self.path, "r+b") as f:
+            f.write(self.body().encode())
+            f.truncate()
 
 
 _local_locks: dict[str, threading.Lock] = {}
@@ -165,6 +180,7 @@ class Downloader:
         firsts: dict[str, Item] = {}
         for item in items:
             firsts.setdefault(item.key, item)
+        self.check_space(list(firsts.values()))
         parts = ThreadPoolExecutor(max_workers=CONNECTIONS, thread_name_prefix="imgscribe-pull-part")
         files = ThreadPoolExecutor(max_workers=max(1, min(len(firsts), CONNECTIONS)), thread_name_prefix="imgscribe-pull")
         futures: list[Future] = [files.submit(self._fetch, item, progress, parts, cancel) for item in firsts.values()]
@@ -188,12 +204,41 @@ class Downloader:
         for item in items:  # items that shared a digest with the one fetched
             item.result = firsts[item.key].result
 
+    def check_space(self, items: list[Item]) -> None:
+        """Refuse upfront a pull whose files do not fit on the store's disk (what a partial download
+        already holds counts as there); files of unknown size are not counted."""
+        needed = 0
+        for item in items:
+            if not item.digest or not item.size or self.blobs.has(item.digest, item.size):
+                continue
+            try:  # a partial file is sparse: its allocated blocks are what arrived
+                have = min(item.size, self.blobs.partial(item.digest).stat().st_blocks * 512)
+            except OSError:
+                have = 0
+            needed += item.size - have
+        try:
+            self.blobs.dir.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(self.blobs.dir).free
+        except OSError:
+            return  # cannot tell: the writes will say
+        if needed > free:
+            raise DiskError(
+                f"not enough space for this pull in {self.blobs.dir}: it needs {_human(needed)} more and "
+                f"{_human(free)} is free; free some space (or point IMGSCRIBE_MODELS at a bigger disk) and pull again"
+            )
+
     # -- one file -------------------------------------------------------------------------------
 
     def _fetch(self, item: Item, progress: _Progress, parts: ThreadPoolExecutor, cancel: threading.Event) -> None:
         try:
             self._fetch_item(item, progress, parts, cancel)
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                done, of = progress.completed.get(item.key, 0), f" of {_human(item.size)}" if item.size else ""
+                raise DiskError(
+                    f"no space left on device while downloading {item.what} to {self.blobs.dir}: "
+                    f"{_human(done)}{of} written; free some space and run the pull again: it resumes"
+                ) from None
             raise DiskError(
                 f"cannot write {item.what} into {self.blobs.dir}: {exc.strerror or exc}; "
                 "make room (or fix the folder's permissions) and pull again: what arrived is kept"
@@ -315,7 +360,10 @@ class Downloader:
                     raise httpx.RemoteProtocolError("the server closed the connection early")
                 return
             except _Stopped:
-                state.save()
+                state.save_on_full_disk()
+                raise
+            except OSError:  # the disk (full, failing): keep how far this range got
+                state.save_on_full_disk()
                 raise
             except (httpx.TransportError, _Retry) as exc:
                 state.save()
@@ -373,6 +421,10 @@ class Downloader:
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
+
+
+def _human(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
 
 
 def _write_all(f, data: bytes) -> None:
