@@ -303,12 +303,17 @@ def test_webvtt_captions_of_what_happens_when(scheduler, tmp_path):
     assert captions.startswith("WEBVTT\n\n1\n00:00:00.000 --> 00:00:04.000\necho: Video ")
 
 
+def scene_clip() -> bytes:
+    """Three shots at 10 fps: dark (0-2 s), red (2.0-2.5 s), white (2.5-8 s)."""
+    shots = [np.full((64, 64, 3), 20, np.uint8)] * 20 + [np.full((64, 64, 3), (220, 0, 0), np.uint8)] * 5
+    shots += [np.full((64, 64, 3), 250, np.uint8)] * 55
+    return encode_clip(shots, fps=10)
+
+
 def test_scene_change_sampling_finds_the_cuts():
     """Three shots (dark, red, white) of unequal length: uniform sampling misses the short one,
     scene sampling keeps a frame of each."""
-    shots = [np.full((64, 64, 3), 20, np.uint8)] * 20 + [np.full((64, 64, 3), (220, 0, 0), np.uint8)] * 5
-    shots += [np.full((64, 64, 3), 250, np.uint8)] * 55
-    clip = encode_clip(shots, fps=10)  # 8 s; red from 2.0 to 2.5 s
+    clip = scene_clip()  # 8 s; red from 2.0 to 2.5 s
     colours = {tuple(int(c) // 100 for c in np.asarray(f.pil).reshape(-1, 3).mean(0)) for f in
                video.read_video(clip, max_tokens=1536, sampling="scenes").frames}  # fmt: skip
     assert {(0, 0, 0), (2, 0, 0), (2, 2, 2)} <= colours

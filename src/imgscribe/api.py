@@ -4,6 +4,11 @@
     >>> imgscribe.describe("examples/coffee.jpg").text
     >>> imgscribe.ask("invoice.png", "What is the total?").text
     >>> imgscribe.chat("builtin", [{"role": "user", "content": "What is this?", "images": ["cat.jpg"]}])
+    >>> imgscribe.describe("match.mp4", video_sampling="scenes").text  # a clip: frames at its cuts
+
+A clip is sampled here, before the request goes to the scheduler, under the request's
+``video_max_tokens`` and ``video_sampling`` options, else the model's parameters (its Modelfile's
+``PARAMETER video_max_tokens``), else the defaults (:func:`imgscribe.video.clip_settings`).
 """
 
 from __future__ import annotations
@@ -14,11 +19,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InvalidRequest
+from .errors import ImgscribeError, InvalidRequest
 from .images import intake
 from .scheduler import Scheduler, default_scheduler
 from .types import ChatRequest, Chunk, Format, Image, Message, Metrics, Options, Video, options_from
-from .video import read_media
+from .video import clip_settings, read_media
 
 DEFAULT_PROMPT = "Describe this image."
 ImageLike = str | bytes | os.PathLike | Image
@@ -60,7 +65,8 @@ def to_image(image: ImageLike) -> Image:
     return image if isinstance(image, Image) else intake(image)
 
 
-def to_message(message: Message | Mapping[str, Any], video_max_tokens: int | None = None) -> Message:
+def to_message(message: Message | Mapping[str, Any], video_max_tokens: int | None = None,
+               video_sampling: str = "uniform") -> Message:  # fmt: skip
     """An Ollama-shaped message dict (images as paths, bytes or base64) to a :class:`Message`; a
     video among its ``images`` (or ``videos``) is sampled into frames (:mod:`imgscribe.video`)."""
     if isinstance(message, Message):
@@ -71,7 +77,8 @@ def to_message(message: Message | Mapping[str, Any], video_max_tokens: int | Non
     content = message.get("content") or ""
     if not isinstance(content, str):
         raise InvalidRequest("message 'content' must be a string")
-    media = [i if isinstance(i, (Image, Video)) else read_media(i, video_max_tokens=video_max_tokens)
+    media = [i if isinstance(i, (Image, Video)) else
+             read_media(i, video_max_tokens=video_max_tokens, video_sampling=video_sampling)
              for i in [*(message.get("images") or []), *(message.get("videos") or [])]]  # fmt: skip
     images = [m for m in media if isinstance(m, Image)]
     return Message(role=role, content=content, images=images, videos=[m for m in media if isinstance(m, Video)])
@@ -86,16 +93,40 @@ def build_request(
     system: str | None = None,
     keep_alive: float | None = None,
     stream: bool = True,
+    scheduler: Scheduler | None = None,
 ) -> ChatRequest:
-    tokens = (options.video_max_tokens if isinstance(options, Options) else dict(options or {}).get("video_max_tokens"))
-    msgs = [to_message(m, tokens if isinstance(tokens, int) else None) for m in messages]
-    if system:
-        msgs = [Message("system", system), *[m for m in msgs if m.role != "system"]]
+    """The request ``chat`` sends; its clips sampled as the module docstring says (``scheduler``:
+    where the model's parameters are read, default the process-wide one)."""
     try:
         opts = options if isinstance(options, Options) else options_from(dict(options or {}))
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
+    messages = list(messages)
+    clip = {"video_max_tokens": opts.video_max_tokens, "video_sampling": opts.video_sampling or "uniform"}
+    if any(isinstance(m, Mapping) and (m.get("images") or m.get("videos")) for m in messages):  # files to read
+        got = clip_settings(opts, _parameters(model, scheduler))
+        clip = {"video_max_tokens": got["max_tokens"], "video_sampling": got["sampling"]}
+    msgs = [to_message(m, **clip) for m in messages]
+    if system:
+        msgs = [Message("system", system), *[m for m in msgs if m.role != "system"]]
     return ChatRequest(model=model, messages=msgs, options=opts, format=format, keep_alive=keep_alive, stream=stream)
+
+
+def _parameters(model: str, scheduler: Scheduler | None) -> Mapping[str, Any]:
+    """The model's parameters (its default options); none for a model that is not here (the
+    scheduler then says so)."""
+    try:
+        return (scheduler or default_scheduler()).store.resolve(model).parameters
+    except ImgscribeError:
+        return {}
+
+
+def _with_sampling(options: Options | Mapping[str, Any] | None, video_sampling: str | None):
+    """``options`` with the ``video_sampling`` keyword in them, when it is given."""
+    if video_sampling is None:
+        return options
+    values = options.model_dump(exclude_none=True) if isinstance(options, Options) else dict(options or {})
+    return {**values, "video_sampling": video_sampling}  # checked with the others
 
 
 def _run(request: ChatRequest, scheduler: Scheduler | None, cancel: threading.Event | None) -> Result:
@@ -111,9 +142,12 @@ def chat(
     options: Options | Mapping[str, Any] | None = None,
     format: Format = None,
     scheduler: Scheduler | None = None,
+    video_sampling: str | None = None,
 ) -> Result | Iterator[Chunk]:
-    """Chat with a model. ``stream=True`` returns the chunk iterator instead of a :class:`Result`."""
-    request = build_request(model, messages, options=options, format=format, stream=stream)
+    """Chat with a model. ``stream=True`` returns the chunk iterator instead of a :class:`Result`.
+    ``video_sampling``: "uniform" or "scenes", how a clip's frames are chosen (the option's keyword)."""
+    request = build_request(model, messages, options=_with_sampling(options, video_sampling), format=format,
+                            stream=stream, scheduler=scheduler)  # fmt: skip
     if stream:
         return (scheduler or default_scheduler()).chat(request)
     return _run(request, scheduler, None)
@@ -127,12 +161,13 @@ def ask(
     options: Options | Mapping[str, Any] | None = None,
     format: Format = None,
     scheduler: Scheduler | None = None,
+    video_sampling: str | None = None,
 ) -> Result:
-    """Ask one question about one image (or a list of images, for comparisons)."""
-    images = [to_image(i) for i in (image if isinstance(image, list) else [image])]
-    request = build_request(
-        model, [Message("user", question, images)], options=options, format=format, stream=False
-    )
+    """Ask one question about one image or clip (or a list of them, for comparisons)."""
+    images = list(image) if isinstance(image, list) else [image]
+    request = build_request(model, [{"role": "user", "content": question, "images": images}],
+                            options=_with_sampling(options, video_sampling), format=format, stream=False,
+                            scheduler=scheduler)  # fmt: skip
     return _run(request, scheduler, None)
 
 
@@ -144,6 +179,8 @@ def describe(
     options: Options | Mapping[str, Any] | None = None,
     format: Format = None,
     scheduler: Scheduler | None = None,
+    video_sampling: str | None = None,
 ) -> Result:
-    """Describe one image with ``prompt`` (default: "Describe this image.")."""
-    return ask(image, prompt or DEFAULT_PROMPT, model, options=options, format=format, scheduler=scheduler)
+    """Describe one image or clip with ``prompt`` (default: "Describe this image.")."""
+    return ask(image, prompt or DEFAULT_PROMPT, model, options=options, format=format, scheduler=scheduler,
+               video_sampling=video_sampling)

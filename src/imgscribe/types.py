@@ -12,7 +12,7 @@ import dataclasses
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar, get_args
+from typing import Any, Literal, Protocol, TypeVar, get_args, get_origin
 
 from PIL import Image as PILImage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -92,6 +92,8 @@ class Options(BaseModel):
     image_min_tokens: int | None = Field(None, ge=0)
     #: imgscribe's: prompt tokens one video may cost, all its sampled frames together (video.py)
     video_max_tokens: int | None = Field(None, ge=0)
+    #: imgscribe's: how a clip's frames are chosen: evenly spread, or at its scene changes (video.py)
+    video_sampling: Literal["uniform", "scenes"] | None = None
 
     @classmethod
     def checked(cls, values: Mapping[str, Any]) -> Options:
@@ -120,7 +122,7 @@ OLLAMA_OPTIONS = frozenset({
 })  # fmt: skip
 #: imgscribe's own options: the image token budget (every engine), the fewest image tokens of
 #: llama.cpp's dynamic-resolution projectors (Qwen2-VL...), and a video's token budget (all its frames).
-IMGSCRIBE_OPTIONS = frozenset({"image_min_tokens", "image_max_tokens", "video_max_tokens"})
+IMGSCRIBE_OPTIONS = frozenset({"image_min_tokens", "image_max_tokens", "video_max_tokens", "video_sampling"})
 #: The only keys of :attr:`ModelManifest.parameters` (a model's default options). An engine's own
 #: settings (llama-server's slots, a remote's URL and headers...) are never among them: they live in
 #: :attr:`ModelManifest.engine_settings`, which only importers and the store write.
@@ -206,6 +208,9 @@ def check_option(name: str, value: Any) -> Any:
             raise InvalidRequest(f'option "{name}" must be of type float, got {json_type(value)}')
         if isinstance(value, int) and abs(value) > 1e308:
             raise InvalidRequest(f'option "{name}" is out of range: too large for a float')
+    elif any(get_origin(k) is Literal for k in kinds):  # one of a few words (video_sampling)
+        if not isinstance(value, str):
+            raise InvalidRequest(f'option "{name}" must be of type string, got {json_type(value)}')
     else:
         value = [value] if isinstance(value, str) else value
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

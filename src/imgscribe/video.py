@@ -7,8 +7,9 @@ few groups of pictures, not two hours. An animated GIF, WebP or APNG is read by 
 its frames and sampled the same way. Frames are upright (the stream's display matrix applied),
 scaled by FFmpeg to their share of the budget, and JPEG-encoded (engines that forward files get them).
 
-The budget: a clip costs at most ``video_max_tokens`` (a request option; default
-:data:`DEFAULT_VIDEO_TOKENS`, a few images' worth on a CPU). It is split over the frames: as many
+The budget: a clip costs at most ``video_max_tokens`` (the request's option, else the model's
+``PARAMETER video_max_tokens``, else :data:`DEFAULT_VIDEO_TOKENS`, a few images' worth on a CPU:
+:func:`clip_settings`, as every door reads it). It is split over the frames: as many
 frames as leave each at least :data:`MIN_FRAME_TOKENS` (at most ``max_frames``, and no more than
 two a second), each scaled to about ``tokens_per_frame`` x 28 x 28 pixels (a 14-px-patch ViT with a
 2 x 2 merge: Qwen2-VL's rate, an upper bound for the others); each engine's own image budget then
@@ -27,16 +28,19 @@ import io
 import math
 import os
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from PIL import Image as PILImage
 
 from .config import settings
-from .errors import ImageTooLarge, InvalidImage
+from .errors import ImageTooLarge, InvalidImage, InvalidRequest
 from .image_codecs import check_pixels, identify
 from .images import intake, read_bytes
 from .types import Image, Video
 
-__all__ = ["DEFAULT_VIDEO_TOKENS", "Video", "clock", "container_of", "is_media", "read_media", "read_video", "sample_times"]
+__all__ = ["DEFAULT_VIDEO_TOKENS", "SAMPLINGS", "ClipHeader", "Video", "clip_settings", "clock", "container_of",
+           "is_media", "probe", "read_media", "read_video", "sample_times"]  # fmt: skip
 
 #: A clip's tokens by default: four images' worth of the CPU image budget (image_budget.CPU_BUDGET).
 DEFAULT_VIDEO_TOKENS = 4 * 1024
@@ -47,6 +51,8 @@ MAX_ANIMATION_FRAMES = 10_000
 PIXELS_PER_TOKEN = 28 * 28
 _MAX_DECODE_PER_SAMPLE = 1_000  # frames decoded from a key frame to a sample time, at most
 _EBML = b"\x1a\x45\xdf\xa3"
+#: how a clip's frames may be chosen (the ``video_sampling`` option)
+SAMPLINGS = ("uniform", "scenes")
 _ANIMATED = ("GIF", "PNG", "WEBP")
 
 
@@ -85,6 +91,17 @@ def sample_times(duration: float, n: int) -> list[float]:
     return [round((i + 0.5) * duration / n, 3) for i in range(n)]
 
 
+def clip_settings(options: Any = None, parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """:func:`read_video`'s ``max_tokens`` and ``sampling`` for a request: each from the request's
+    ``options`` (an :class:`~imgscribe.types.Options` or a mapping), else the model's ``parameters``
+    (its manifest's: a Modelfile's ``PARAMETER video_max_tokens``), else the default."""
+    def pick(name: str) -> Any:
+        mine = options.get(name) if isinstance(options, Mapping) else getattr(options, name, None)
+        return mine if mine is not None else (parameters or {}).get(name)
+
+    return {"max_tokens": pick("video_max_tokens") or None, "sampling": pick("video_sampling") or "uniform"}
+
+
 def is_media(data: bytes) -> bool:
     """Whether the bytes are a clip or an animated image: :func:`read_video` reads them."""
     return container_of(data) is not None or _animated(data)
@@ -98,11 +115,13 @@ def read_media(
     source_name: str | None = None,
     max_side: int = 0,
     video_max_tokens: int | None = None,
+    video_sampling: str = "uniform",
 ) -> Image | Video:
     """An image (:func:`imgscribe.images.intake`) or, for a clip or an animation, a :class:`Video`."""
     data, label = read_bytes(source, max_bytes=max_bytes, source_name=source_name)
     if is_media(data):
-        return read_video(data, source_name=label, max_pixels=max_pixels, max_tokens=video_max_tokens)
+        return read_video(data, source_name=label, max_pixels=max_pixels, max_tokens=video_max_tokens,
+                          sampling=video_sampling)  # fmt: skip
     return intake(data, max_bytes=max_bytes, max_pixels=max_pixels, source_name=label, max_side=max_side)
 
 
@@ -120,15 +139,15 @@ def read_video(
     """Sample a clip (the module docstring). ``sampling="scenes"``: of three times as many evenly
     spread candidates, the first and those that differ most from the one before (scene changes),
     in time order. InvalidImage: not a video, damaged, no frames; ImageTooLarge: over a limit."""
-    if sampling not in ("uniform", "scenes"):
-        raise ValueError(f"sampling must be 'uniform' or 'scenes', not {sampling!r}")
+    if sampling not in SAMPLINGS:
+        raise InvalidRequest(f"video_sampling must be 'uniform' or 'scenes', not {sampling!r}")
     data, label = read_bytes(source, max_bytes=max_bytes, source_name=source_name)
     if max_pixels is None:
         max_pixels = settings().max_image_pixels
     kind = container_of(data)
     if kind is None:
         if _animated(data):
-            return _animation(data, label, max_tokens, max_frames, max_pixels)
+            return _animation(data, label, max_tokens, max_frames, max_pixels, sampling == "scenes")
         raise InvalidImage(f"{label} is not a video (MP4, MOV, WebM, MKV, AVI, or an animated GIF/WebP/PNG)")
     return _decode(data, label, kind, max_tokens, max_frames, max_duration, max_pixels, sampling == "scenes")
 
@@ -143,7 +162,7 @@ def _animated(data: bytes) -> bool:
         return False
 
 
-def _animation(data: bytes, label: str, max_tokens, max_frames: int, max_pixels: int) -> Video:
+def _animation(data: bytes, label: str, max_tokens, max_frames: int, max_pixels: int, scenes: bool = False) -> Video:
     with PILImage.open(io.BytesIO(data)) as im:
         count = getattr(im, "n_frames", 1)
         step = (im.info.get("duration") or 100) / 1000
@@ -154,32 +173,93 @@ def _animation(data: bytes, label: str, max_tokens, max_frames: int, max_pixels:
     duration = len(frames) * step
     n, per, size = plan(duration, image.size, max_tokens, max_frames)
     n = min(n, len(frames))
-    picks = sorted({min(len(frames) - 1, int(t / step)) for t in sample_times(duration, n)})
-    out = [_frame(frames[i].resize(size, PILImage.Resampling.LANCZOS) if size != frames[i].size else frames[i],
-                  label, i * step) for i in picks]  # fmt: skip
-    return Video(out, [round(i * step, 3) for i in picks], round(duration, 3), image.size, label, image.format,
-                 1 / step if step else 0.0, image.sha256, per)  # fmt: skip
+    times = sample_times(duration, min(len(frames), 3 * n) if scenes else n)
+    picks = sorted({min(len(frames) - 1, int(t / step)) for t in times})
+    chosen = [(round(i * step, 3), frames[i].resize(size, PILImage.Resampling.LANCZOS) if size != frames[i].size
+               else frames[i]) for i in picks]  # fmt: skip
+    if scenes:
+        chosen = _scene_changes(chosen, n)
+    return Video([_frame(pil, label, t) for t, pil in chosen], [t for t, _ in chosen], round(duration, 3), image.size,
+                 label, image.format, 1 / step if step else 0.0, image.sha256, per)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipHeader:
+    """What sampling a clip will cost, read from its header without decoding a frame (a server
+    checks a whole request, and takes room in its decode budget, before decoding anything)."""
+
+    frames: int  # sampled frames, at most
+    size: tuple[int, int]  # each one's (width, height)
+    cost: int  # room decoding needs at its peak, in pixels of 4 bytes
+
+    @property
+    def held(self) -> int:
+        """Pixels the sampled frames keep once decoding is over."""
+        return self.frames * self.size[0] * self.size[1]
+
+
+#: Full-size frames alive at once while a clip decodes, counted in 4-byte pixels: the decoder's
+#: reference frames and frame threads (YUV 4:2:0, 1.5 bytes a pixel) and the frame being converted.
+DECODE_COPIES = 4
+
+
+def probe(data: bytes, label: str = "<bytes>", *, max_tokens: int | None = None, max_frames: int = MAX_FRAMES,
+          max_duration: float = MAX_DURATION, max_pixels: int | None = None, sampling: str = "uniform") -> ClipHeader:  # fmt: skip
+    """The :class:`ClipHeader` of a clip or animation that :func:`read_video` would sample with the
+    same arguments, and its errors for a damaged file or one over a limit, without decoding it."""
+    if max_pixels is None:
+        max_pixels = settings().max_image_pixels
+    candidates = 3 if sampling == "scenes" else 1  # scenes: three times as many frames decoded, then chosen
+    kind = container_of(data)
+    if kind is None:  # an animation: image intake decodes all its frames
+        with PILImage.open(io.BytesIO(data)) as im:
+            count, size, step = getattr(im, "n_frames", 1), im.size, (im.info.get("duration") or 100) / 1000
+        if count > MAX_ANIMATION_FRAMES:
+            raise ImageTooLarge(f"{label} has {count:,} frames, over the limit of {MAX_ANIMATION_FRAMES:,}")
+        check_pixels(size[0] * size[1], max_pixels)
+        n, _, out = plan(count * step, size, max_tokens, max_frames)
+        n = min(n, count)
+        return ClipHeader(n, out, count * size[0] * size[1] + min(count, candidates * n) * out[0] * out[1])
+    import av
+
+    container = _open(av, data, label, kind)
+    try:
+        _, width, height, duration = _stream(container, label, kind, max_pixels, max_duration)
+    finally:
+        container.close()
+    n, _, out = plan(duration, (width, height), max_tokens, max_frames)
+    return ClipHeader(n, out, DECODE_COPIES * width * height + candidates * n * out[0] * out[1])
+
+
+def _open(av, data: bytes, label: str, kind: str):
+    try:
+        return av.open(io.BytesIO(data), mode="r")
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        raise InvalidImage(f"{label} could not be read as {_a(kind)} video: {_why(exc)}") from None
+
+
+def _stream(container, label: str, kind: str, max_pixels: int, max_duration: float):
+    """The first video stream, its frame size and duration, checked against the limits."""
+    if not container.streams.video:
+        raise InvalidImage(f"{label} has no video stream (audio only?)")
+    stream = container.streams.video[0]
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if not width or not height:
+        raise InvalidImage(f"{label} could not be read as {_a(kind)} video: no frame size in its header")
+    check_pixels(width * height, max_pixels, "a frame of the video")
+    duration = _duration(container, stream)
+    if duration > max_duration:
+        raise ImageTooLarge(f"{label} is {clock(duration)} long, over the limit of {clock(max_duration)}")
+    return stream, width, height, duration
 
 
 def _decode(data, label, kind, max_tokens, max_frames, max_duration, max_pixels, scenes=False) -> Video:
     import av
 
+    container = _open(av, data, label, kind)
     try:
-        container = av.open(io.BytesIO(data), mode="r")
-    except (av.FFmpegError, ValueError, OSError) as exc:
-        raise InvalidImage(f"{label} could not be read as {_a(kind)} video: {_why(exc)}") from None
-    try:
-        if not container.streams.video:
-            raise InvalidImage(f"{label} has no video stream (audio only?)")
-        stream = container.streams.video[0]
+        stream, width, height, duration = _stream(container, label, kind, max_pixels, max_duration)
         stream.thread_type = "AUTO"
-        width, height = stream.codec_context.width, stream.codec_context.height
-        if not width or not height:
-            raise InvalidImage(f"{label} could not be read as {_a(kind)} video: no frame size in its header")
-        check_pixels(width * height, max_pixels, "a frame of the video")
-        duration = _duration(container, stream)
-        if duration > max_duration:
-            raise ImageTooLarge(f"{label} is {clock(duration)} long, over the limit of {clock(max_duration)}")
         rotation = _rotation(stream)
         shown = (height, width) if rotation in (90, 270) else (width, height)
         n, per, size = plan(duration, shown, max_tokens, max_frames)

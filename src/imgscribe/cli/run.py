@@ -6,7 +6,7 @@ import difflib
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -28,25 +28,38 @@ HELP = """Commands:
 Put an image path in a line to attach it, e.g.  What is in /path/to/photo.jpg ?"""
 
 
-def _load_images(paths: list[Path]) -> list[Image | Video]:
+def _load_images(paths: list[Path], clip: dict[str, Any] | None = None) -> list[Image | Video]:
     from ..types import Video
     from ..video import read_media
 
     images = []
     for path in paths:
-        images.append(read_media(path))  # a clip: its frames, sampled (imgscribe.video)
+        images.append(read_media(path, **(clip or {})))  # a clip: its frames, sampled (imgscribe.video)
         kind = "video" if isinstance(images[-1], Video) else "image"
         print(f"Added {kind} '{path}'", file=sys.stderr)
     return images
 
 
-def _user_turn(text: str, extra: list[Path] | None = None) -> Message:
+def clip_settings_of(client: Client, model: str, options: Options | None) -> dict[str, Any]:
+    """``read_media``'s clip arguments: the options, else the model's parameters (its Modelfile's
+    ``PARAMETER video_max_tokens``; a server keeps its store to itself), else the defaults."""
+    from ..video import clip_settings
+
+    try:
+        manifest = client.manifest(model) if hasattr(client, "manifest") else None
+    except ImgscribeError:
+        manifest = None
+    got = clip_settings(options, manifest.parameters if manifest is not None else None)
+    return {"video_max_tokens": got["max_tokens"], "video_sampling": got["sampling"]}
+
+
+def _user_turn(text: str, extra: list[Path] | None = None, clip: dict[str, Any] | None = None) -> Message:
     from ..api import DEFAULT_PROMPT
     from ..types import Message, Video
     from .prompt_paths import extract_image_paths
 
     extracted = extract_image_paths(text)
-    images = _load_images([*(extra or []), *extracted.paths])
+    images = _load_images([*(extra or []), *extracted.paths], clip)
     prompt = extracted.prompt or (DEFAULT_PROMPT if images else "")
     clips = [m for m in images if isinstance(m, Video)]
     return Message("user", prompt, [m for m in images if not isinstance(m, Video)], clips)
@@ -81,6 +94,7 @@ def chat_loop(
     from ..types import ChatRequest, Message, Options
 
     history: list[Message] = [Message("system", system)] if system else []
+    clip = clip_settings_of(client, model, options)
     while True:
         try:
             line = read_line(">>> ").strip()
@@ -99,7 +113,7 @@ def chat_loop(
             write("Cleared the conversation.\n")
             continue
         try:
-            turn = _user_turn(line)
+            turn = _user_turn(line, clip=clip)
             request = ChatRequest(model, [*history, turn], options or Options(), format)
             answer, metrics = _stream(client, request, write)
         except ImgscribeError as exc:  # one bad line never ends the session
@@ -186,13 +200,15 @@ def run(
     host: str = typer.Option(None, "--host", help="Server to use (default: IMGSCRIBE_HOST if one answers)."),
     local: bool = typer.Option(False, "--local", help="Run in this process even if a server answers."),
     insecure: bool = typer.Option(False, "--insecure", help="Allow a registry that speaks plain http (for a pull)."),
+    video_sampling: str = typer.Option(None, "--video-sampling", help="A clip's frames: uniform (default) or scenes "
+                                       "(at its scene changes); the video_sampling option."),
 ) -> None:
     """Answer one prompt (streamed), or chat interactively when no prompt is given. A model that
     is not here is pulled first, as ``ollama run`` does."""
     from ..types import ChatRequest, Message
 
     client = connect(host, local)
-    options, fmt = parse_options(option), parse_format(format)
+    options, fmt = parse_options([*(option or []), *_sampling(video_sampling)]), parse_format(format)
     text = " ".join(prompt or [])
     if not text and not image and sys.stdin is None:  # started with stdin closed (``<&-``)
         raise typer.BadParameter("no prompt, and stdin is closed: give a PROMPT or --image", param_hint="PROMPT")
@@ -204,7 +220,18 @@ def run(
         if not sys.stdin.isatty():
             text = _text(sys.stdin.read())
     messages = [Message("system", system)] if system else []
-    request = ChatRequest(model, [*messages, _user_turn(text, image)], options, fmt)
+    request = ChatRequest(model, [*messages, _user_turn(text, image, clip_settings_of(client, model, options))], options, fmt)
     _, metrics = _stream(client, request, _stdout)
     if verbose:
         print_stats(metrics)
+
+
+def _sampling(value: str | None) -> list[str]:
+    """``--video-sampling`` as the option it sets (a bad word is a usage error naming the choices)."""
+    from ..video import SAMPLINGS
+
+    if value is None:
+        return []
+    if value not in SAMPLINGS:
+        raise typer.BadParameter(f"{value!r}: use uniform or scenes", param_hint="--video-sampling")
+    return [f"video_sampling={value}"]

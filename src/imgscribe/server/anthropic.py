@@ -4,8 +4,10 @@
 content is a string or blocks: ``text``, and ``image`` with a ``base64`` source (or a ``url``
 source where the server fetches URLs: the chat route's SSRF-guarded ``IMGSCRIBE_ALLOW_URLS``).
 ``max_tokens`` is required, as Anthropic requires it; ``stop_sequences``, ``temperature``,
-``top_p`` and ``top_k`` map to Ollama's options. Tools, tool blocks, documents and extended
-thinking are refused with a clear 400.
+``top_p`` and ``top_k`` map to Ollama's options. An ``image`` block whose data is a clip (sniffed by
+content, as on every route) is a video (:mod:`imgscribe.video`), sampled under imgscribe's
+``video_max_tokens`` and ``video_sampling`` (extra body fields). Tools, tool blocks, documents and
+extended thinking are refused with a clear 400.
 
 Streamed, the answer is SSE with Anthropic's events: ``message_start``, ``content_block_start``,
 ``content_block_delta`` (``text_delta``)..., ``content_block_stop``, ``message_delta`` (stop reason
@@ -25,10 +27,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from ..errors import Busy, ImgscribeError, InvalidRequest, Unsupported
-from ..types import ChatRequest, Chunk, Image, Message, Options, check_int, json_type, options_from
+from ..types import ChatRequest, Chunk, Image, Message, Options, Video, check_int, json_type, options_from
 from .context import server_of
 from .errors import RETRY_AFTER_SECONDS, anthropic_body, log_error, status_of
-from .inputs import Labelled
+from .inputs import Labelled, clip_settings_for
 from .render import dump
 from .wire import Body, parse_keep_alive, require_model
 
@@ -58,6 +60,8 @@ class MessagesBody(Body):
     tools: list[Any] | None = None
     thinking: dict[str, Any] | None = None
     keep_alive: Any = None
+    video_max_tokens: Any = None  # imgscribe's (extra_body), as on /v1/chat/completions
+    video_sampling: Any = None
 
 
 class Messages:
@@ -139,7 +143,8 @@ async def _messages(request: Request) -> Response:
     stream = bool(body.stream)
 
     def work(cancel: threading.Event):
-        images, held = server.reader.read_request(groups, cancel, info.max_image_side)
+        images, held = server.reader.read_request(groups, cancel, info.max_image_side, media=True,
+                                                  **clip_settings_for(server.scheduler, info.name, options))  # clips
         messages = [Message("system", system)] if system else []
         messages += [_message(turn, imgs) for turn, imgs in zip(turns, images, strict=True)]
         chat = ChatRequest(info.name, messages, options=options, keep_alive=keep_alive, stream=stream)
@@ -218,7 +223,8 @@ def _message(turn: dict[str, Any], images: list[Image]) -> Message:
     if isinstance(content, str):
         return Message(turn["role"], content)
     texts = [b["text"] for b in content if b.get("type") == "text" and b["text"]]
-    return Message(turn["role"], "\n\n".join(texts), images)
+    clips = [i for i in images if isinstance(i, Video)]
+    return Message(turn["role"], "\n\n".join(texts), [i for i in images if isinstance(i, Image)], clips)
 
 
 def _options(body: MessagesBody) -> Options:
@@ -227,4 +233,5 @@ def _options(body: MessagesBody) -> Options:
     check_int("max_tokens", body.max_tokens)
     check_int("top_k", body.top_k)
     return options_from({"num_predict": body.max_tokens, "temperature": body.temperature, "top_p": body.top_p,
-                         "top_k": body.top_k, "stop": body.stop_sequences})  # fmt: skip
+                         "top_k": body.top_k, "stop": body.stop_sequences, "video_max_tokens": body.video_max_tokens,
+                         "video_sampling": body.video_sampling})  # fmt: skip

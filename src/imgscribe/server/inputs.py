@@ -25,7 +25,7 @@ from ..config import Settings
 from ..errors import ImageTooLarge, InvalidImage
 from ..images import Header, decode_base64, header, intake
 from ..types import Image, Video
-from ..video import is_media, read_video
+from ..video import ClipHeader, clip_settings, is_media, probe, read_video
 from .budget import Lease, PixelBudget
 from .urls import UrlFetcher
 
@@ -58,6 +58,7 @@ class ImageReader:
         *,
         media: bool = False,
         video_max_tokens: int | None = None,
+        video_sampling: str = "uniform",
     ) -> tuple[list[list[Image | Video]], Lease]:
         """Every image of one request (in groups, e.g. one per message), checked as a whole, decoded
         under the pixel budget (the module docstring); ``max_side``: the model's
@@ -66,8 +67,11 @@ class ImageReader:
         answer is finished (``Server.answer`` does).
 
         ``media``: a clip (or an animated GIF/WebP/PNG) comes back as a :class:`~imgscribe.types.Video`
-        in its place, sampled under ``video_max_tokens`` (:mod:`imgscribe.video`; its frames count
-        against the request's pixels); otherwise it is refused as an image would be.
+        in its place, sampled under ``video_max_tokens`` with ``video_sampling`` (:mod:`imgscribe.video`:
+        :func:`~imgscribe.video.clip_settings`); each of its frames counts as an image against the
+        request's images and pixels, and its decode takes its room in the budget
+        (:class:`~imgscribe.video.ClipHeader`) before any frame is decoded; otherwise it is refused
+        as an image would be.
 
         Raises ImageTooLarge (413) over a limit, InvalidImage (400), Busy (503) when too many requests
         wait for the budget, Cancelled when ``cancel`` is set while waiting.
@@ -80,17 +84,22 @@ class ImageReader:
                 f"the request has {count:,} images, over the limit of {self.max_request_images:,} images "
                 "in one request (set IMGSCRIBE_MAX_REQUEST_IMAGES to change it)"
             )
-        found: list[tuple[bytes, Header | Video, str, int]] = []
+        found: list[tuple[bytes, Header | ClipHeader, str, int]] = []
         pixels = need = held = 0
+        images = count
+        clip = {"max_tokens": video_max_tokens, "sampling": video_sampling}
         for group in groups:
             for value, where in group:
                 data = self._named(where, self._bytes, value, where)
-                if media and is_media(data):  # sampled now: a few small frames, decoded one at a time
-                    clip = self._named(where, read_video, data, max_tokens=video_max_tokens,
-                                       max_pixels=self.max_pixels, source_name=where)  # fmt: skip
-                    pixels += sum(f.size[0] * f.size[1] for f in clip.frames)
+                if media and is_media(data):  # a few small frames, decoded one at a time once there is room
+                    head = self._named(where, probe, data, where, max_pixels=self.max_pixels, **clip)
+                    images += head.frames - 1
+                    self._check_images(images, where, head.frames)
+                    pixels += head.held
                     self._check_pixels(pixels, where)
-                    found.append((data, clip, where, 0))
+                    need = max(need, held + head.cost)
+                    held += head.held
+                    found.append((data, head, where, 0))
                     continue
                 side = 0 if callable(max_side) else max_side
                 head = self._named(where, header, data, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
@@ -108,12 +117,13 @@ class ImageReader:
         lease = self.budget.acquire(need, cancel)
         try:
             decoded = [
-                head if isinstance(head, Video) else
+                self._named(where, read_video, data, max_pixels=self.max_pixels, source_name=where, **clip)
+                if isinstance(head, ClipHeader) else
                 self._named(where, intake, data, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
                             source_name=where, max_side=side)  # fmt: skip
                 for data, head, where, side in found
             ]
-            lease.shrink(sum(im.size[0] * im.size[1] for im in decoded if isinstance(im, Image)))  # decoders' extra copies are gone
+            lease.shrink(sum(_pixels(im) for im in decoded))  # decoders' extra copies are gone
         except BaseException:
             lease.release()
             raise
@@ -122,6 +132,14 @@ class ImageReader:
             out.append(decoded[at : at + len(group)])
             at += len(group)
         return out, lease
+
+    def _check_images(self, images: int, where: str, frames: int) -> None:
+        if 0 < self.max_request_images < images:
+            raise ImageTooLarge(
+                f"the request has {images:,} images or more, counting each frame sampled from a clip ({where}: "
+                f"{frames:,} frames), over the limit of {self.max_request_images:,} images in one request "
+                "(lower video_max_tokens for fewer frames, or set IMGSCRIBE_MAX_REQUEST_IMAGES)"
+            )
 
     def _check_pixels(self, pixels: int, where: str) -> None:
         if 0 < self.max_request_pixels < pixels:
@@ -165,3 +183,17 @@ class ImageReader:
             if str(exc).startswith(where) or f"'{where}'" in str(exc):
                 raise
             raise type(exc)(f"{where}: {exc}") from None
+
+
+def _pixels(media: Image | Video) -> int:
+    """Pixels an image, or a clip's sampled frames, hold."""
+    return sum(_pixels(f) for f in media.frames) if isinstance(media, Video) else media.size[0] * media.size[1]
+
+
+def clip_settings_for(scheduler: Any, model: str, options: Any) -> dict[str, Any]:
+    """:meth:`ImageReader.read_request`'s ``video_max_tokens`` and ``video_sampling`` for a request to
+    ``model``: its options, else the model's parameters (a Modelfile's ``PARAMETER video_max_tokens``),
+    else the defaults (:func:`imgscribe.video.clip_settings`). The loaded runner's manifest, else the store's."""
+    manifest = getattr(scheduler.loaded_runner(model), "manifest", None) or scheduler.store.resolve(model)
+    got = clip_settings(options, manifest.parameters)
+    return {"video_max_tokens": got["max_tokens"], "video_sampling": got["sampling"]}

@@ -26,6 +26,7 @@ from ..version import OLLAMA_API_VERSION, __version__
 from . import render
 from .context import Server, server_of
 from .errors import NotImplementedYet
+from .inputs import clip_settings_for
 from .paths import importable
 from .remotes import check_key_variable, check_remote
 from .render import Ollama, Progress
@@ -68,7 +69,7 @@ async def generate(request: Request) -> Response:
     def work(cancel: threading.Event):
         [images], held = server.reader.read_request(
             [server.reader.labelled(body.images, "images")], cancel, server.image_sides(info, settings["options"]),
-            media=True, video_max_tokens=settings["options"].video_max_tokens,
+            media=True, **clip_settings_for(server.scheduler, info.name, settings["options"]),
         )
         messages = [Message("system", body.system)] if body.system else []
         messages.append(Message("user", body.prompt or "", *_split(images)))
@@ -97,7 +98,8 @@ async def chat(request: Request) -> Response:
     def work(cancel: threading.Event):
         groups = [server.reader.labelled(m.images, f"messages[{i}].images") for i, m in enumerate(messages)]
         images, held = server.reader.read_request(groups, cancel, server.image_sides(info, settings["options"]),
-                                                  media=True, video_max_tokens=settings["options"].video_max_tokens)
+                                                  media=True, **clip_settings_for(server.scheduler, info.name,
+                                                                                  settings["options"]))  # fmt: skip
         turns = [
             Message(role, m.content or "", *_split(imgs))
             for role, m, imgs in zip(roles, messages, images, strict=True)

@@ -18,7 +18,7 @@ from ..errors import InvalidRequest, Unsupported
 from ..types import ChatRequest, Format, Image, Message, Options, Role, Video, check_format, check_int, options_from
 from . import render
 from .context import server_of
-from .inputs import Labelled
+from .inputs import Labelled, clip_settings_for
 from .render import OpenAI
 from .wire import (
     CompletionBody,
@@ -57,7 +57,7 @@ async def chat_completions(request: Request) -> Response:
     def work(cancel: threading.Event):
         groups = [_image_parts(m, i) for i, m in enumerate(body.messages)]
         images, held = server.reader.read_request(groups, cancel, server.image_sides(info, options), media=True,
-                                                  video_max_tokens=options.video_max_tokens)  # video_url: clips
+                                                  **clip_settings_for(server.scheduler, info.name, options))  # clips
         messages = [_message(m, imgs) for m, imgs in zip(body.messages, images, strict=True)]
         chat = ChatRequest(
             info.name, messages, options=options, format=format, keep_alive=keep_alive, stream=stream
@@ -94,7 +94,8 @@ def _options(body: CompletionBody) -> Options:
     for name in ("max_tokens", "max_completion_tokens"):
         check_max_tokens(name, getattr(body, name))
     return sampling_options(body, body.max_completion_tokens or body.max_tokens,
-                            image_max_tokens=body.image_max_tokens, video_max_tokens=body.video_max_tokens)
+                            image_max_tokens=body.image_max_tokens, video_max_tokens=body.video_max_tokens,
+                            video_sampling=body.video_sampling)  # fmt: skip
 
 
 def check_max_tokens(name: str, value: int | None) -> None:

@@ -5,7 +5,10 @@
 ``output_text`` parts. An ``input_image``'s ``image_url`` is a data URI, or an http(s) URL where
 the server fetches URLs (the chat route's SSRF-guarded setting, ``IMGSCRIBE_ALLOW_URLS``).
 ``instructions`` becomes the system prompt; ``text.format`` is ``text``, ``json_object`` or
-``json_schema``; ``max_output_tokens``, ``temperature``, ``top_p`` map to Ollama's options.
+``json_schema``; ``max_output_tokens``, ``temperature``, ``top_p`` map to Ollama's options. An
+``input_image`` whose data is a clip (sniffed by content, as on every route) is a video
+(:mod:`imgscribe.video`), sampled under imgscribe's ``video_max_tokens`` and ``video_sampling``
+(extra body fields, as on /v1/chat/completions).
 
 Nothing is stored, so what needs a stored response is refused with a clear 400:
 ``previous_response_id``, ``store: true``, ``conversation``, ``background``; and so are ``tools``
@@ -29,11 +32,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ..errors import ImgscribeError, InvalidRequest, Unsupported
-from ..types import ChatRequest, Chunk, Format, Image, Message, Options, Role, check_format, check_int, json_type, options_from
+from ..types import (ChatRequest, Chunk, Format, Image, Message, Options, Role, Video, check_format, check_int, json_type,
+                     options_from)  # fmt: skip
 from ..wire.openai import error_type
 from .context import server_of
 from .errors import message_of, status_of
-from .inputs import Labelled
+from .inputs import Labelled, clip_settings_for
 from .render import dump
 from .wire import Body, parse_keep_alive, require_model
 
@@ -62,6 +66,8 @@ class ResponsesBody(Body):
     tools: list[Any] | None = None
     truncation: str | None = None
     keep_alive: Any = None
+    video_max_tokens: Any = None  # imgscribe's (extra_body), as on /v1/chat/completions
+    video_sampling: Any = None
 
 
 class Responses:
@@ -178,7 +184,8 @@ async def responses(request: Request) -> Response:
     stream = bool(body.stream)
 
     def work(cancel: threading.Event):
-        images, held = server.reader.read_request(groups, cancel, info.max_image_side)
+        images, held = server.reader.read_request(groups, cancel, info.max_image_side, media=True,
+                                                  **clip_settings_for(server.scheduler, info.name, options))  # clips
         messages = [Message("system", body.instructions)] if body.instructions else []
         messages += [_message(item, imgs) for item, imgs in zip(items, images, strict=True)]
         chat = ChatRequest(info.name, messages, options=options, format=format, keep_alive=keep_alive, stream=stream)
@@ -261,7 +268,8 @@ def _message(item: dict[str, Any], images: list[Image]) -> Message:
     if isinstance(content, str):
         return Message(ROLES[item["role"]], content)
     texts = [p.get("text") or p.get("refusal") or "" for p in content if p.get("type") != "input_image"]
-    return Message(ROLES[item["role"]], "\n\n".join(t for t in texts if t), images)
+    clips = [i for i in images if isinstance(i, Video)]
+    return Message(ROLES[item["role"]], "\n\n".join(t for t in texts if t), [i for i in images if isinstance(i, Image)], clips)
 
 
 def _format(text: TextField | None) -> tuple[Format, dict[str, Any]]:
@@ -290,4 +298,5 @@ def _options(body: ResponsesBody) -> Options:
         )
     check_int("max_output_tokens", body.max_output_tokens)
     return options_from({"num_predict": body.max_output_tokens, "temperature": body.temperature,
-                         "top_p": body.top_p})  # fmt: skip
+                         "top_p": body.top_p, "video_max_tokens": body.video_max_tokens,
+                         "video_sampling": body.video_sampling})  # fmt: skip

@@ -288,6 +288,7 @@ class CompletionBody(Body):
     keep_alive: Any = None
     image_max_tokens: Any = None  # imgscribe's (extra_body): prompt tokens one image may cost
     video_max_tokens: Any = None  # imgscribe's (extra_body): prompt tokens one clip may cost, all its frames
+    video_sampling: Any = None  # imgscribe's (extra_body): a clip's frames "uniform" (default) or at "scenes"
 
 
 # -- fields -----------------------------------------------------------------------------------------
