@@ -18,7 +18,7 @@ import httpx
 import pytest
 from batch.conftest import make_echo, save_image  # tests/ is on sys.path (pytest's rootdir)
 from server.conftest import live_server
-from store.fake_remotes import FakeRegistry, gguf, tiny_model_gguf
+from store.fake_remotes import FakeHub, FakeRegistry, gguf, tiny_model_gguf, tiny_projector_gguf
 
 from imgscribe.scheduler import Scheduler
 from imgscribe.store import Store
@@ -135,6 +135,29 @@ def test_a_pull_that_cannot_fit_is_refused_before_downloading(tmpfs, registry, t
     assert events[-1] == {"status": "success"} and registry.served[model] == size and store.blobs.verify(model)
     tally.add("pulled once there was room")
     assert "IMGSCRIBE_MODELS" in str(caught.value)
+
+
+def test_a_hugging_face_pull_that_cannot_fit_is_refused_before_downloading(tmpfs, registry, monkeypatch, tally):
+    """The same from a (fake) Hugging Face Hub: a GGUF repository whose 3 MB model and projector do
+    not fit on a 2 MB tmpfs is refused before either file is fetched; after a remount it pulls."""
+    hub = FakeHub()
+    monkeypatch.setenv("IMGSCRIBE_HF_ENDPOINT", hub.url)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("IMGSCRIBE_HF_TOKEN", raising=False)
+    try:
+        hub.add_repo("Org/Tiny-VLM-GGUF", {"tiny-vlm-Q4_K_M.gguf": tiny_model_gguf(padding=3 * MB),
+                                           "mmproj-tiny-vlm-F16.gguf": tiny_projector_gguf()})  # fmt: skip
+        disk = tmpfs("2m")
+        store = Store(disk.path / "models")
+        with pytest.raises(DiskError, match=r"needs 3\.\d MB more and 2\.\d MB is free"):
+            list(store.pull("hf.co/Org/Tiny-VLM-GGUF", insecure=True))
+        assert sum(hub.served.values()) == 0 and pulled(store) == [] and leftovers(store) == []
+        tally.add("Hugging Face: refused upfront, nothing fetched")
+        disk.grow("8m")
+        assert list(store.pull("hf.co/Org/Tiny-VLM-GGUF", insecure=True))[-1] == {"status": "success"}
+        tally.add("pulled once there was room")
+    finally:
+        hub.close()
 
 
 def test_a_disk_that_fills_up_mid_download_keeps_what_arrived_and_resumes(tmpfs, registry, monkeypatch, tally):
