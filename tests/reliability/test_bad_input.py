@@ -251,3 +251,36 @@ def test_builtin_ocr_reads_extreme_strips(size):
     from imgscribe.engines.builtin import ocr
 
     assert ocr.read(PILImage.new("RGB", size, "red")) == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_builtin_model_over_http(tmp_path, tally):
+    """Every synthetic case sent to the built-in model itself (a real model, not the echo stand-in),
+    alternately on Ollama's /api/generate and OpenAI's /v1/chat/completions: a refusal is a 4xx in
+    the route's dialect, every other case gets a non-empty description; never a 500; a normal image
+    request is answered at the end."""
+    from server.conftest import live_server
+
+    from imgscribe.scheduler import Scheduler
+
+    store = Store(tmp_path / "models")
+    store.copy("builtin", "llava")
+    scheduler = Scheduler(store)
+    try:
+        with live_server(scheduler) as server, httpx.Client(base_url=server.url, timeout=120) as client:
+            for i, case in enumerate(CASES):
+                route = "/api/generate" if i % 2 == 0 else "/v1/chat/completions"
+                response = client.post(route, json=IMAGE_ROUTES[route](case.data))
+                assert response.status_code < 500, (case.name, route, response.text[:500])
+                if response.status_code == 200:
+                    assert case.expect == "either", f"{case.name} was answered on {route}"
+                    assert answer_text(route, response).strip(), (case.name, response.text[:500])
+                    tally.add("described")
+                else:
+                    assert error_message(route, response), response.text
+                    tally.add(f"{response.status_code}")
+            ok = client.post("/api/generate", json=IMAGE_ROUTES["/api/generate"](corpus.encode(corpus.photo(), "PNG")))
+            assert ok.status_code == 200 and ok.json()["response"].strip(), ok.text[:500]
+    finally:
+        scheduler.close()
