@@ -47,6 +47,11 @@ FINDINGS = [
     "data`, `Tag data larger than file`, with site-packages paths) next to its answer or error line; the CLI "
     "now ignores Pillow's UserWarnings unless `--debug` (src/imgscribe/cli/__init__.py); "
     "`test_cli_describe_gives_each_case_a_row` checks stderr.",
+    "Fixed: the built-in model took 60-80 s for a 65,000 x 1 (or 1 x 65,000) strip: the classifier scaled "
+    "the whole strip to a 256-pixel short side (16,640,000 x 256) before taking ImageNet's centre crop. It "
+    "now cuts the centre out first (engines/builtin/classify.py; 0.1 s); found by "
+    "`test_the_builtin_model_over_http`, guarded by tests/engines/test_builtin.py::"
+    "test_the_classifier_sees_only_the_centre_of_a_long_image.",
     "Observation: a client reading a stream at 1 byte/s does not keep its slot: the engine's whole answer "
     "(20,000 tokens, 1.8 MB of NDJSON) is produced within about 2 s while the client is still reading "
     "(`slots_held_by_the_slow_reader: 0` below); the chunks wait for the connection in the job's deque "
@@ -66,8 +71,6 @@ NOT_COVERED = [
     "Security properties: SSRF property tests for image URLs and remotes, path traversal properties for "
     "model names in `create`/`FROM` paths, blob digests and batch outputs, logs free of image data and keys "
     "(tests/server/test_security*.py keep the security issue's regression tests).",
-    "The built-in model is not driven through the HTTP routes with the whole corpus (its load takes a "
-    "minute on this machine): the echo model stands in; the built-in model's OCR stage is tested directly.",
 ]
 PACKAGES = ("pillow", "pillow-heif", "hypothesis", "schemathesis", "fastapi", "uvicorn", "httpx")
 
