@@ -31,11 +31,48 @@ PROMPT = "What happens in this clip?"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("store"))
-    scheduler = Scheduler(store, keep_alive=600)
-    create_from_path(store, "tiny-qwen2-vl", checkpoint("qwen2_vl"))
+    scheduler = Scheduler(store, keep_alive=600, max_loaded=1)
+    for family in ("qwen2_vl", "llava_onevision", "smolvlm"):
+        create_from_path(store, "tiny-" + family.replace("_", "-"), checkpoint(family))
     with TestClient(create_app(scheduler)) as client:
         yield client
     scheduler.close()
+
+
+def _reference(family: str, video):
+    """The family's own processor's inputs for the clip's frames and the prompt, as the runner sends them."""
+    processor = load_processor(checkpoint(family), FAMILIES[testing.ENGINE_FAMILY[family]])
+    parts = [{"type": "video", "video": [f.pil for f in video.frames]}, {"type": "text", "text": PROMPT}]
+    return processor, prompt.encode(processor, [{"role": "user", "content": parts}], [video])
+
+
+def test_llava_onevision_takes_a_clip_as_native_video(served):
+    """LLaVA-OneVision's processor has a video processor and a <video> token: the clip goes as video
+    (pixel_values_videos), its prompt tokens the processor's own."""
+    clip = moving_clip(frames=20, fps=5)
+    final = ollama_chat(served, "tiny-llava-onevision", PROMPT, [clip], options={"num_predict": 1})[-1]
+    [entry] = final["images"]
+    assert entry["video"] is True and entry["frames"] == 8
+    video = read_video(clip, source_name="messages[0].images[0]")
+    processor, reference = _reference("llava_onevision", video)
+    video_tokens = int((reference["input_ids"] == processor.video_token_id).sum())
+    assert "pixel_values_videos" in reference and "pixel_values" not in reference
+    assert video_tokens == entry["tokens"] > len(video.frames)
+    assert final["prompt_eval_count"] == reference["input_ids"].shape[1]
+
+
+def test_smolvlm_takes_a_clip_as_native_video(served):
+    """SmolVLM's video processor: the frames with their times in its own prompt ("Frame from ...")."""
+    clip = moving_clip(frames=20, fps=5)
+    final = ollama_chat(served, "tiny-smolvlm", PROMPT, [clip], options={"num_predict": 1})[-1]
+    [entry] = final["images"]
+    assert entry["video"] is True and entry["frames"] == 8
+    video = read_video(clip, source_name="messages[0].images[0]")
+    processor, reference = _reference("smolvlm", video)
+    text = processor.tokenizer.decode(reference["input_ids"][0])
+    assert "series of eight frames" in text and "Frame from" in text  # the family's own video prompt
+    assert entry["tokens"] == int((reference["input_ids"] == processor.image_token_id).sum()) > 0
+    assert final["prompt_eval_count"] == reference["input_ids"].shape[1]
 
 
 def test_qwen2_vl_takes_a_clip_as_native_video(served):

@@ -150,7 +150,8 @@ def llava_onevision(dest: Path) -> None:
     proc = processor_class("llava_onevision")(
         image_processor=ip, tokenizer=tok, num_image_tokens=(TILE // PATCH) ** 2,
         vision_feature_select_strategy="full", chat_template=templates.LLAVA_ONEVISION,
-        **_video_processor("llava_onevision"),
+        **_video_processor("llava_onevision", size={"height": TILE, "width": TILE}, image_mean=[0.5] * 3,
+                           image_std=[0.5] * 3),  # a clip's frames at the tower's size, as the real one's
     )  # fmt: skip
     vc = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                             image_size=TILE, patch_size=PATCH, vision_use_head=False)  # fmt: skip
@@ -163,9 +164,9 @@ def llava_onevision(dest: Path) -> None:
     _save(dest, LlavaOnevisionForConditionalGeneration(cfg).eval(), proc)
 
 
-def _video_processor(family: str) -> dict:
+def _video_processor(family: str, **settings) -> dict:
     """The stock processor needs a video processor where torchvision is there (the image-only one
-    from :mod:`.compat` is used without it)."""
+    from :mod:`.compat` is used without it); ``settings``: the tiny model's sizes."""
     from ..engines.transformers.compat import has_torchvision
 
     if not has_torchvision():
@@ -178,7 +179,7 @@ def _video_processor(family: str) -> dict:
         "smolvlm": "SmolVLMVideoProcessor",
         "llava_onevision": "LlavaOnevisionVideoProcessor",
     }[family]
-    return {"video_processor": getattr(transformers, cls)()}
+    return {"video_processor": getattr(transformers, cls)(**settings)}
 
 
 # -- Pixtral and Mistral 3 ---------------------------------------------------------------------------
@@ -413,7 +414,9 @@ def _idefics(dest: Path, family: str) -> None:
                                               chat_template=templates.IDEFICS3)  # fmt: skip
     else:
         proc = processor_class(family)(image_processor=ip, tokenizer=tok, image_seq_len=seq,
-                                       chat_template=templates.IDEFICS3, **_video_processor(family))  # fmt: skip
+                                       chat_template=templates.IDEFICS3,
+                                       **_video_processor(family, size={"longest_edge": 4 * TILE},
+                                                          max_image_size={"longest_edge": TILE}))  # fmt: skip
     vc = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=TILE,
               patch_size=PATCH)  # fmt: skip
     tc = LlamaConfig(vocab_size=len(tok), max_position_embeddings=8192, **_small_text(), **_ids(tok))

@@ -66,10 +66,11 @@ def _merge(into: list[dict[str, Any]], parts: list[dict[str, Any]]) -> None:
             last["text"] = "\n\n".join([t for t in (last["text"], *texts) if t])
 
 
-def video_kwargs(videos: Sequence[Any]) -> dict[str, Any]:
-    """The processor's arguments for native clips (Qwen2-VL's video processor): each clip's frames are
-    already sampled, uniformly, so its metadata says so (the sampled rate sets Qwen2.5-VL's
-    ``second_per_grid_ts``: temporal_patch_size / fps); the per-frame pixel cap of the reference code."""
+def video_kwargs(videos: Sequence[Any], processor: Any = None) -> dict[str, Any]:
+    """The processor's arguments for native clips (any family's video processor): each clip's frames
+    are already sampled, so its metadata says so (the sampled rate sets Qwen2.5-VL's
+    ``second_per_grid_ts``: temporal_patch_size / fps, and SmolVLM's "Frame from" times); the
+    per-frame pixel cap of Qwen2-VL's reference code, where the video processor takes it."""
     if not videos:
         return {}
     from transformers.video_utils import VideoMetadata
@@ -79,7 +80,11 @@ def video_kwargs(videos: Sequence[Any]) -> dict[str, Any]:
                       duration=v.duration or None, frames_indices=list(range(len(v.frames))))  # fmt: skip
         for v in videos
     ]
-    return {"processor_kwargs": {"video_metadata": metadata, "cap_pixels_per_frame": True, "do_sample_frames": False}}
+    kwargs: dict[str, Any] = {"video_metadata": metadata, "do_sample_frames": False}
+    takes = getattr(getattr(getattr(processor, "video_processor", None), "valid_kwargs", None), "__annotations__", {})
+    if processor is None or "cap_pixels_per_frame" in takes:
+        kwargs["cap_pixels_per_frame"] = True
+    return {"processor_kwargs": kwargs}
 
 
 def encode(processor, messages: list[dict[str, Any]], videos: Sequence[Any] = ()):
@@ -96,7 +101,7 @@ def encode(processor, messages: list[dict[str, Any]], videos: Sequence[Any] = ()
             tokenize=True,
             return_dict=True,
             return_tensors="pt",
-            **video_kwargs(videos),
+            **video_kwargs(videos, processor),
         )
     except TemplateError as exc:
         raise InvalidRequest(f"the model's chat template refused these messages: {exc}") from exc

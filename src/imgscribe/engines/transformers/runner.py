@@ -59,8 +59,9 @@ class TransformersRunner:
         self._grammar = GrammarCompiler(self.tokenizer, _vocab_size(self.model, self.tokenizer), self.eos_ids)
         self._closed = False
         self.counter = counter_for(self.processor, self.family)  # an image's prompt tokens (None: unknown)
-        #: Qwen2-VL / Qwen2.5-VL take a clip as video (temporal patches); others get its frames (engines/frames.py)
-        self.native_video = self.family.key in _NATIVE_VIDEO and getattr(self.processor, "video_processor", None) is not None
+        #: a family whose processor takes video (Qwen2-VL / Qwen2.5-VL: temporal patches; LLaVA-OneVision:
+        #: pooled frames; SmolVLM: frames with their times) gets a clip as video; others its frames (engines/frames.py)
+        self.native_video = getattr(self.processor, "video_processor", None) is not None
 
     # -- the Runner interface ----------------------------------------------------------------------
 
@@ -76,14 +77,16 @@ class TransformersRunner:
         inputs = prompt.encode(self.processor, messages, request.videos)
         preprocess_ns = time.perf_counter_ns() - start
         prompt_tokens = int(inputs["input_ids"].shape[1])
-        image_tokens = sum(c.tokens for c in costs) if costs is not None else self._image_tokens_in(inputs)
-        video_tokens = self._video_tokens_in(inputs) if request.videos else 0
+        image_tokens = (sum(c.tokens for c in costs) if costs is not None else
+                        self._image_tokens_in(inputs) if request.images else 0)  # fmt: skip
+        video_tokens = self._video_tokens_in(inputs, image_tokens) if request.videos else 0
         n_images += sum(len(v.frames) for v in request.videos)
         plan = generation.plan(options, prompt_tokens, self.context_length, self.model.generation_config,
                                image_tokens=image_tokens + video_tokens, images=n_images)  # fmt: skip
         plan.images = [c.as_dict() for c in costs] if costs else None
         if request.videos:  # what each clip became, after the images (native video: frames, tokens)
-            plan.images = [*(plan.images or []), *_video_costs(request.videos, inputs, video_tokens, self._merge())]
+            plan.images = [*(plan.images or []), *_video_costs(request.videos, inputs, video_tokens, self._merge(),
+                                                               getattr(self.processor, "video_token_id", None))]  # fmt: skip
         processors = [p for p in (plan.penalty,) if p is not None]
         schema = schema_of(request.format)
         if schema is not None:
@@ -114,10 +117,13 @@ class TransformersRunner:
         """Patches per video token: the video processor's merge size, squared."""
         return int(getattr(getattr(self.processor, "video_processor", None), "merge_size", 2) or 2) ** 2
 
-    def _video_tokens_in(self, inputs) -> int:
-        """The video positions in a prompt (Qwen2-VL's ``<|video_pad|>``), counted."""
+    def _video_tokens_in(self, inputs, image_tokens: int) -> int:
+        """The video positions in a prompt (Qwen2-VL's ``<|video_pad|>``, LLaVA-OneVision's ``<video>``),
+        counted; a family whose clips' frames take image positions (SmolVLM): those beyond the images'."""
         token = getattr(self.processor, "video_token_id", None)
-        return int((inputs["input_ids"] == token).sum()) if token is not None else 0
+        if token is not None:
+            return int((inputs["input_ids"] == token).sum())
+        return max(0, self._image_tokens_in(inputs) - image_tokens)
 
     def _image_tokens_in(self, inputs) -> int:
         """The image positions in a prompt, counted (a family without a counter)."""
@@ -247,17 +253,29 @@ class TransformersRunner:
 
 # -- helpers --------------------------------------------------------------------------------------
 
-_NATIVE_VIDEO = ("qwen2_vl", "qwen2_5_vl")
-
-
-def _video_costs(videos, inputs, tokens: int, merge: int) -> list[dict[str, Any]]:
+def _video_costs(videos, inputs, tokens: int, merge: int, token: int | None = None) -> list[dict[str, Any]]:
     """Chunk.images entries for native clips: frames, their times, the size they were sent at, tokens
-    (each clip's share of ``video_grid_thw``; all of ``tokens`` when there is no grid)."""
+    (each clip's share of ``video_grid_thw``; else each clip's run of video ``token`` positions;
+    else all of ``tokens``)."""
     grids = inputs.get("video_grid_thw")
-    per = [int(g.prod()) // merge for g in grids] if grids is not None and len(grids) == len(videos) else [tokens]
+    runs = _runs(inputs["input_ids"][0].tolist(), token) if token is not None else []
+    per = ([int(g.prod()) // merge for g in grids] if grids is not None and len(grids) == len(videos) else
+           runs if len(runs) == len(videos) else [tokens])  # fmt: skip
     return [{"video": True, "frames": len(v.frames), "timestamps": list(v.timestamps), "original_size": list(v.size),
              "size": list(v.frames[0].size) if v.frames else list(v.size), "tokens": per[i] if i < len(per) else 0}
             for i, v in enumerate(videos)]  # fmt: skip
+
+
+def _runs(ids: list[int], token: int) -> list[int]:
+    """The lengths of the runs of ``token`` in ``ids`` (one per clip: a clip's positions are contiguous)."""
+    runs: list[int] = []
+    for i, t in enumerate(ids):
+        if t == token:
+            if i and ids[i - 1] == token:
+                runs[-1] += 1
+            else:
+                runs.append(1)
+    return runs
 
 
 def _options(manifest: ModelManifest, request: ChatRequest):
