@@ -2,13 +2,21 @@
 private, link-local or metadata address is refused, whatever way it is written and however it is
 reached (an address in the URL, a name that resolves to it, a redirect, a remote model); bodies are
 cut at the size and time limits however they are framed. Connections go to loopback servers these
-tests start, standing in for public hosts through the fetcher's resolver seam."""
+tests start, standing in for public hosts through the fetcher's resolver seam. Then the logs: no
+image data and no key in what ``imgscribe serve`` prints, nor in the DEBUG records of the app, and
+the llama-server child on loopback with a key of its own."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ipaddress
+import json
+import logging
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,9 +35,12 @@ from imgscribe.errors import Forbidden, ImageTooLarge, ImgscribeError, InvalidIm
 from imgscribe.scheduler import Scheduler
 from imgscribe.server.remotes import check_remote
 from imgscribe.server.urls import MAX_REDIRECTS, METADATA, UrlFetcher, embedded_ipv4, refusal
+from imgscribe.store import Store
 from imgscribe.store.import_remote import manifest_for_remote
 
-from .conftest import error_message, live_server
+from server.conftest import noise_bytes
+
+from .conftest import add_echo, error_message, live_server
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -503,3 +514,242 @@ def test_a_remote_never_reaches_inside_by_spelling_or_redirect(monkeypatch, echo
         finally:
             scheduler.close()
             echo_store.delete("far") if echo_store.exists("far") else None
+
+
+# -- logs hold no image data and no keys -------------------------------------------------------------------
+
+WINDOW = 24
+
+
+def windows(text: str) -> set[str]:
+    return {text[i:i + WINDOW] for i in range(max(0, len(text) - WINDOW + 1))}
+
+
+class Remote(BaseHTTPRequestHandler):
+    """An Ollama stand-in for remote models: ``boom`` answers 500, others one chat answer; it
+    keeps the Authorization headers it gets."""
+
+    auth: list[str] = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        Remote.auth.append(self.headers.get("Authorization", ""))
+        data, status = json.dumps({"model": "m", "message": {"role": "assistant", "content": "hi"}, "done": True,
+                                   "done_reason": "stop", "eval_count": 1}).encode(), 200  # fmt: skip
+        if body.get("model") == "boom":
+            data, status = b'{"error": "upstream exploded"}', 500
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802
+        data = b'{"version": "0.6.0"}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextmanager
+def serve_keyed(store_dir, env: dict[str, str], log, **settings_: str) -> Iterator[str]:
+    """``imgscribe serve`` in a child process (as test_load.serve_process, but ready when ``/health``,
+    open without the key, answers); its output to ``log``; its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    child_env = {**env, "IMGSCRIBE_HOST": f"127.0.0.1:{port}", "IMGSCRIBE_MODELS": str(store_dir),
+                 **{f"IMGSCRIBE_{k.upper()}": v for k, v in settings_.items()}}  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "imgscribe", "serve"], env=child_env, stdout=out, stderr=out)
+        try:
+            url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+            while not _answers(url + "/health"):
+                assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.1)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+class Leaky:
+    """Requests that carry images and secrets, including failing ones, and what must not be logged."""
+
+    def __init__(self, upstream: str):
+        self.upstream = upstream
+        self.secrets = {name: f"{name}-{os.urandom(12).hex()}" for name in
+                        ("server_key", "wrong_key", "remote_key", "create_key", "query", "url_query",
+                         "url_password")}  # fmt: skip
+        self.images = [noise_bytes((40, 40)) for _ in range(8)] + [os.urandom(3000) for _ in range(3)]
+        self.b64 = [base64.b64encode(i).decode() for i in self.images]
+        self.settings = {"debug": "1", "api_key": self.secrets["server_key"], "allow_urls": "1",
+                         "allow_private_urls": "1", "remotes": upstream}  # fmt: skip
+
+    def store(self, root) -> Store:
+        store = Store(root)
+        add_echo(store, "llava")
+        for name in ("far", "boom"):
+            store.create(name, manifest_for_remote(name, self.upstream, name, "ollama", check=False,
+                                                   api_key=self.secrets["remote_key"]))  # fmt: skip
+        return store
+
+    def send(self, url: str, tally) -> list[int]:
+        key, b64s = self.secrets["server_key"], self.b64
+        auth, x_key = {"Authorization": f"Bearer {key}"}, {"x-api-key": key}
+        uri = lambda i: "data:image/png;base64," + b64s[i]  # noqa: E731
+        gen = lambda i, **kw: {"model": "llava", "prompt": "x", "images": [b64s[i]], "stream": False, **kw}  # noqa: E731
+        chat = lambda m, i: {"model": m, "stream": False,  # noqa: E731
+                             "messages": [{"role": "user", "content": "x", "images": [b64s[i]]}]}
+        image_url = f"http://u:{self.secrets['url_password']}@127.0.0.1:9/x.png?key={self.secrets['url_query']}"
+        sent = [
+            ("/api/generate", gen(0), auth),
+            ("/api/chat", chat("far", 1), auth),
+            ("/v1/chat/completions", {"model": "llava", "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": uri(2)}}]}]}, x_key),
+            ("/v1/messages", {"model": "llava", "max_tokens": 8, "messages": [{"role": "user", "content": [
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": b64s[3]}}]}]}, x_key),
+            ("/api/generate", gen(8), auth),  # not an image
+            ("/api/generate", gen(9, prompt=123), auth),  # a wrong type
+            ("/api/generate", gen(4, model="nope"), auth),
+            ("/api/chat", chat("boom", 5), auth),  # the remote answers 500
+            ("/api/generate", gen(6), {"Authorization": f"Bearer {self.secrets['wrong_key']}"}),
+            (f"/api/generate?key={self.secrets['query']}", gen(10, prompt=[]), auth),
+            ("/v1/chat/completions", {"model": "llava", "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": image_url}}]}]}, auth),
+            ("/api/create", {"model": "made", "remote": self.upstream, "api_key": self.secrets["create_key"],
+                             "stream": False}, auth),
+        ]  # fmt: skip
+        statuses = []
+        for path, body, headers in sent:
+            r = httpx.post(url + path, json=body, headers=headers, timeout=30)
+            statuses.append(r.status_code)
+            assert r.status_code != 500 or path == "/api/chat", (path, r.text)
+            tally.add(f"{path.split('?')[0]}: {r.status_code}")
+        truncated = b'{"model": "llava", "prompt": "x", "images": ["' + b64s[7].encode()
+        r = httpx.post(url + "/api/generate", content=truncated, headers={**auth, "Content-Type": "application/json"})
+        statuses.append(r.status_code)
+        assert statuses[:4] == [200] * 4 and all(400 <= s < 600 for s in statuses[4:11]), statuses
+        assert statuses[11] == 200 and statuses[12] == 400, statuses
+        keys = {f"Bearer {self.secrets['remote_key']}", f"Bearer {self.secrets['create_key']}"}
+        assert f"Bearer {self.secrets['remote_key']}" in Remote.auth and set(Remote.auth) <= keys, Remote.auth
+        return statuses
+
+    def assert_clean(self, text: str, where: str) -> None:
+        logged = windows(text) | windows(text.lower())
+        for i, (raw, encoded) in enumerate(zip(self.images, self.b64)):
+            assert not windows(encoded) & logged, f"image {i}'s base64 is in the {where}"
+            assert not windows(raw.hex()) & logged, f"image {i}'s bytes are in the {where} (hex)"
+        for name, secret in self.secrets.items():
+            assert secret not in text, f"the {name} is in the {where}"
+
+
+def test_logs_hold_no_image_data_and_no_keys(tmp_path, cli_env, monkeypatch, caplog, tally):
+    """``imgscribe serve`` (its own process, IMGSCRIBE_DEBUG=1, an API key, image URLs on) with an
+    echo model and two remote models whose key is stored: requests carrying random-noise images as
+    base64, data URIs and Anthropic blocks, the key as Bearer, x-api-key and a wrong one, a secret
+    in a ``?key=`` query and in an image URL's query and user info, and failing requests (a bad
+    image, a wrong type, a truncated body, a missing model, a remote answering 500, a create whose
+    ``api_key`` is new). Afterwards the server's stdout/stderr hold no 24-character window of any
+    image's base64 or its bytes' hex, and none of the keys or secrets; the remote got its key. The
+    same requests to the app in this process, with every logger at DEBUG (the serve process prints
+    only warnings of imgscribe's own loggers), leave none of it in the captured records either."""
+    with serving(Remote) as port:
+        leaky = Leaky(f"http://127.0.0.1:{port}")
+        store = leaky.store(tmp_path / "models")
+        log = tmp_path / "serve.log"
+        Remote.auth = []
+        with serve_keyed(store.root, cli_env, log, **leaky.settings) as url:
+            leaky.send(url, tally)
+        text = log.read_text(errors="replace")
+        leaky.assert_clean(text, "serve log")
+        tally.add(f"serve log lines checked: {len(text.splitlines())}")
+
+        for name, value in leaky.settings.items():
+            monkeypatch.setenv(f"IMGSCRIBE_{name.upper()}", value)
+        store.delete("made")
+        scheduler, main = Scheduler(store, num_parallel=0), threading.get_ident()
+        try:
+            with caplog.at_level(logging.DEBUG), live_server(scheduler) as server:
+                Remote.auth = []
+                leaky.send(server.url, tally)
+        finally:
+            scheduler.close()
+        records = [r for r in caplog.records if r.thread != main]  # the server's, not this test's client
+        logged = "\n".join(logging.Formatter("%(name)s %(message)s").format(r) for r in records)
+        assert any(r.levelno == logging.DEBUG for r in records)
+        leaky.assert_clean(logged, "debug log")
+        tally.add(f"debug records checked: {len(records)}")
+
+
+FAKE_LLAMA_SERVER = """#!{python}
+import json, os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+args = sys.argv[1:]
+host, port = args[args.index("--host") + 1], int(args[args.index("--port") + 1])
+key = os.environ.get("LLAMA_API_KEY", "")
+with open({dump!r}, "a") as f:
+    f.write(json.dumps({{"argv": sys.argv, "key": key, "pid": os.getpid()}}) + "\\n")
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        ok = self.path == "/health" or self.headers.get("Authorization") == "Bearer " + key
+        self.send_response(200 if ok else 401)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+HTTPServer((host, port), H).serve_forever()
+"""
+
+
+def test_the_llama_server_child_listens_on_loopback_with_its_own_key(tmp_path, caplog, tally):
+    """Two llama-server children (a stand-in binary that records its command line and
+    environment, then serves /health) started the way the engine starts them: each gets
+    ``--host 127.0.0.1`` and a key of its own (32 hex digits, different per child) in
+    LLAMA_API_KEY, never on its command line (``/proc/PID/cmdline``, visible to every user), and
+    only the key opens its other routes; neither the child's log nor our log records (DEBUG)
+    hold the key."""
+    from imgscribe.engines.llamacpp.process import ServerProcess
+
+    dump = tmp_path / "started.jsonl"
+    binary = tmp_path / "llama-server"
+    binary.write_text(FAKE_LLAMA_SERVER.format(python=sys.executable, dump=str(dump)))
+    binary.chmod(0o755)
+    children = [ServerProcess(binary, ["-m", "/models/x.gguf"], log_path=tmp_path / f"child{i}.log", ready_timeout=30)
+                for i in range(2)]  # fmt: skip
+    try:
+        with caplog.at_level(logging.DEBUG):
+            for child in children:
+                child.start()
+                tally.add("child started")
+            started = [json.loads(line) for line in dump.read_text().splitlines()]
+            for child, seen in zip(children, started):
+                argv = seen["argv"]
+                assert argv[argv.index("--host") + 1] == "127.0.0.1" and child.url.startswith("http://127.0.0.1:")
+                assert seen["key"] == child.api_key and len(child.api_key) == 32 and int(child.api_key, 16) >= 0
+                cmdline = open(f"/proc/{seen['pid']}/cmdline", "rb").read().decode()
+                assert child.api_key not in cmdline and child.api_key not in " ".join(argv)
+                assert httpx.get(child.url + "/props", trust_env=False).status_code == 401
+                assert httpx.get(child.url + "/props", headers=child.headers, trust_env=False).status_code == 200
+            assert children[0].api_key != children[1].api_key
+    finally:
+        for child in children:
+            child.stop()
+    logs = caplog.text + "".join(p.read_text() for p in tmp_path.glob("child*.log"))
+    assert "--host 127.0.0.1" in logs  # the command line is logged, the key is not
+    assert not any(child.api_key in logs for child in children)

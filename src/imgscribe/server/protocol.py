@@ -21,6 +21,7 @@ from typing import Any
 import uvicorn
 
 from ..config import Settings
+from .security import HIDE_QUERIES
 
 log = logging.getLogger("imgscribe.server")
 
@@ -90,4 +91,6 @@ def http_protocol(header_timeout: float, http: str = "auto") -> type[asyncio.Pro
 def uvicorn_config(app: Any, cfg: Settings, *, http: str = "auto", **options: Any) -> uvicorn.Config:
     """The ``uvicorn.Config`` that serves ``app`` with ``cfg``'s header time limit; ``options``
     go to uvicorn.Config (log_level, timeout_graceful_shutdown, ...)."""
-    return uvicorn.Config(app, http=http_protocol(cfg.header_timeout, http), **options)
+    config = uvicorn.Config(app, http=http_protocol(cfg.header_timeout, http), **options)  # configures logging
+    logging.getLogger("uvicorn.access").addFilter(HIDE_QUERIES)  # no ?key=... in the log (once: same filter)
+    return config

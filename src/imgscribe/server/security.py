@@ -19,6 +19,7 @@ page's files (``/ui``, ``/ui/*``: the page asks for the key) and CORS preflights
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 from collections.abc import Iterable
 
@@ -108,3 +109,17 @@ class ApiKeyCheck:
             return True
         path = scope["path"]
         return method in ("GET", "HEAD") and (path in OPEN_PATHS or path.startswith(OPEN_PREFIXES))
+
+
+class HideQueries(logging.Filter):
+    """Access-log lines (uvicorn's) without their query strings: a client may send a secret in one
+    (``?key=``, as some SDKs do) and the log never needs it; the path stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (*args[:2], args[2].split("?", 1)[0] + "?...", *args[3:])
+        return True
+
+
+HIDE_QUERIES = HideQueries()
