@@ -318,7 +318,8 @@ def execute(
 def _write_error(exc: OSError, sink: Sink) -> ImgscribeError:
     """An output that could not be written (a full disk): one clear line; what is done is kept."""
     where = f" ({exc.filename})" if exc.filename else ""
-    kept = f"; the images done so far are saved in {sink.manifest.path}" if sink.manifest is not None else ""
+    manifest = sink.manifest
+    kept = f"; the {len(manifest.ids)} record(s) done so far are saved in {manifest.path}" if manifest is not None else ""
     return ImgscribeError(f"cannot write the results{where}: {exc.strerror or exc}{kept}; "
                           "free some space and run the same command again: it resumes")  # fmt: skip
 

@@ -178,7 +178,7 @@ class Manifest:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, self._size)
             raise ImgscribeError(
-                f"cannot write to {self.path}: {exc.strerror or exc}; the {len(self._rows)} image(s) done so far "
+                f"cannot write to {self.path}: {exc.strerror or exc}; the {len(self.ids)} record(s) done so far "
                 "are saved there; free some space and run the same command again: it resumes"
             ) from None
         if not record.get("error"):
