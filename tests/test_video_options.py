@@ -85,6 +85,19 @@ def test_run_in_a_subprocess_takes_a_clip_with_the_models_parameter_and_video_sa
     assert "Traceback" not in done.stderr
 
 
+def test_describe_video_sampling_in_a_subprocess(scheduler, tmp_path):
+    import json
+
+    (tmp_path / "scenes.mp4").write_bytes(scene_clip())
+    done = _cli("describe", "--model", "echo-test", "-o", "video_max_tokens=1536", "--video-sampling", "scenes",
+                "scenes.mp4", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [record] = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert record["video"]["timestamps"] == [0.5, 2.3, 3.2] and SCENES in record["response"]
+    done = _cli("describe", "--model", "echo-test", "--video-sampling", "all", "scenes.mp4", cwd=tmp_path)
+    assert done.returncode == 2 and "uniform or scenes" in done.stderr
+
+
 @pytest.mark.slow
 def test_run_builtin_in_a_subprocess_describes_a_clip(tmp_path):
     (tmp_path / "clip.mp4").write_bytes(moving_clip())

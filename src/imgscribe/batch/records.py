@@ -71,7 +71,8 @@ def describe_record(
     record = new_record(str(path), model, prompt)
     start = time.perf_counter_ns()
     try:
-        image = read_media(path, video_max_tokens=(options or Options()).video_max_tokens)
+        image = read_media(path, video_max_tokens=(options or Options()).video_max_tokens,
+                           video_sampling=(options or Options()).video_sampling or "uniform")  # fmt: skip
         record["sha256"] = image.sha256
         decode_ns = time.perf_counter_ns() - start
         request = ChatRequest(model, [user_turn(prompt, image)], options or Options(), format)
@@ -187,7 +188,8 @@ class Describer:
             return {"_status": "reuse", "id": rid, "key": key, "path": path, "sha256": original}
         try:
             image = read_media(data, source_name=path, max_bytes=self.spec.max_bytes or None,
-                               video_max_tokens=self.options.get("video_max_tokens"))  # fmt: skip
+                               video_max_tokens=self.options.get("video_max_tokens"),
+                               video_sampling=self.options.get("video_sampling") or "uniform")  # fmt: skip
         except ImgscribeError as exc:
             return self.error_record(path, str(exc), sha=original, key=key, rid=rid, rendered=rendered)
         except Exception as exc:

@@ -51,6 +51,7 @@ def describe(
     prompts: str = typer.Option(None, "--prompts", "-P", help="A TOML/JSON/YAML file of named prompts (caption, tags, alt...): one field each.", rich_help_panel=_IN),
     format: str = typer.Option(None, "--format", help="'json' or a JSON schema (inline or a file): structured fields.", rich_help_panel=_IN),
     option: list[str] = typer.Option(None, "--option", "-o", help="Model option KEY=VALUE (repeatable).", rich_help_panel=_IN),
+    video_sampling: str = typer.Option(None, "--video-sampling", help="A clip's frames: uniform (default) or scenes (at its scene changes).", rich_help_panel=_IN),
     lists: list[str] = typer.Option(None, "--list", "-l", help="A text or CSV file listing paths or URLs ('-': stdin). Repeatable.", rich_help_panel=_IN),
     out: list[str] = typer.Option(None, "--out", "-O", help="Output file: .jsonl (default: stdout), .csv, .parquet; '-' is stdout. Repeatable.", rich_help_panel=_OUT),
     text: bool = typer.Option(False, "--text", help="On stdout, print each path and answer as text instead of JSON records.", rich_help_panel=_OUT),
@@ -84,6 +85,7 @@ def describe(
     from ..batch.writers.sidecar import MODES as SIDECAR_MODES
     from ..batch.writers.xmp import MODES as XMP_MODES
     from .common import connect, parse_format, parse_options
+    from .run import _sampling
 
     fmt = parse_format(format)
     if prompts:
@@ -95,7 +97,8 @@ def describe(
     if not paths and not lists:
         raise typer.BadParameter("give image paths, folders, globs, --list FILE or '-'", param_hint="PATHS")
     job = Job(
-        sources=list(paths or []), model=model, prompts=prompt_list, options=parse_options(option),
+        sources=list(paths or []), model=model, prompts=prompt_list,
+        options=parse_options([*(option or []), *_sampling(video_sampling)]),
         lists=list(lists or []), outputs=list(out or []), manifest=manifest,
         sidecar=sidecar, sidecar_ext=sidecar_ext,
         sidecar_existing=_choice(sidecar_existing, SIDECAR_MODES, "--sidecar-existing"),
