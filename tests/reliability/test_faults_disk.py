@@ -35,7 +35,7 @@ class Disk:
         self.path = path
 
     def free(self) -> int:
-        return os.statvfs(self.path).f_bavail * os.statvfs(self.path).f_frsize
+        return (st := os.statvfs(self.path)).f_bavail * st.f_frsize
 
     def fill(self, leave: int = 0) -> Path:
         """Take all but ``leave`` bytes (while another process may be writing too)."""
@@ -306,10 +306,7 @@ def vision_gguf_with_weights(arch: str = "gemma3") -> bytes:
 
 
 def _lines(path: Path) -> int:
-    try:
-        return path.read_bytes().count(b"\n")
-    except FileNotFoundError:
-        return 0
+    return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
 def _records(path: Path) -> list[dict]:
