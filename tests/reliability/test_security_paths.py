@@ -155,7 +155,8 @@ def test_server_paths_in_create_only_inside_the_allowed_roots(tmp_path, monkeypa
     from the root, ``..``, ``.``, doubled slashes, a link inside the root pointing out, a link
     pointing in, and names outside: the answer is a 403 exactly when the path, links and dots
     resolved, is outside the root (else a 400: not a model, or missing), its sentence is the same
-    whether the outside target exists or not, and nothing outside changes."""
+    whether the outside target exists or not, and nothing outside changes. A ``modelfile`` field
+    (old Ollama clients) is not parsed, so its ``FROM`` path is never read."""
     top, store = world(tmp_path)
     root, outside = top / "root", top / "outside"
     (root / "sub").mkdir(parents=True)
@@ -195,6 +196,9 @@ def test_server_paths_in_create_only_inside_the_allowed_roots(tmp_path, monkeypa
             tally.add(f"{field}: {'inside' if inside else 'outside'}: {r.status_code}")
 
         check()
+        # an old Ollama client's Modelfile text is not read by the server: its FROM path goes nowhere
+        r = client.post("/api/create", json={"model": "m", "modelfile": f"FROM {outside}/model.gguf", "stream": False})
+        assert r.status_code == 400 and "'from' is required" in r.json()["error"] and not store.exists("m")
         for bad in ("relative/x.gguf", str(root) + "/\x00x"):
             r = client.post("/api/create", json={"model": "m", "from": "/no/such", "mmproj": bad, "stream": False})
             assert 400 <= r.status_code < 500, r.text
