@@ -32,6 +32,7 @@ FILES = {  # the order of the document's sections
     "test_fuzz.py": "Fuzzing (Hypothesis)",
     "test_schema.py": "The OpenAPI schema (schemathesis)",
     "test_load.py": "Load",
+    "test_faults_disk.py": "Disk and interruption faults (full disk, killed pull and batch)",
 }
 #: What the runs found, kept by hand next to the tests that found it (the tables are generated).
 FINDINGS = [
@@ -52,6 +53,15 @@ FINDINGS = [
     "now cuts the centre out first (engines/builtin/classify.py; 0.1 s); found by "
     "`test_the_builtin_model_over_http`, guarded by tests/engines/test_builtin.py::"
     "test_the_classifier_sees_only_the_centre_of_a_long_image.",
+    "Fixed: a disk that filled up during a pull lost the download's resume state (the range that hit the "
+    "error never saved its progress, and a new state file could not be written on the full disk), so the "
+    "rerun started again from byte 0; `imgscribe describe` on a full disk left half a JSON line at the end "
+    "of its `.jsonl` and stopped with 'unexpected OSError'. Now a pull that cannot fit is refused before any "
+    "byte is fetched (what it needs, what is free; store/pull/download.py), a disk that fills mid-download "
+    "gives one error line saying how much was written and keeps the progress in the old state file, so the "
+    "rerun fetches only the rest; `describe` cuts the half line and stops with one `Error:` line naming how "
+    "many records are saved (batch/manifest.py), and the rerun writes each image exactly once. Found and "
+    "guarded by tests/reliability/test_faults_disk.py (real tmpfs mounts).",
     "Observation: a client reading a stream at 1 byte/s does not keep its slot: the engine's whole answer "
     "(20,000 tokens, 1.8 MB of NDJSON) is produced within about 2 s while the client is still reading "
     "(`slots_held_by_the_slow_reader: 0` below); the chunks wait for the connection in the job's deque "
