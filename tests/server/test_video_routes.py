@@ -114,3 +114,17 @@ def test_a_clip_on_v1_responses_through_the_openai_client(served):
     assert "| 2 image(s)" in res.output_text
     res = oa.responses.create(model="echo-short-clips", input=[item])
     assert "| 2 image(s)" in res.output_text  # the model's PARAMETER video_max_tokens
+
+
+def test_run_through_a_server_sends_a_clip_as_its_frames(served, tmp_path):
+    """``imgscribe run --host``: Ollama's API carries images, so the clip goes as its frames with the
+    line that says which images are which frames (it was dropped before)."""
+    import os
+    import subprocess
+
+    (tmp_path / "clip.mp4").write_bytes(CLIP)
+    done = subprocess.run([sys.executable, "-m", "imgscribe", "run", "--host", served.url, "echo-test",
+                           "what happens? ./clip.mp4"], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "(0:04 long): the 8 images" in done.stdout and "| 8 image(s): 128x96" in done.stdout

@@ -66,8 +66,11 @@ def _user_turn(text: str, extra: list[Path] | None = None, clip: dict[str, Any] 
 
 
 def _stream(client: Client, request: ChatRequest, write: Callable[[str], None]) -> tuple[str, Metrics]:
+    from ..engines.frames import flatten
     from ..types import Metrics
 
+    if request.videos and getattr(client, "where", "in-process") != "in-process":
+        request = flatten(request)  # a server takes images over Ollama's API: a clip as its frames and their times
     parts: list[str] = []
     metrics = Metrics()
     for chunk in client.chat(request):
