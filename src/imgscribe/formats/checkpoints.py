@@ -125,10 +125,19 @@ def weight_files(path: Path) -> list[Path]:
 def safetensors_header(file: Path) -> tuple[dict[str, Any], int]:
     """The JSON header of a .safetensors file and where its data starts."""
     with open(file, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
+        size = f.read(8)
+        if len(size) < 8:
+            raise InvalidRequest(f"{file.name} is not a safetensors file ({len(size)} bytes long)")
+        (n,) = struct.unpack("<Q", size)
         if n > 100_000_000:
-            raise InvalidRequest(f"{file} is not a safetensors file (header of {n} bytes)")
-        return json.loads(f.read(n)), 8 + n
+            raise InvalidRequest(f"{file.name} is not a safetensors file (header of {n} bytes)")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            header = None
+        if not isinstance(header, dict):
+            raise InvalidRequest(f"{file.name} is not a safetensors file (its header is not a JSON object)")
+        return header, 8 + n
 
 
 def weights_facts(path: Path) -> tuple[int, str]:

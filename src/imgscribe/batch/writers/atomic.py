@@ -5,28 +5,45 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from pathlib import Path
+import hashlib
 from collections.abc import Iterable
+from pathlib import Path
 from typing import IO, Any
 
+NAME_MAX = 255  # bytes in one file name (ext4, xfs, tmpfs...)
+
+
+def temp_prefix(path: Path) -> str:
+    """``.NAME.``, the prefix of ``path``'s temporary files; for a name too long to take the
+    temporary's 14 extra bytes, its start and a hash of the whole name instead (still one per name)."""
+    name = path.name
+    if len(name.encode()) + 14 <= NAME_MAX:
+        return f".{name}."
+    start = name.encode()[:200].decode(errors="ignore")
+    return f".{start}~{hashlib.sha256(name.encode()).hexdigest()[:12]}."
+
+
+def clean_stale(path: Path) -> None:
+    """Temporary files of ``path`` left by a killed run (the manifest's lock says no other run is writing)."""
+    for stale in path.parent.glob(f"{glob_escape(temp_prefix(path))}*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+
+
+def glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 class AtomicFile:
     def __init__(self, path: Path, mode: str = "w", **open_args: Any):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._clean_stale()
-        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        clean_stale(self.path)
+        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=temp_prefix(self.path), suffix=".tmp")
         if "b" not in mode:
             open_args.setdefault("encoding", "utf-8")
         self.handle: IO[Any] = os.fdopen(fd, mode, **open_args)
         self.done = False
-
-    def _clean_stale(self) -> None:
-        """Temporary files of a killed run (the manifest's lock says no other run is writing)."""
-        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
-            with contextlib.suppress(OSError):
-                stale.unlink()
 
     def commit(self) -> None:
         if self.done:
@@ -72,10 +89,8 @@ def fsync_dir(folder: Path) -> None:
 def write_atomic(path: Path, data: bytes | Iterable[bytes], like: Path | None = None) -> None:
     """Replace ``path`` with ``data`` (bytes, or chunks of them) in one step, keeping the permissions
     of ``like`` (or ``path``): a reader, or a crash, sees the old file or the new one, never half."""
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed run
-        with contextlib.suppress(OSError):
-            stale.unlink()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    clean_stale(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             for chunk in [data] if isinstance(data, bytes) else data:
