@@ -38,12 +38,14 @@ def create_app(scheduler: Scheduler | None = None) -> FastAPI:
 
     app = FastAPI(title="imgscribe", version=__version__, lifespan=lifespan, openapi_url=None)
     app.state.server = server
-    app.include_router(ui.router)  # first: `/` is the page for a browser, Ollama's probe answer otherwise
-    app.include_router(ollama.router)
-    app.include_router(openai.router)
-    app.include_router(openai_completions.router)
-    app.include_router(responses.router)
-    app.include_router(anthropic.router)
+    # `/` first: the page for a browser, Ollama's probe answer otherwise; the web page's other
+    # routes last: the API's are matched first.
+    page_root = [r for r in ui.router.routes if getattr(r, "path", None) == "/"]
+    page_rest = [r for r in ui.router.routes if r not in page_root]
+    routes = [*page_root, *(route for router in (ollama.router, openai.router, openai_completions.router,
+                                                 responses.router, anthropic.router) for route in router.routes),
+              *page_rest]  # fmt: skip
+    _add_routes(app, routes)
     app.add_api_route("/health", health, methods=["GET", "HEAD"])
     app.add_api_route("/metrics", metrics, methods=["GET"])
     errors.install(app)
@@ -62,6 +64,13 @@ def create_app(scheduler: Scheduler | None = None) -> FastAPI:
     app.add_middleware(HostCheck)
     app.add_middleware(MetricsMiddleware, metrics=server.metrics)
     return app
+
+
+def _add_routes(app: FastAPI, routes: list) -> None:
+    """The routers' routes on the app itself, in one flat list: FastAPI (0.165) matches an included
+    router as a nested object, through each router in turn, at about 0.1 ms a request before the
+    route is found (three of them before ``/api/chat``)."""
+    app.router.routes.extend(routes)
 
 
 async def health(request: Request) -> dict:

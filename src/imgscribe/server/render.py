@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
+
 from ..errors import ImgscribeError
 from ..scheduler import LoadedModel
 from ..store import parse_name
@@ -32,8 +34,19 @@ from .errors import message_of, ollama_body, openai_body
 
 
 def created_at() -> str:
-    """RFC 3339 in UTC with fractional seconds, as Ollama writes it."""
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """RFC 3339 in UTC with fractional seconds, as Ollama writes it. The second's text is kept
+    for the next calls within the same second (a stream writes one per chunk)."""
+    global _second
+    now = time.time()
+    second, text = _second
+    if int(now) != second:
+        second = int(now)
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = (second, text)  # one tuple: every thread reads a matching pair
+    return f"{text}.{int((now - second) * 1e6):06d}Z"
+
+
+_second: tuple[int, str] = (-1, "")
 
 
 def rfc3339(value: datetime | str | None) -> str | None:
@@ -43,8 +56,17 @@ def rfc3339(value: datetime | str | None) -> str | None:
 
 
 def dump(obj: Any) -> bytes:
-    """Compact JSON, as Go writes it; numpy values from an engine's ``data`` become plain ones."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=_plain).encode()
+    """Compact JSON, as Go writes it; numpy values from an engine's ``data`` become plain ones.
+    orjson (a tenth of the standard module's time for a stream's small objects); what it refuses
+    (integers beyond 64 bits, keys that are not strings) goes through the standard module; dates
+    and dataclasses go to ``_plain`` as they did with it."""
+    try:
+        return orjson.dumps(obj, default=_plain, option=_ORJSON)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=_plain).encode()
+
+
+_ORJSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def _plain(value: Any) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, fields
+from dataclasses import fields
 from typing import Any
 
 from ..errors import (
@@ -69,7 +69,9 @@ def metrics(event: dict[str, Any]) -> Metrics:
 
 def metric_fields(metrics: Metrics | None) -> dict[str, int]:
     """The final object's metric fields, zero values left out (Go's ``omitempty``)."""
-    return {k: v for k, v in asdict(metrics or Metrics()).items() if v}
+    if metrics is None:
+        return {}
+    return {k: v for k in METRICS if (v := getattr(metrics, k))}  # (not asdict: it deep-copies)
 
 
 def events(lines: Iterable[str], peer: str = "") -> Iterator[dict[str, Any]]:
