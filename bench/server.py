@@ -12,7 +12,9 @@ Prints latency with one client (p50, p99; in-process vs ``/api/generate`` non-st
 ``/api/chat`` streamed, and ``GET /api/version`` as the floor of any HTTP request) with the
 server's CPU time per request (steadier than wall time on a busy machine), then requests/s with 1,
 8 and 64 concurrent clients, with ratios, and the CPU time a request costs the server and the
-clients (one asyncio loop here: at 64 clients the clients, not the server, are the limit). ``--quick``: 0.3 s a figure (seconds; the same tables).
+clients (one asyncio loop here: at 64 clients the clients, not the server, are the limit), and the
+tokens/s of a 20,000-token answer streamed to a client that reads as fast as it can (the path that
+backpressure holds back for a slow one). ``--quick``: 0.3 s a figure (seconds; the same tables).
 """
 
 from __future__ import annotations
@@ -49,10 +51,15 @@ def png() -> bytes:
     return buf.getvalue()
 
 
+LONG, LONG_TOKENS = "bench-echo-long", 20_000  # a long answer streamed: the backpressure path (jobs.MAX_BEHIND)
+
+
 def make_store(root: Path) -> Store:
     store = Store(root)
-    info = ModelInfo(name=MODEL, engine="echo", capabilities=["completion", "vision"])
-    store.create(MODEL, ModelManifest(name=MODEL, engine="echo", info=info, engine_settings={"tokens": 8, "parallel": 64}))
+    for name, tokens in ((MODEL, 8), (LONG, LONG_TOKENS)):
+        info = ModelInfo(name=name, engine="echo", capabilities=["completion", "vision"])
+        store.create(name, ModelManifest(name=name, engine="echo", info=info,
+                                         engine_settings={"tokens": tokens, "parallel": 64}))  # fmt: skip
     return store
 
 
@@ -165,6 +172,22 @@ def main() -> None:
                 rows.append([label, ms(p50), ms(percentile(lat, 99)), ms(p50 - base50), f"{p50 / base50:.1f}x",
                              f"{ms(cpu)} ms"])  # fmt: skip
             table(rows)
+
+            # A long answer, streamed to a client that reads as fast as it can: tokens/s.
+            long_request = ChatRequest(LONG, [Message("user", PROMPT)])
+            start = time.perf_counter()
+            for _ in range(3):
+                for _ in scheduler.chat(long_request):
+                    pass
+            local_tps = 3 * LONG_TOKENS / (time.perf_counter() - start)
+            long_body = {"model": LONG, "prompt": PROMPT}
+            streams = asyncio.run(http(url, long_body, "/api/generate", 1, args.seconds))
+            remote_tps = LONG_TOKENS / statistics.median(streams)
+            table([
+                [f"a {LONG_TOKENS:,}-token answer, streamed", "tokens/s", "ratio"],
+                ["in-process (scheduler)", f"{local_tps:,.0f}", ""],
+                ["HTTP /api/generate, streamed", f"{remote_tps:,.0f}", f"{remote_tps / local_tps:.2f}"],
+            ])  # fmt: skip
 
             local, remote, served, client = [], [], [], []
             for clients in CONCURRENCY:

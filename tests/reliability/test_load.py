@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import gc
 import json
 import socket
 import statistics
@@ -194,6 +195,36 @@ def test_a_slow_reader_holds_only_its_own_slot(tmp_path, record_property):
                                             "slots_held_by_the_slow_reader": held}))  # fmt: skip
     assert statuses == [200] * 40
     assert held <= 1, "the slow reader holds more than its own slot"
+    assert freed, "the slow reader's slot was not given back after it hung up"
+
+
+def test_a_slow_readers_answer_waits_in_the_engine_not_in_memory(tmp_path, record_property):
+    """A 200,000-token stream read at one byte a second: while the client reads nothing, the
+    server holds at most MAX_BEHIND of its chunks (backpressure: the engine waits for the client),
+    not the answer the engine would have written meanwhile; its slot is given back once it hangs up."""
+    from imgscribe.server.jobs import MAX_BEHIND, Job
+
+    store = Store(tmp_path / "models")
+    add_echo(store, "long", parallel=1, tokens=200_000)
+    scheduler = Scheduler(store, num_parallel=0)
+    try:
+        with live_server(scheduler) as server, ThreadPoolExecutor(1) as pool:
+            scheduler.load("long")
+            slow = pool.submit(slow_reader, server.port, 4)
+            assert wait_for(lambda: scheduler.running() >= 1, 5)
+            time.sleep(2)  # unbounded, the echo engine writes tens of thousands of chunks in this time
+            jobs = [o for o in gc.get_objects() if isinstance(o, Job)]
+            behind = max((job.behind for job in jobs), default=0)
+            still_generating = scheduler.running()
+            read = slow.result(timeout=30)
+            freed = wait_for(lambda: scheduler.running() == 0, 10)
+    finally:
+        scheduler.close()
+    record_property("outcomes", json.dumps({"counts": {"chunks held for the slow reader": behind},
+                                            "max_behind": MAX_BEHIND, "slow_reader_bytes": read}))  # fmt: skip
+    assert jobs, "no job found for the slow reader's request"
+    assert behind <= MAX_BEHIND, f"{behind} chunks wait for a client that reads nothing"
+    assert still_generating == 1, "the engine did not wait for the slow reader"
     assert freed, "the slow reader's slot was not given back after it hung up"
 
 

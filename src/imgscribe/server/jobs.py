@@ -13,6 +13,12 @@ An error before the first item becomes a status code; after it, the last line of
 The job's thread hands its items over in a deque, and wakes the event loop only when none is
 pending already: a fast engine's burst of chunks costs the loop one wake-up, not one per chunk
 (each ``call_soon_threadsafe`` writes to the loop's self-pipe and runs a loop iteration).
+
+Backpressure: a client that reads slower than the engine writes (a stream read at a byte a second)
+stops taking items once the socket's buffers are full; when :data:`MAX_BEHIND` items wait in the
+deque the job's thread waits too (on a threading event, never on the loop), so the engine stops at
+the client's pace and the memory a slow reader holds is bounded, not the whole answer. It goes on
+when the loop has taken items, and stops when the client leaves (``cancel``).
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ from .render import Dialect, dump
 # Stream (a generator is one), closed when the client goes or the answer is complete.
 Work = Callable[[threading.Event], Stream[Any]]
 _END = object()
+#: items the job's thread may be ahead of its client before it waits (chunks of a few tokens each)
+MAX_BEHIND = 64
+_SLICE = 0.25  # longest wait of a held-back thread between two looks at ``cancel``
 
 
 class Job:
@@ -46,6 +55,8 @@ class Job:
         self._items: deque = deque()  # appended by the job's thread, taken by the event loop
         self._lock = threading.Lock()  # guards _wake_due against the thread's puts
         self._wake_due = False  # a wake-up is on its way to the loop
+        self._room = threading.Event()  # set: the thread may put more (the client is not MAX_BEHIND behind)
+        self._room.set()
         self._waiter: asyncio.Future | None = None
         self._watcher = asyncio.ensure_future(self._watch(request))
         threads.submit(self._run, work)
@@ -61,6 +72,7 @@ class Job:
         item = self._items[0]
         if item is not _END:  # the end stays, for every later call
             self._items.popleft()
+            self._make_room()
         if item is _END:
             return None
         if isinstance(item, BaseException):
@@ -79,11 +91,26 @@ class Job:
             if item is _END or isinstance(item, BaseException):
                 break  # for the next call
             items.append(self._items.popleft())
+        self._make_room()
         return items
+
+    @property
+    def behind(self) -> int:
+        """Items the job's thread has handed over that the client has not taken yet."""
+        return len(self._items)
+
+    def _make_room(self) -> None:
+        """On the loop, after taking items: a held-back thread goes on. Under the lock: the thread
+        counts and holds back under it, so a count made before these items were taken cannot hold
+        it back after this look."""
+        with self._lock:
+            if len(self._items) < MAX_BEHIND and not self._room.is_set():
+                self._room.set()
 
     def close(self) -> None:
         """Stop the work if it is still going (the client left, or the answer is complete)."""
         self.cancel.set()
+        self._room.set()  # a held-back thread sees the cancel now
         self._watcher.cancel()
 
     def _run(self, work: Work) -> None:
@@ -97,21 +124,30 @@ class Job:
             finally:
                 items.close()
         except BaseException as exc:  # handed to the event loop, which answers with it
-            self._put(exc)
-        self._put(_END)
+            self._put(exc, last=True)
+        self._put(_END, last=True)
 
-    def _put(self, item: object) -> None:
+    def _put(self, item: object, last: bool = False) -> None:
         """On the job's thread: hand ``item`` over; wake the loop unless a wake-up is due already
-        (the loop takes every item there when it comes)."""
+        (the loop takes every item there when it comes). Then, unless it is the ``last``, wait
+        while the client is MAX_BEHIND items behind (backpressure) and has not left."""
         with self._lock:
             self._items.append(item)
-            if self._wake_due:
-                return
+            if len(self._items) >= MAX_BEHIND and not last:
+                self._room.clear()
+            wake = not self._wake_due
             self._wake_due = True
-        try:
-            self._loop.call_soon_threadsafe(self._wake)
-        except RuntimeError:  # the loop is gone: the server is shutting down
-            self.cancel.set()
+        if wake:
+            try:
+                self._loop.call_soon_threadsafe(self._wake)
+            except RuntimeError:  # the loop is gone: the server is shutting down
+                self.cancel.set()
+                return
+        if last:
+            return
+        while not self._room.wait(_SLICE):
+            if self.cancel.is_set():
+                return
 
     def _wake(self) -> None:
         """On the loop: a later put wakes it again; the waiting reader (if any) goes on."""
