@@ -277,8 +277,8 @@ def test_killed_mid_request_is_a_clear_error_then_restarts(binary, tmp_path):
                             if not line.strip():
                                 continue
                             lines.append(json.loads(line))
-                            if len(lines) == 3:
-                                pid = runner.process.pid
+                            if len(lines) == 3:  # (the runner of now: a dead one is forgotten, another loaded)
+                                pid = scheduler.loaded_runner(name).process.pid
                                 os.kill(pid, signal.SIGKILL)
                                 killed.append(pid)
                 if "error" in lines[-1]:
@@ -291,7 +291,8 @@ def test_killed_mid_request_is_a_clear_error_then_restarts(binary, tmp_path):
 
             final = _final(ollama_chat(live.url, name, PROMPT, photo_b64(), options={"num_predict": 8})[0])
             assert final["prompt_eval_count"] > 0  # restarted
-            assert runner.restarts == len(killed) and runner.process.pid not in killed
+            fresh = scheduler.loaded_runner(name)  # the scheduler forgot the dead runner and loaded the model again
+            assert fresh is not runner and fresh.process.pid not in killed
     finally:
         scheduler.close()
     assert not alive(first_pid)

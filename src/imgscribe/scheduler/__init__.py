@@ -166,7 +166,7 @@ class Scheduler:
                 del self._models[name]
                 self._wake()
         if entry is None:
-            self.store.resolve(model)  # no such model: say so
+            self.store.stored(model)  # no such model: say so (a damaged one is simply not loaded)
             return False
         _close(entry)
         return True
@@ -253,7 +253,7 @@ class Scheduler:
                     if cancel is not None and cancel.is_set():
                         raise Cancelled("request canceled")
                     if queue[0] is ticket:
-                        entry = self._models.get(name)
+                        entry = self._forget_if_dead(name, evicted)
                         if entry is not None and entry.runner is not None and entry.active < entry.slots:
                             self._start(entry, keep_alive)
                             return entry, evicted
@@ -308,13 +308,31 @@ class Scheduler:
         entry.keep_alive = self._keep_alive(keep_alive)
         entry.last_used = time.monotonic()
 
+    def _forget_if_dead(self, name: str, evicted: list[_Model]) -> _Model | None:
+        """The entry of ``name``, unless its runner has died (a killed llama-server): then it is
+        forgotten (closed now when idle, else by the last request's release) and None is returned,
+        so that the model loads afresh. Callers hold the lock."""
+        entry = self._models.get(name)
+        if entry is None or not _dead(entry):
+            return entry
+        log.info("model '%s': its runner has stopped; the next request loads the model again", name)
+        del self._models[name]
+        if entry.idle:
+            evicted.append(entry)
+        return None
+
     def _release(self, entry: _Model) -> None:
         with self._lock:
             entry.active -= 1
             entry.last_used = time.monotonic()
-            unload = entry.idle and entry.keep_alive <= 0 and self._models.get(entry.name) is entry
+            if self._models.get(entry.name) is entry:
+                self._forget_if_dead(entry.name, [])  # closed below, once idle
+            current = self._models.get(entry.name) is entry
+            # a dead runner forgotten while requests still held it is closed by the last of them
+            unload = entry.idle and ((current and entry.keep_alive <= 0) or (not current and _dead(entry)))
             if unload:
-                del self._models[entry.name]
+                if current:
+                    del self._models[entry.name]
             elif entry.idle:
                 self._set_expiry(entry)
             self._wake()
@@ -374,6 +392,11 @@ class Scheduler:
                 self._wake()
             for m in expired:
                 _close(m)
+
+
+def _dead(entry: _Model) -> bool:
+    """Its runner says it can answer no more (``Runner.alive``, which engines may leave out)."""
+    return entry.runner is not None and not getattr(entry.runner, "alive", True)
 
 
 _default: Scheduler | None = None

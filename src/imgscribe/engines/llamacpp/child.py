@@ -62,8 +62,10 @@ class Child:
         self._idle = threading.Condition(self._lock)
         self.active = 0
         self.closed = False
+        self.broken = False  # a restart after a crash failed
         self.restarts = 0  # after a crash
         self.reloads = 0  # for another num_ctx
+        self._sizes = _file_sizes(manifest)  # as loaded: a restart refuses files changed since
         self.process = self._new_process()
 
     def _new_process(self) -> ServerProcess:
@@ -92,11 +94,41 @@ class Child:
                 self.process.start()
             elif not self.process.running:
                 self.process.stop()
-                self.process = self._new_process()
-                self.restarts += 1
-                self.process.start()
+                try:
+                    self._check_files(shown)
+                    self.process = self._new_process()
+                    self.restarts += 1
+                    self.process.start()
+                except BaseException:
+                    self.broken = True  # the scheduler drops its runners: the next load starts afresh
+                    raise
             self.active += 1
             return self.process
+
+    @property
+    def crashed(self) -> bool:
+        """Its llama-server ended without being stopped (killed, or died on a damaged file)."""
+        return self.broken or self.process.crashed
+
+    def _check_files(self, shown: str) -> None:
+        """Refuse to restart on files that are gone or changed size since the load (a blob deleted
+        or truncated meanwhile): llama-server would fail on them with a stack of log lines."""
+        problem = self.file_problem(shown)
+        if problem:
+            raise EngineFailed(problem)
+
+    def file_problem(self, shown: str) -> str:
+        """What is wrong with the model's files now, compared with the load ("" when nothing)."""
+        for role, (path, size) in self._sizes.items():
+            try:
+                now = Path(path).stat().st_size
+            except OSError:
+                return (f"model '{shown}': its {role} file {path} is gone since the model was loaded; "
+                        "pull or create the model again")  # fmt: skip
+            if now != size:
+                return (f"model '{shown}': its {role} file {path} is {now:,} bytes, {size:,} when the model "
+                        "was loaded (truncated or replaced); pull or create the model again")  # fmt: skip
+        return ""
 
     def leave(self) -> None:
         with self._lock:
@@ -123,12 +155,24 @@ class Child:
             self.process.stop()
 
 
+def _file_sizes(manifest: ModelManifest) -> dict[str, tuple[str, int]]:
+    sizes = {}
+    for role in ("model", "projector"):
+        path = manifest.files.get(role)
+        if path:
+            try:
+                sizes[role] = (path, Path(path).stat().st_size)
+            except OSError:
+                pass  # server_args says it is missing
+    return sizes
+
+
 def child_for(key: str, make) -> Child:
     """The live child of ``key``, shared, or a new one from ``make()``, started here. (Under one lock:
     a second model of the same weights waits for the first start instead of starting a copy.)"""
     with _registry:
         child = _children.get(key)
-        if child is not None and not child.closed:
+        if child is not None and not child.closed and not child.broken:
             child.users += 1
             return child
         child = make()

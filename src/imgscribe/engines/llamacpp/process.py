@@ -125,6 +125,7 @@ class ServerProcess:
         self.media_marker = ""  # llama-server's, random per start (its /props): read once when first needed
         self.port = 0
         self.proc: subprocess.Popen | None = None
+        self._stopping = False  # stop() was called: an exit from now on is no crash
         self._log_start = 0  # offset in the log where this run's lines begin
 
     # -- state -----------------------------------------------------------------------------------
@@ -144,6 +145,11 @@ class ServerProcess:
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def crashed(self) -> bool:
+        """It was started and has ended without :meth:`stop` (killed, or it died on its own)."""
+        return self.proc is not None and not self._stopping and self.proc.poll() is not None
 
     @property
     def returncode(self) -> int | None:
@@ -200,6 +206,7 @@ class ServerProcess:
                 raise
 
     def _spawn(self) -> None:
+        self._stopping = False
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         mode = "ab" if self.log_path.exists() and self.log_path.stat().st_size < _LOG_LIMIT else "wb"
         log = open(self.log_path, mode)
@@ -260,6 +267,7 @@ class ServerProcess:
         proc = self.proc
         if proc is None:
             return
+        self._stopping = True
         if proc.poll() is None:
             _signal_group(proc.pid, signal.SIGTERM)
             try:

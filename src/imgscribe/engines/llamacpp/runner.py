@@ -187,6 +187,12 @@ class LlamaCppRunner:
         the machine's)."""
         return max(self._files_size, self._child.process.memory()) // max(self._child.users, 1)
 
+    @property
+    def alive(self) -> bool:
+        """False once its llama-server has died (killed, or on a damaged file): the scheduler then
+        forgets this runner, and the next request loads the model afresh."""
+        return not self._closed and not self._child.crashed
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -274,7 +280,7 @@ class LlamaCppRunner:
             with DeadlineClient(60, cancel=cancel, timeout=60, trust_env=False) as client:
                 r = client.post(process.url + "/apply-template", json={"messages": messages}, headers=process.headers)
         except httpx.HTTPError as exc:
-            if not process.running:
+            if not _still_running(process):  # (a connection cut a moment before the exit is seen)
                 raise _crashed(self, process, "before it could answer") from None
             raise EngineFailed(f"llama-server for '{self.info.name}' did not render the prompt: {exc}") from None
         if r.status_code != 200:
@@ -375,16 +381,23 @@ def _nothing(images: list[dict[str, Any]] | None = None) -> Iterator[Chunk]:
     yield Chunk(done=True, done_reason="length", metrics=Metrics(total_duration=1), images=images)
 
 
-def _crashed(runner: LlamaCppRunner, p: ServerProcess, during: str) -> EngineFailed:
-    for _ in range(20):  # the stream breaks a moment before the exit is seen
-        if not p.running:
-            break
+def _still_running(p: ServerProcess, wait: float = 1.0) -> bool:
+    """Whether the process is still running after up to ``wait`` seconds: a broken connection is
+    seen a moment before the exit of a killed server."""
+    deadline = time.monotonic() + wait
+    while p.running and time.monotonic() < deadline:
         time.sleep(0.05)
-    if p.running:
+    return p.running
+
+
+def _crashed(runner: LlamaCppRunner, p: ServerProcess, during: str) -> EngineFailed:
+    if _still_running(p):
         return EngineFailed(f"lost the connection to llama-server for '{runner.info.name}' {during}")
+    problem = runner._child.file_problem(runner.info.name)  # a truncated file: SIGBUS
+    then = f"; {problem}" if problem else "; it will be restarted by the next request"
     return EngineFailed(
-        f"llama-server for model '{runner.info.name}' {p.exit_description()} {during}; "
-        "it will be restarted by the next request",
+        f"llama runner process has terminated: llama-server for model '{runner.info.name}' "
+        f"{p.exit_description()} {during}{then}",
         detail=f"log: {p.log_path}; last lines:\n{p.log_tail(8)}",
     )
 
