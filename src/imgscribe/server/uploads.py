@@ -5,6 +5,8 @@ A blob appears under its name only whole and verified: the bytes go to a tempora
 own beside the blobs (``.tmp-upload-*``, which the store never lists), are hashed on the way, and
 the file is renamed into place only when the digest is the one named; otherwise (a mismatch, a
 client that goes away, a body over ``IMGSCRIBE_MAX_BLOB_BYTES``, a client too slow) it is deleted.
+A server killed mid-upload cannot delete it: the next ``create`` (or ``prune``) does
+(``BlobStore.sweep_temporaries``; the upload's ``flock`` tells it the writer is gone).
 Two uploads of the same file at once each write their own temporary file; the rename of identical
 bytes makes one good blob whichever comes last.
 
@@ -19,7 +21,6 @@ import asyncio
 import hashlib
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from ..errors import Cancelled, ImgscribeError, InvalidRequest, RequestTimeout
-from ..store.blobs import BlobStore, check_digest
+from ..store.blobs import BlobStore, check_digest, locked_temp
 
 __all__ = ["MIN_RATE", "BlobTooLarge", "NoRoom", "receive_blob"]
 
@@ -65,8 +66,8 @@ async def receive_blob(request: Request, blobs: BlobStore, digest: str, limit: i
         blobs.dir.mkdir(parents=True, exist_ok=True)
         if size is not None and shutil.disk_usage(blobs.dir).free < size:
             raise NoRoom(f"no room on the server for a file of {size:,} bytes")
-        fd, name = tempfile.mkstemp(dir=blobs.dir, prefix=".tmp-upload-")
-        tmp, out = Path(name), os.fdopen(fd, "wb")
+        fd, tmp = locked_temp(blobs.dir, ".tmp-upload-")  # locked: a server killed mid-upload leaves it to the sweep
+        out = os.fdopen(fd, "wb")
     try:
         got = await _read(request, out, limit, grace)
         if out is not None:

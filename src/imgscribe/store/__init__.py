@@ -97,7 +97,24 @@ class Store:
                     f"model '{parsed.short}' is incomplete: its {role} file {manifest.files[role]} is missing "
                     f"from the store; pull or create it again (imgscribe rm {parsed.short} first)"
                 )
+        self._check_sizes(parsed, stored, manifest)
         return manifest
+
+    def _check_sizes(self, parsed: ModelName, stored: StoredManifest, manifest: ModelManifest) -> None:
+        """A blob an engine loads must have the size its layer records (one ``stat``; a whole sha256
+        would take minutes for a large model): a truncated one fails here, before any engine reads it."""
+        recorded = {layer.digest: layer.size for layer in stored.layers if layer.size > 0}
+        for role, value in manifest.files.items():
+            digest = None if _is_url(value) else self.blobs.digest_of(Path(value))
+            if digest not in recorded:
+                continue
+            size = _size(Path(value))
+            if size != recorded[digest]:
+                raise DamagedModel(
+                    f"model '{parsed.short}' is damaged: its {role} file {value} is {size:,} bytes where its "
+                    f"manifest records {recorded[digest]:,} (truncated or overwritten); pull or create it again "
+                    f"(imgscribe rm {parsed.short} first)"
+                )
 
     def exists(self, name: str) -> bool:
         try:
@@ -152,6 +169,7 @@ class Store:
         stored = StoredManifest(layers=all_layers, source=source or {}, model=model)
         previous = self._read_quietly(parsed)
         self.manifest_files.write(parsed, stored)
+        self.blobs.sweep_temporaries()  # what a create or upload killed earlier left behind
         if previous is not None:  # a new version under an old name: free what only the old one used
             self._collect(previous)
         return self._materialize(parsed, stored).info
@@ -199,8 +217,9 @@ class Store:
 
     def prune(self) -> int:
         """Delete every blob and snapshot no manifest uses (and no pull in this process holds).
-        Partial downloads are kept so that pulls can resume. Returns the bytes freed."""
-        return gc.collect(self.blobs, self.manifest_files, self.blobs.all(), self.blobs.snapshot_keys())
+        Partial downloads are kept so that pulls can resume; temporary files writers left behind
+        (killed mid-upload or mid-copy) are deleted. Returns the bytes freed."""
+        return self.blobs.sweep_temporaries() + gc.collect(self.blobs, self.manifest_files, self.blobs.all(), self.blobs.snapshot_keys())
 
     # -- plumbing ---------------------------------------------------------------------------------
 

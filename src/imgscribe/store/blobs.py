@@ -12,21 +12,25 @@ mapping, so the same files make the same snapshot.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from ..errors import InvalidRequest
 
-__all__ = ["BlobStore", "check_digest", "safe_relative", "sha256_file", "write_atomic"]
+__all__ = ["BlobStore", "check_digest", "locked_temp", "safe_relative", "sha256_file", "write_atomic"]
 
 _DIGEST = re.compile(r"^sha256[:-]([0-9a-f]{64})$")
 CHUNK = 1 << 20
+LOCKED_PREFIXES = (".tmp-upload-", ".tmp-put-")  # their writers hold an flock: see locked_temp
+STALE_AFTER = 3600.0  # seconds untouched after which another .tmp-* file in blobs/ is abandoned
 
 
 def check_digest(digest: str) -> str:
@@ -56,6 +60,38 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def locked_temp(folder: Path, prefix: str) -> tuple[int, Path]:
+    """A new temporary file in ``folder`` (descriptor, path) under an exclusive ``flock`` held while
+    the descriptor is open; the kernel drops the lock when the writer dies, however it dies. (A sweep
+    that took the file between its creation and the lock has deleted it: then another one.)"""
+    while True:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=prefix)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(name).st_ino == os.fstat(fd).st_ino:
+                return fd, Path(name)
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _remove_unlocked(path: Path) -> bool:
+    """Delete the file unless someone holds its flock (its writer lives); unlinked under the lock,
+    so that a writer that locks it just now sees it gone (:func:`locked_temp`)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path.unlink()
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def safe_relative(name: str) -> PurePosixPath:
@@ -107,7 +143,7 @@ class BlobStore:
     def put_file(self, source: str | os.PathLike) -> str:
         """Copy a file into the store (hashing it on the way) and return its digest."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-")
+        fd, tmp = locked_temp(self.dir, ".tmp-put-")
         h = hashlib.sha256()
         try:
             with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
@@ -123,6 +159,29 @@ class BlobStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def sweep_temporaries(self, stale_after: float = STALE_AFTER) -> int:
+        """Delete the temporary files writers left in ``blobs/`` (killed mid-upload, mid-copy); the
+        bytes freed. A file still being written is left alone (see the module's docstring)."""
+        freed = 0
+        try:
+            found = [p for p in self.dir.iterdir() if p.name.startswith(".tmp-")]
+        except OSError:
+            return 0
+        now = time.time()
+        for path in found:
+            try:
+                st = path.stat()
+                if not path.is_file():
+                    continue
+                if path.name.startswith(LOCKED_PREFIXES):
+                    freed += st.st_size if _remove_unlocked(path) else 0
+                elif now - st.st_mtime > stale_after:
+                    path.unlink()
+                    freed += st.st_size
+            except OSError:
+                continue
+        return freed
 
     def verify(self, digest: str) -> bool:
         return sha256_file(self.path(digest)) == check_digest(digest)
