@@ -667,8 +667,8 @@ def test_logs_hold_no_image_data_and_no_keys(tmp_path, cli_env, monkeypatch, cap
     image, a wrong type, a truncated body, a missing model, a remote answering 500, a create whose
     ``api_key`` is new). Afterwards the server's stdout/stderr hold no 24-character window of any
     image's base64 or its bytes' hex, and none of the keys or secrets; the remote got its key. The
-    same requests to the app in this process, with every logger at DEBUG (the serve process prints
-    only warnings of imgscribe's own loggers), leave none of it in the captured records either."""
+    same requests to the app in this process, with every logger at DEBUG, leave none of it in the
+    captured records either."""
     with serving(Remote) as port:
         leaky = Leaky(f"http://127.0.0.1:{port}")
         store = leaky.store(tmp_path / "models")
@@ -677,6 +677,7 @@ def test_logs_hold_no_image_data_and_no_keys(tmp_path, cli_env, monkeypatch, cap
         with serve_keyed(store.root, cli_env, log, **leaky.settings) as url:
             leaky.send(url, tally)
         text = log.read_text(errors="replace")
+        assert "DEBUG:     imgscribe.server: listening on" in text, text[-2000:]  # imgscribe's own debug records too
         leaky.assert_clean(text, "serve log")
         tally.add(f"serve log lines checked: {len(text.splitlines())}")
 

@@ -32,6 +32,7 @@ def serve(host: str | None = None) -> None:
             f"imgscribe serve speaks plain http, not {address.scheme}: "
             "set IMGSCRIBE_HOST to an http address and put a TLS proxy in front if you need one"
         )
+    log_to_stderr(cfg.debug)
     sock = listen(address)
     warning = exposure_warning(address.host, cfg.api_key)
     if warning:
@@ -50,6 +51,18 @@ def serve(host: str | None = None) -> None:
         pass
     finally:
         sock.close()
+
+
+def log_to_stderr(debug: bool) -> None:
+    """imgscribe's own log records on stderr beside uvicorn's: INFO and above, everything with
+    IMGSCRIBE_DEBUG (without a handler only warnings reached stderr, through logging's last resort)."""
+    log = logging.getLogger("imgscribe")
+    if not any(getattr(h, "_imgscribe_serve", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        handler._imgscribe_serve = True
+        log.addHandler(handler)
+    log.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
 def exposure_warning(host: str, api_key: str) -> str | None:
