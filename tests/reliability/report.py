@@ -33,6 +33,8 @@ FILES = {  # the order of the document's sections
     "test_schema.py": "The OpenAPI schema (schemathesis)",
     "test_load.py": "Load",
     "test_faults_disk.py": "Disk and interruption faults (full disk, killed pull and batch)",
+    "test_security_properties.py": "Security, kept: SSRF and logs (property tests for the guards)",
+    "test_security_paths.py": "Security, kept: path traversal (property tests for the guards)",
 }
 #: What the runs found, kept by hand next to the tests that found it (the tables are generated).
 FINDINGS = [
@@ -62,6 +64,23 @@ FINDINGS = [
     "rerun fetches only the rest; `describe` cuts the half line and stops with one `Error:` line naming how "
     "many records are saved (batch/manifest.py), and the rerun writes each image exactly once. Found and "
     "guarded by tests/reliability/test_faults_disk.py (real tmpfs mounts).",
+    "Fixed: uvicorn's access log printed query strings, so a secret in `?key=...` appeared in `imgscribe "
+    "serve`'s output; it now prints `?...` (server/security.py `HideQueries`, installed by "
+    "server/protocol.py). And `IMGSCRIBE_DEBUG` only raised uvicorn's level: imgscribe's own records had no "
+    "handler, so only their warnings reached stderr; `serve` now logs them (cli/serve.py), and the no-leak "
+    "test reads them too (`test_logs_hold_no_image_data_and_no_keys`).",
+    "Fixed: an `IMGSCRIBE_REMOTES` entry naming a wrapped (6to4, NAT64) or multicast address was refused "
+    "although the owner named it; it now counts as the owner's choice, as the guard defines private "
+    "(server/remotes.py).",
+    "Fixed: an image named with 242-254 bytes (legal: the limit is 255) aborted the whole `describe "
+    "--sidecar` run with ENAMETOOLONG (reported as a full disk): the sidecar's temporary file took 14 more "
+    "bytes; it now takes a shortened name and a hash (batch/writers/atomic.py). A `.safetensors` upload "
+    "under 8 bytes, or with a header that is not JSON, was a 500 (struct.error); now a 400 naming the file "
+    "(formats/checkpoints.py). Both found by tests/reliability/test_security_paths.py.",
+    "Limitation (not changed): a remote model's host name is checked when it is created and connected to "
+    "by name later (engines/remote.py, store/import_remote.py), a second DNS lookup; image URLs pin the "
+    "checked address, remotes do not. It matters only for a name the owner allowed in `IMGSCRIBE_REMOTES` "
+    "whose DNS an attacker controls.",
     "Observation: a client reading a stream at 1 byte/s does not keep its slot: the engine's whole answer "
     "(20,000 tokens, 1.8 MB of NDJSON) is produced within about 2 s while the client is still reading "
     "(`slots_held_by_the_slow_reader: 0` below); the chunks wait for the connection in the job's deque "
@@ -78,9 +97,6 @@ NOT_COVERED = [
     "Faults: a llama-server child killed mid-request; a model file deleted or truncated while loaded; a full "
     "disk while pulling, translating or writing batch output; a pull interrupted and resumed; a batch run "
     "killed and resumed; the server killed mid-`create`.",
-    "Security properties: SSRF property tests for image URLs and remotes, path traversal properties for "
-    "model names in `create`/`FROM` paths, blob digests and batch outputs, logs free of image data and keys "
-    "(tests/server/test_security*.py keep the security issue's regression tests).",
 ]
 PACKAGES = ("pillow", "pillow-heif", "hypothesis", "schemathesis", "fastapi", "uvicorn", "httpx")
 
