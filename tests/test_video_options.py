@@ -172,3 +172,24 @@ def _png() -> bytes:
     out = io.BytesIO()
     PILImage.new("RGB", (16, 16), "red").save(out, "PNG")
     return out.getvalue()
+
+
+def test_an_animated_gif_is_timed_by_each_frames_delay_and_sampled_at_its_scene_changes():
+    """Pillow (as most encoders) stores repeated frames once, with a longer delay: three frames of 2 s,
+    0.5 s and 5.5 s. Times come from each frame's own delay (the first one's was used for all)."""
+    import io
+
+    from PIL import Image as PILImage
+
+    shots = [PILImage.new("RGB", (32, 32), c) for c in ["black"] * 20 + ["red"] * 5 + ["white"] * 55]
+    out = io.BytesIO()
+    shots[0].save(out, "GIF", save_all=True, append_images=shots[1:], duration=100, loop=0)  # 8 s at 10 fps
+    data = out.getvalue()
+    colours = lambda clip: [f.pil.getpixel((16, 16)) for f in clip.frames]  # noqa: E731
+    uniform = video.read_video(data, max_tokens=1536)  # at 1.3, 4.0, 6.7 s: black, white (held)
+    assert uniform.duration == 8.0 and colours(uniform) == [(0, 0, 0), (255, 255, 255)]
+    assert uniform.timestamps == [0.0, 2.5]
+    scenes = video.read_video(data, max_tokens=1536, sampling="scenes")
+    assert colours(scenes) == [(0, 0, 0), (255, 0, 0), (255, 255, 255)] and scenes.timestamps == [0.0, 2.0, 2.5]
+    head = video.probe(data, max_tokens=1536, sampling="scenes")
+    assert head.frames == 3 and head.cost == 3 * 32 * 32 + 3 * 32 * 32  # every frame decoded; the candidates

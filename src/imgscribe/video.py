@@ -22,6 +22,7 @@ Limits, with the image errors: duration (:data:`MAX_DURATION`), frames in an ani
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
 import io
@@ -165,22 +166,24 @@ def _animated(data: bytes) -> bool:
 def _animation(data: bytes, label: str, max_tokens, max_frames: int, max_pixels: int, scenes: bool = False) -> Video:
     with PILImage.open(io.BytesIO(data)) as im:
         count = getattr(im, "n_frames", 1)
-        step = (im.info.get("duration") or 100) / 1000
     if count > MAX_ANIMATION_FRAMES:
         raise ImageTooLarge(f"{label} has {count:,} frames, over the limit of {MAX_ANIMATION_FRAMES:,}")
     image = intake(data, all_frames=True, max_pixels=max_pixels, source_name=label)
     frames = list(image.frames) or [image.pil]
-    duration = len(frames) * step
+    starts, duration = [], 0.0
+    for f in frames:  # each frame's own delay: encoders merge repeated frames into one longer one
+        starts.append(duration)
+        duration += (f.info.get("duration") or 100) / 1000
     n, per, size = plan(duration, image.size, max_tokens, max_frames)
     n = min(n, len(frames))
-    times = sample_times(duration, min(len(frames), 3 * n) if scenes else n)
-    picks = sorted({min(len(frames) - 1, int(t / step)) for t in times})
-    chosen = [(round(i * step, 3), frames[i].resize(size, PILImage.Resampling.LANCZOS) if size != frames[i].size
+    times = sample_times(duration, 3 * n if scenes else n)  # repeated picks of a held frame are one
+    picks = sorted({max(0, bisect.bisect_right(starts, t) - 1) for t in times})
+    chosen = [(round(starts[i], 3), frames[i].resize(size, PILImage.Resampling.LANCZOS) if size != frames[i].size
                else frames[i]) for i in picks]  # fmt: skip
     if scenes:
         chosen = _scene_changes(chosen, n)
     return Video([_frame(pil, label, t) for t, pil in chosen], [t for t, _ in chosen], round(duration, 3), image.size,
-                 label, image.format, 1 / step if step else 0.0, image.sha256, per)  # fmt: skip
+                 label, image.format, round(len(frames) / duration, 3), image.sha256, per)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,13 +214,13 @@ def probe(data: bytes, label: str = "<bytes>", *, max_tokens: int | None = None,
         max_pixels = settings().max_image_pixels
     candidates = 3 if sampling == "scenes" else 1  # scenes: three times as many frames decoded, then chosen
     kind = container_of(data)
-    if kind is None:  # an animation: image intake decodes all its frames
+    if kind is None:  # an animation: image intake decodes all its frames (their delays are known after)
         with PILImage.open(io.BytesIO(data)) as im:
-            count, size, step = getattr(im, "n_frames", 1), im.size, (im.info.get("duration") or 100) / 1000
+            count, size = getattr(im, "n_frames", 1), im.size
         if count > MAX_ANIMATION_FRAMES:
             raise ImageTooLarge(f"{label} has {count:,} frames, over the limit of {MAX_ANIMATION_FRAMES:,}")
         check_pixels(size[0] * size[1], max_pixels)
-        n, _, out = plan(count * step, size, max_tokens, max_frames)
+        n, _, out = plan(max_duration, size, max_tokens, max_frames)  # as many as the budget allows: at most
         n = min(n, count)
         return ClipHeader(n, out, count * size[0] * size[1] + min(count, candidates * n) * out[0] * out[1])
     import av

@@ -12,6 +12,10 @@ per-request pixel limits, before any pixel is decoded); then the room to decode 
 machine-wide :class:`~.budget.PixelBudget` (``IMGSCRIBE_DECODE_PIXELS``; waiting its turn, or a 503
 when too many wait); then decoding, at a reduced size where the model looks at less. The room is
 kept until the answer is finished, since the images live until then.
+
+A clip (``media``) goes through the same steps: its header (:func:`imgscribe.video.probe`) says how
+many frames it will give, each counted as an image, at what size, and what decoding it costs; it is
+sampled once the room is granted.
 """
 
 from __future__ import annotations
