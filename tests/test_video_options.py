@@ -193,3 +193,23 @@ def test_an_animated_gif_is_timed_by_each_frames_delay_and_sampled_at_its_scene_
     assert colours(scenes) == [(0, 0, 0), (255, 0, 0), (255, 255, 255)] and scenes.timestamps == [0.0, 2.0, 2.5]
     head = video.probe(data, max_tokens=1536, sampling="scenes")
     assert head.frames == 3 and head.cost == 3 * 32 * 32 + 3 * 32 * 32  # every frame decoded; the candidates
+
+
+def test_the_models_parameters_are_read_only_when_a_request_has_a_clip():
+    """A route's ``clips`` (the model's manifest, from the store when it is not loaded) is asked only
+    for a request with a clip: images alone cost no manifest read."""
+    asked = []
+
+    def clips():
+        asked.append(1)
+        return {"max_tokens": 1024, "sampling": "uniform"}
+
+    png = base64.b64encode(_png()).decode()
+    [[image]], lease = _reader().read_request([[(png, "images[0]")]], media=True, clips=clips)
+    lease.release()
+    assert asked == [] and image.size == (16, 16)
+    clip = base64.b64encode(moving_clip()).decode()
+    [[got, again]], lease = _reader().read_request([[(clip, "images[0]"), (clip, "images[1]")]], media=True,
+                                                   clips=clips)  # fmt: skip
+    lease.release()
+    assert asked == [1] and len(got.frames) == len(again.frames) == 2

@@ -144,7 +144,7 @@ async def _messages(request: Request) -> Response:
 
     def work(cancel: threading.Event):
         images, held = server.reader.read_request(groups, cancel, info.max_image_side, media=True,
-                                                  **clip_settings_for(server.scheduler, info.name, options))  # clips
+                                                  clips=clip_settings_for(server.scheduler, info.name, options))  # clips
         messages = [Message("system", system)] if system else []
         messages += [_message(turn, imgs) for turn, imgs in zip(turns, images, strict=True)]
         chat = ChatRequest(info.name, messages, options=options, keep_alive=keep_alive, stream=stream)

@@ -63,6 +63,7 @@ class ImageReader:
         media: bool = False,
         video_max_tokens: int | None = None,
         video_sampling: str = "uniform",
+        clips: Callable[[], dict[str, Any]] | None = None,
     ) -> tuple[list[list[Image | Video]], Lease]:
         """Every image of one request (in groups, e.g. one per message), checked as a whole, decoded
         under the pixel budget (the module docstring); ``max_side``: the model's
@@ -72,7 +73,8 @@ class ImageReader:
 
         ``media``: a clip (or an animated GIF/WebP/PNG) comes back as a :class:`~imgscribe.types.Video`
         in its place, sampled under ``video_max_tokens`` with ``video_sampling`` (:mod:`imgscribe.video`:
-        :func:`~imgscribe.video.clip_settings`); each of its frames counts as an image against the
+        :func:`~imgscribe.video.clip_settings`; or as ``clips()`` says, asked only when a clip is there:
+        :func:`clip_settings_for`); each of its frames counts as an image against the
         request's images and pixels, and its decode takes its room in the budget
         (:class:`~imgscribe.video.ClipHeader`) before any frame is decoded; otherwise it is refused
         as an image would be.
@@ -91,11 +93,13 @@ class ImageReader:
         found: list[tuple[bytes, Header | ClipHeader, str, int]] = []
         pixels = need = held = 0
         images = count
-        clip = {"max_tokens": video_max_tokens, "sampling": video_sampling}
+        clip: dict[str, Any] | None = None
         for group in groups:
             for value, where in group:
                 data = self._named(where, self._bytes, value, where)
                 if media and is_media(data):  # a few small frames, decoded one at a time once there is room
+                    if clip is None:
+                        clip = clips() if clips else {"max_tokens": video_max_tokens, "sampling": video_sampling}
                     head = self._named(where, probe, data, where, max_pixels=self.max_pixels, **clip)
                     images += head.frames - 1
                     self._check_images(images, where, head.frames)
@@ -194,10 +198,13 @@ def _pixels(media: Image | Video) -> int:
     return sum(_pixels(f) for f in media.frames) if isinstance(media, Video) else media.size[0] * media.size[1]
 
 
-def clip_settings_for(scheduler: Any, model: str, options: Any) -> dict[str, Any]:
-    """:meth:`ImageReader.read_request`'s ``video_max_tokens`` and ``video_sampling`` for a request to
-    ``model``: its options, else the model's parameters (a Modelfile's ``PARAMETER video_max_tokens``),
-    else the defaults (:func:`imgscribe.video.clip_settings`). The loaded runner's manifest, else the store's."""
-    manifest = getattr(scheduler.loaded_runner(model), "manifest", None) or scheduler.store.resolve(model)
-    got = clip_settings(options, manifest.parameters)
-    return {"video_max_tokens": got["max_tokens"], "video_sampling": got["sampling"]}
+def clip_settings_for(scheduler: Any, model: str, options: Any) -> Callable[[], dict[str, Any]]:
+    """:meth:`ImageReader.read_request`'s ``clips`` for a request to ``model``: ``read_video``'s
+    ``max_tokens`` and ``sampling`` from the request's options, else the model's parameters (a
+    Modelfile's ``PARAMETER video_max_tokens``), else the defaults (:func:`imgscribe.video.clip_settings`).
+    The manifest is the loaded runner's, else the store's, read only when the request has a clip."""
+    def settings() -> dict[str, Any]:
+        manifest = getattr(scheduler.loaded_runner(model), "manifest", None) or scheduler.store.resolve(model)
+        return clip_settings(options, manifest.parameters)
+
+    return settings

@@ -69,7 +69,7 @@ async def generate(request: Request) -> Response:
     def work(cancel: threading.Event):
         [images], held = server.reader.read_request(
             [server.reader.labelled(body.images, "images")], cancel, server.image_sides(info, settings["options"]),
-            media=True, **clip_settings_for(server.scheduler, info.name, settings["options"]),
+            media=True, clips=clip_settings_for(server.scheduler, info.name, settings["options"]),
         )
         messages = [Message("system", body.system)] if body.system else []
         messages.append(Message("user", body.prompt or "", *_split(images)))
@@ -98,7 +98,7 @@ async def chat(request: Request) -> Response:
     def work(cancel: threading.Event):
         groups = [server.reader.labelled(m.images, f"messages[{i}].images") for i, m in enumerate(messages)]
         images, held = server.reader.read_request(groups, cancel, server.image_sides(info, settings["options"]),
-                                                  media=True, **clip_settings_for(server.scheduler, info.name,
+                                                  media=True, clips=clip_settings_for(server.scheduler, info.name,
                                                                                   settings["options"]))  # fmt: skip
         turns = [
             Message(role, m.content or "", *_split(imgs))

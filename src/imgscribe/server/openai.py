@@ -57,7 +57,7 @@ async def chat_completions(request: Request) -> Response:
     def work(cancel: threading.Event):
         groups = [_image_parts(m, i) for i, m in enumerate(body.messages)]
         images, held = server.reader.read_request(groups, cancel, server.image_sides(info, options), media=True,
-                                                  **clip_settings_for(server.scheduler, info.name, options))  # clips
+                                                  clips=clip_settings_for(server.scheduler, info.name, options))  # clips
         messages = [_message(m, imgs) for m, imgs in zip(body.messages, images, strict=True)]
         chat = ChatRequest(
             info.name, messages, options=options, format=format, keep_alive=keep_alive, stream=stream

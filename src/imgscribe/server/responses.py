@@ -185,7 +185,7 @@ async def responses(request: Request) -> Response:
 
     def work(cancel: threading.Event):
         images, held = server.reader.read_request(groups, cancel, info.max_image_side, media=True,
-                                                  **clip_settings_for(server.scheduler, info.name, options))  # clips
+                                                  clips=clip_settings_for(server.scheduler, info.name, options))  # clips
         messages = [Message("system", body.instructions)] if body.instructions else []
         messages += [_message(item, imgs) for item, imgs in zip(items, images, strict=True)]
         chat = ChatRequest(info.name, messages, options=options, format=format, keep_alive=keep_alive, stream=stream)
