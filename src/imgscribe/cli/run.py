@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,13 +29,16 @@ HELP = """Commands:
 Put an image path in a line to attach it, e.g.  What is in /path/to/photo.jpg ?"""
 
 
-def _load_images(paths: list[Path], clip: dict[str, Any] | None = None) -> list[Image | Video]:
+def _load_images(paths: list[Path], clip: Callable[[], dict[str, Any]] | dict[str, Any] | None = None
+                 ) -> list[Image | Video]:  # fmt: skip
+    """The files, a clip sampled as ``clip`` says (a callable: asked once, only when there are files)."""
     from ..types import Video
     from ..video import read_media
 
     images = []
+    settings = (clip() if callable(clip) else clip or {}) if paths else {}
     for path in paths:
-        images.append(read_media(path, **(clip or {})))  # a clip: its frames, sampled (imgscribe.video)
+        images.append(read_media(path, **settings))  # a clip: its frames, sampled (imgscribe.video)
         kind = "video" if isinstance(images[-1], Video) else "image"
         print(f"Added {kind} '{path}'", file=sys.stderr)
     return images
@@ -53,7 +57,8 @@ def clip_settings_of(client: Client, model: str, options: Options | None) -> dic
     return {"video_max_tokens": got["max_tokens"], "video_sampling": got["sampling"]}
 
 
-def _user_turn(text: str, extra: list[Path] | None = None, clip: dict[str, Any] | None = None) -> Message:
+def _user_turn(text: str, extra: list[Path] | None = None,
+               clip: Callable[[], dict[str, Any]] | dict[str, Any] | None = None) -> Message:  # fmt: skip
     from ..api import DEFAULT_PROMPT
     from ..types import Message, Video
     from .prompt_paths import extract_image_paths
@@ -97,7 +102,7 @@ def chat_loop(
     from ..types import ChatRequest, Message, Options
 
     history: list[Message] = [Message("system", system)] if system else []
-    clip = clip_settings_of(client, model, options)
+    clip = functools.cache(lambda: clip_settings_of(client, model, options))  # read with the first file
     while True:
         try:
             line = read_line(">>> ").strip()
@@ -223,7 +228,7 @@ def run(
         if not sys.stdin.isatty():
             text = _text(sys.stdin.read())
     messages = [Message("system", system)] if system else []
-    request = ChatRequest(model, [*messages, _user_turn(text, image, clip_settings_of(client, model, options))], options, fmt)
+    request = ChatRequest(model, [*messages, _user_turn(text, image, lambda: clip_settings_of(client, model, options))], options, fmt)
     _, metrics = _stream(client, request, _stdout)
     if verbose:
         print_stats(metrics)
