@@ -96,6 +96,12 @@ def test_describe_video_sampling_in_a_subprocess(scheduler, tmp_path):
     assert record["video"]["timestamps"] == [0.5, 2.3, 3.2] and SCENES in record["response"]
     done = _cli("describe", "--model", "echo-test", "--video-sampling", "all", "scenes.mp4", cwd=tmp_path)
     assert done.returncode == 2 and "uniform or scenes" in done.stderr
+    (tmp_path / "clip.mp4").write_bytes(moving_clip())
+    for option, frames in (([], 2), (["-o", "video_max_tokens=2048"], 4)):  # the model's PARAMETER, then the job's option
+        done = _cli("describe", "--model", "echo-short-clips", *option, "clip.mp4", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        [record] = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+        assert len(record["video"]["timestamps"]) == frames and f"| {frames} image(s)" in record["response"]
 
 
 @pytest.mark.slow

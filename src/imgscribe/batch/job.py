@@ -32,6 +32,8 @@ from .writers.sidecar import SidecarWriter
 from .writers.table import columns
 from .writers.xmp import XmpWriter
 
+CLIP_PARAMETERS = ("video_max_tokens", "video_sampling")  # a model's parameters that decide how clips are read
+
 STDOUT = "-"
 MANIFEST_NAME = ".imgscribe-manifest.jsonl"
 
@@ -298,7 +300,10 @@ def execute(
     info = clients[0].info(job.model)  # an unknown model is one clear error, not one per image
     if not info.vision:
         raise InvalidRequest(f"model '{job.model}' does not support images: describe needs a vision model")
-    spec = Spec(job.model, model_digest(clients[0], job.model), job.prompts, job.options, job.overwrite)
+    manifest = clients[0].manifest(job.model)  # None for a server: it keeps its models' parameters
+    clip = {k: v for k in CLIP_PARAMETERS if manifest and (v := manifest.parameters.get(k)) is not None}
+    spec = Spec(job.model, model_digest(clients[0], job.model), job.prompts, job.options, job.overwrite,
+                clip_parameters=clip)
     sink = Sink(job, spec, items, on_record)
     try:
         _run(job, clients, spec, sink, items, ray)

@@ -24,7 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from ..client import Answer
 from ..errors import Busy, ImgscribeError, InvalidRequest
 from ..images import read_file
 from ..types import ChatRequest, Chunk, Format, Image, Message, Options, Video
-from ..video import read_media
+from ..video import clip_settings, read_media
 from .prompts import Context, Prompt, render
 from .sources import Url, printable
 
@@ -129,6 +129,9 @@ class Spec:
     overwrite: bool = False
     max_bytes: int = 0  # 0: the settings' limits
     url_timeout: float = 20.0
+    #: the model's own video parameters (a Modelfile's PARAMETER video_max_tokens, video_sampling),
+    #: under the job's options: how a clip is sampled
+    clip_parameters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -187,9 +190,9 @@ class Describer:
         if not self.spec.overwrite and key in self.index.keys:
             return {"_status": "reuse", "id": rid, "key": key, "path": path, "sha256": original}
         try:
+            clip = clip_settings(self.options, self.spec.clip_parameters)
             image = read_media(data, source_name=path, max_bytes=self.spec.max_bytes or None,
-                               video_max_tokens=self.options.get("video_max_tokens"),
-                               video_sampling=self.options.get("video_sampling") or "uniform")  # fmt: skip
+                               video_max_tokens=clip["max_tokens"], video_sampling=clip["sampling"])  # fmt: skip
         except ImgscribeError as exc:
             return self.error_record(path, str(exc), sha=original, key=key, rid=rid, rendered=rendered)
         except Exception as exc:
