@@ -102,3 +102,17 @@ def test_qwen2_5_vl_gets_the_sampled_frame_rate():
     out = prompt.encode(processor, [{"role": "user", "content": parts}], [video])
     rate = len(video.frames) / video.duration
     assert float(out["second_per_grid_ts"][0]) == pytest.approx(2 / rate, rel=1e-3)
+
+
+def test_smolvlm_is_told_each_frames_own_time_when_sampled_at_scene_changes():
+    """Scene sampling spaces frames unevenly: the "Frame from m:ss" times in SmolVLM's prompt are the
+    frames' own (the video metadata's frame indices are on a 1/100 s grid), not an even spread."""
+    from test_video import scene_clip
+
+    video = read_video(scene_clip(), max_tokens=1536, sampling="scenes")
+    assert [round(t, 1) for t in video.timestamps] == [0.5, 2.3, 3.2]
+    processor = load_processor(checkpoint("smolvlm"), FAMILIES[testing.ENGINE_FAMILY["smolvlm"]])
+    parts = [{"type": "video", "video": [f.pil for f in video.frames]}, {"type": "text", "text": PROMPT}]
+    text = processor.tokenizer.decode(prompt.encode(processor, [{"role": "user", "content": parts}], [video])["input_ids"][0])
+    assert [line.split("Frame from ")[1][:5] for line in text.splitlines() if "Frame from " in line] == \
+        ["00:00", "00:02", "00:03"]

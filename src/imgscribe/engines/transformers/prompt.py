@@ -66,6 +66,9 @@ def _merge(into: list[dict[str, Any]], parts: list[dict[str, Any]]) -> None:
             last["text"] = "\n\n".join([t for t in (last["text"], *texts) if t])
 
 
+GRID = 100.0  # frames a second of the index grid the video metadata is given on
+
+
 def video_kwargs(videos: Sequence[Any], processor: Any = None) -> dict[str, Any]:
     """The processor's arguments for native clips (any family's video processor): each clip's frames
     are already sampled, so its metadata says so (the sampled rate sets Qwen2.5-VL's
@@ -75,9 +78,14 @@ def video_kwargs(videos: Sequence[Any], processor: Any = None) -> dict[str, Any]
         return {}
     from transformers.video_utils import VideoMetadata
 
+    # Frame indices on a 1/100 s grid, so that the metadata's timestamps are the frames' own (scene
+    # sampling spaces them unevenly) and its sampled rate is the clip's: frames / duration.
     metadata = [
-        VideoMetadata(total_num_frames=len(v.frames), fps=len(v.frames) / v.duration if v.duration else 1.0,
-                      duration=v.duration or None, frames_indices=list(range(len(v.frames))))  # fmt: skip
+        VideoMetadata(total_num_frames=max(1, round(v.duration * GRID)), fps=GRID, duration=v.duration or None,
+                      frames_indices=[round(t * GRID) for t in v.timestamps])  # fmt: skip
+        if v.duration and len(v.timestamps) == len(v.frames) else
+        VideoMetadata(total_num_frames=len(v.frames), fps=1.0, duration=None,
+                      frames_indices=list(range(len(v.frames))))  # fmt: skip
         for v in videos
     ]
     kwargs: dict[str, Any] = {"video_metadata": metadata, "do_sample_frames": False}
