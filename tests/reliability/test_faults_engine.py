@@ -58,12 +58,13 @@ def gguf(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def make_store(root: Path, gguf: tuple[Path, Path]) -> Store:
-    """VICTIM (2 slots, endless answers: ignore_eos) and BYSTANDER (another context, so its own
+    """VICTIM (2 slots, answers as long as the context: ignore_eos) and BYSTANDER (another context, so its own
     llama-server), both from blobs copied into the store, as a pull or an upload leaves them."""
     store = Store(root)
     model, projector = (store.add_file(p) for p in gguf)
     victim = manifest_for_gguf(VICTIM, model, projector)
     victim.engine_settings.update(ignore_eos=True, num_parallel=2)
+    victim.parameters["num_ctx"] = 8192  # the trained length: an answer takes seconds (about 1000 tokens/s here)
     store.create(VICTIM, victim)
     bystander = manifest_for_gguf(BYSTANDER, model, projector)
     bystander.parameters["num_ctx"] = 1024
@@ -137,6 +138,7 @@ def test_child_killed_mid_request(route, scheduler, tally, record_property):
             ended["single"] = time.monotonic()
 
         threads = [threading.Thread(target=stream), threading.Thread(target=single)]
+        begun = time.monotonic()
         for t in threads:
             t.start()
         assert wait_for(lambda: len(streamed) >= 2 and runner.active == 2, 30), (streamed[:3], runner.active)
@@ -168,6 +170,23 @@ def test_child_killed_mid_request(route, scheduler, tally, record_property):
         assert scheduler.loaded_runner(BYSTANDER).process.pid == bystander_pid
         tally.add(f"{route} other model: kept answering")
         record_property("seconds_from_kill_to_error", json.dumps(waits))
+        record_property("seconds_from_requests_to_kill", round(killed_at - begun, 2))
+
+
+def test_child_killed_while_idle(scheduler, tally):
+    """SIGKILL an idle model's llama-server (no request in flight): ``ps`` stops listing the model
+    at once, and the next request loads it afresh (a new llama-server) and is answered."""
+    from imgscribe.types import ChatRequest, Message, Options
+
+    request = ChatRequest(VICTIM, [Message("user", "hi")], options=Options(num_predict=4))
+    assert list(scheduler.chat(request))[-1].done
+    pid = scheduler.loaded_runner(VICTIM).process.pid
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: not alive(pid), 5)
+    assert VICTIM not in [row.info.name.split(":")[0] for row in scheduler.ps()]
+    assert list(scheduler.chat(request))[-1].done
+    assert scheduler.loaded_runner(VICTIM).process.pid != pid
+    tally.add("killed while idle: not in ps, next request answered by a fresh llama-server")
 
 
 def test_cli_run_child_killed(store, tmp_path):

@@ -180,7 +180,7 @@ class Scheduler:
         rows = []
         with self._lock:
             for m in self._models.values():
-                if m.runner is None:
+                if m.runner is None or _dead(m):  # (a dead runner is forgotten at the next request)
                     continue
                 deadline = m.expires - now if m.expires is not None else m.keep_alive
                 expires_at = None if math.isinf(deadline) else now_wall + timedelta(seconds=max(deadline, 0))
