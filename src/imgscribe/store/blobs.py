@@ -50,12 +50,15 @@ def sha256_file(path: Path) -> str:
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write through a temporary file and a rename: a reader sees the old file or the new one."""
+    """Write through a temporary file and a rename: a reader sees the old file or the new one (the
+    bytes reach the disk before the rename, so that a power cut cannot leave an empty manifest)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
