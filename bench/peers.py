@@ -7,12 +7,15 @@
     (``runner.server_args``: the same GGUF + mmproj, threads, context and slots), against
     ``imgscribe serve`` on the same files (``/v1/chat/completions`` with the same body, and Ollama's
     ``/api/chat``): per-request p50/p99 of a short answer (8 tokens, temperature 0, seed 0,
-    ``ignore_eos`` on both) about a ~69 KB JPEG, one client. The tiny LLaVA GGUF
+    ``ignore_eos`` on both) about a ~69 KB JPEG, one client, the rows taken in turns. The same
+    image each time: both llama-servers reuse its cached prompt alike (``cache_prompt``), so the
+    row is the overhead around the model. The tiny LLaVA GGUF
     (``imgscribe.testing``) always, where overhead dominates; without ``--quick`` also the
     Qwen2-VL-2B-dimension Q4_K_M model of ``bench/engines.py`` (built once and cached).
 (b) **transformers**: plain ``generate()`` with the family's processor against imgscribe's
-    transformers engine (in-process ``Scheduler.chat``) on the same tiny checkpoint, same image,
-    same ``max_new_tokens``, greedy.
+    transformers engine (in-process ``Scheduler.chat``: intake included, as the plain side's
+    ``Image.open``) on the same tiny checkpoint, same images (a new one for each request, so no
+    side answers from a cache), same ``max_new_tokens``, greedy.
 (c) **a batch**: a plain Python loop of HTTP calls (a thread pool of 4, httpx) to a raw
     llama-server started with ``-np 4`` against ``imgscribe describe --host`` (the CLI, its start
     included) served by ``imgscribe serve`` whose model has 4 slots, on the same N images.
@@ -98,6 +101,7 @@ def start_llama_server(manifest, slots: int, log_dir: Path) -> tuple[subprocess.
     from imgscribe.engines.llamacpp.runner import server_args
 
     port = free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
     args = [str(server_binary()), *server_args(manifest, slots, log_dir), "--host", "127.0.0.1", "--port", str(port)]
     out = open(log_dir / f"raw-llama-server-{slots}.log", "wb")  # noqa: SIM115  (the child writes it)
     proc = subprocess.Popen(args, stdout=out, stderr=out)
@@ -165,7 +169,7 @@ def interleaved(client: httpx.Client, rows: dict[str, tuple[str, dict]], n: int)
 # -- (a) ------------------------------------------------------------------------------------------------
 
 
-def bench_llama(label: str, model: Path, mmproj: Path, args, work: Path) -> list[list[str]]:
+def bench_llama(label: str, model: Path, mmproj: Path, args, work: Path, requests: int = 0) -> list[list[str]]:
     from imgscribe.store import Store
 
     name = "peer-" + label.split()[0].lower()
@@ -173,7 +177,6 @@ def bench_llama(label: str, model: Path, mmproj: Path, args, work: Path) -> list
     models = work / f"models-{name}"
     models.mkdir(exist_ok=True)
     Store(models).create(name, manifest)
-    (work / "logs").mkdir(exist_ok=True)
     data = jpeg()
     raw, raw_url = start_llama_server(manifest, 1, work / "logs")
     serve, url = start_server(models)
@@ -183,7 +186,7 @@ def bench_llama(label: str, model: Path, mmproj: Path, args, work: Path) -> list
                 "llama-server /v1/chat/completions": (raw_url + "/v1/chat/completions", openai_body(name, data)),
                 "imgscribe /v1/chat/completions": (url + "/v1/chat/completions", openai_body(name, data)),
                 "imgscribe /api/chat": (url + "/api/chat", ollama_body(name, data)),
-            }, args.requests)  # fmt: skip
+            }, requests or args.requests)  # fmt: skip
     finally:
         stop(serve)
         stop(raw)
@@ -212,13 +215,14 @@ def bench_transformers(src: Path, args, work: Path) -> list[list[str]]:
     from imgscribe.types import ChatRequest, Message, Options
 
     torch.set_num_threads(args.threads)
-    data = jpeg()
+    # a new image for every request: neither side may answer from a cache of the last one
+    images = iter([jpeg(i) for i in range(4 + 2 * args.requests)])
     processor = AutoProcessor.from_pretrained(src)
     model = LlavaForConditionalGeneration.from_pretrained(src).eval()
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]}]
 
     def plain() -> None:
-        image = Image.open(io.BytesIO(data)).convert("RGB")
+        image = Image.open(io.BytesIO(next(images))).convert("RGB")
         text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         inputs = processor(images=[image], text=[text], return_tensors="pt")
         with torch.inference_mode():
@@ -229,7 +233,7 @@ def bench_transformers(src: Path, args, work: Path) -> list[list[str]]:
     store = Store(models)
     store.create("peer-transformers", manifest)
     scheduler = Scheduler(store, num_parallel=0)
-    request = lambda: ChatRequest("peer-transformers", [Message("user", PROMPT, [intake(data)])],  # noqa: E731
+    request = lambda: ChatRequest("peer-transformers", [Message("user", PROMPT, [intake(next(images))])],  # noqa: E731
                                   options=Options(num_predict=TOKENS, temperature=0, seed=SEED))  # fmt: skip
 
     def engine() -> None:
@@ -248,7 +252,8 @@ def bench_transformers(src: Path, args, work: Path) -> list[list[str]]:
     finally:
         scheduler.close()
     base = percentile(lat["transformers generate()"], 50)
-    rows = [[f"(b) tiny LLaVA-1.5 checkpoint, {TOKENS} tokens, greedy", "p50 ms", "p99 ms", "ratio p50"]]
+    rows = [[f"(b) tiny LLaVA-1.5 checkpoint, {TOKENS} tokens, greedy, a new JPEG each", "p50 ms", "p99 ms",
+             "ratio p50"]]  # fmt: skip
     for label, values in lat.items():
         p50 = percentile(values, 50)
         rows.append([f"  {label}", f"{p50 * 1e3:.1f}", f"{percentile(values, 99) * 1e3:.1f}", f"{p50 / base:.2f}x"])
@@ -326,6 +331,7 @@ def table(rows: list[list[str]]) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=40, help="measured requests per row (default 40)")
+    ap.add_argument("--qwen-requests", type=int, default=8, help="measured requests per Qwen2-VL-2B row (default 8)")
     ap.add_argument("--images", type=int, default=100, help="images in the batch (default 100)")
     ap.add_argument("--rounds", type=int, default=2, help="batch passes each, best kept (default 2)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
@@ -350,7 +356,7 @@ def main() -> int:
 
             q_src = engines.build_checkpoint(engines.CACHE / engines.NAME)
             q4, _, q_mmproj = engines.convert_gguf(q_src, engines.CACHE / "gguf")
-            table(bench_llama("Qwen2-VL-2B dimensions Q4_K_M", q4, q_mmproj, args, work))
+            table(bench_llama("Qwen2-VL-2B dimensions Q4_K_M", q4, q_mmproj, args, work, args.qwen_requests))
         if not args.skip_transformers:
             table(bench_transformers(src, args, work))
         table(bench_batch(model, mmproj, args, work))
