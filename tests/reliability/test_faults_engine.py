@@ -175,21 +175,22 @@ def test_child_killed_mid_request(route, scheduler, tally, record_property):
 
 def test_child_killed_while_idle(scheduler, tally):
     """SIGKILL an idle model's llama-server (no request in flight): ``ps`` stops listing the model
-    at once, and the next request loads it afresh (a new llama-server) and is answered."""
+    as soon as the exit is seen, and the next request loads it afresh (a new llama-server) and is answered."""
     from imgscribe.types import ChatRequest, Message, Options
 
     request = ChatRequest(VICTIM, [Message("user", "hi")], options=Options(num_predict=4))
     assert list(scheduler.chat(request))[-1].done
     pid = scheduler.loaded_runner(VICTIM).process.pid
     os.kill(pid, signal.SIGKILL)
-    assert wait_for(lambda: not alive(pid), 5)
-    assert VICTIM not in [row.info.name.split(":")[0] for row in scheduler.ps()]
+    # (a moment after the kill: the kernel reports the exit once all of llama-server's threads are gone)
+    assert wait_for(lambda: VICTIM not in [row.info.name.split(":")[0] for row in scheduler.ps()], 5)
+    assert not alive(pid)
     assert list(scheduler.chat(request))[-1].done
     assert scheduler.loaded_runner(VICTIM).process.pid != pid
     tally.add("killed while idle: not in ps, next request answered by a fresh llama-server")
 
 
-def test_cli_run_child_killed(store, tmp_path):
+def test_cli_run_child_killed(store, tally, record_property):
     """``imgscribe run victim hi`` in its own process (in-process engine, no server): its
     llama-server is SIGKILLed once the answer is streaming. The command prints one ``Error:`` line
     naming the model and the signal, no traceback, and exits 1 within a bounded time."""
@@ -201,7 +202,9 @@ def test_cli_run_child_killed(store, tmp_path):
         children = [p for p in child_pids(proc.pid) if "llama-server" in _cmdline(p)]
         assert len(children) == 1, children
         os.kill(children[0], signal.SIGKILL)
+        killed_at = time.monotonic()
         _, err = proc.communicate(timeout=BOUND)
+        record_property("seconds_from_kill_to_exit", round(time.monotonic() - killed_at, 2))
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -212,6 +215,7 @@ def test_cli_run_child_killed(store, tmp_path):
     assert lines[0].startswith("Error: ") and sum(line.startswith("Error:") for line in lines) == 1, lines
     assert "Traceback" not in err.decode(), lines
     assert "llama runner process has terminated" in lines[0] and "SIGKILL" in lines[0] and VICTIM in lines[0], lines
+    tally.add("imgscribe run: one Error: line, exit 1")
 
 
 # -- 2. a model file deleted or truncated while loaded ----------------------------------------------------
@@ -338,7 +342,7 @@ def test_serve_killed_mid_upload(tmp_path, gguf, cli_env, tally):
 
 def test_serve_killed_mid_create(tmp_path, gguf, cli_env, tally, record_property):
     """SIGKILL ``imgscribe serve`` part-way through ``POST /api/create`` (from files uploaded before;
-    at 50%, 90% and 120% of the time a create took on that server), restarting it each time on the
+    at 20%, 60% and 100% of the time a create took on that server), restarting it each time on the
     same store: after every kill the restarted server lists the model either complete (it resolves,
     its files have their recorded sizes) or not at all, and no temporary file; the same create run
     again then succeeds."""
@@ -368,7 +372,7 @@ def test_serve_killed_mid_create(tmp_path, gguf, cli_env, tally, record_property
         return "complete"
 
     upload()
-    seen, took, shares = {}, 0.0, [0.5, 0.9, 1.2]
+    seen, took, shares = {}, 0.0, [0.2, 0.6, 1.0]
     for i in range(len(shares) + 1):
         with serve_process(store.root, cli_env, tmp_path / f"serve{i}.log") as (url, pid):
             if i:
