@@ -314,18 +314,11 @@ def test_a_sidecar_for_a_name_near_the_file_name_limit_is_written(tmp_path, cli_
     assert (src / ("x" * 242 + ".txt")).is_file()
 
 
-UNSAFE_NAME = pytest.mark.xfail(strict=True, reason="store/blobs.py:101 safe_relative lets a NUL and a part over "
-                                "255 bytes through, so server/ollama.py _files_work fails building the snapshot "
-                                "(ValueError / ENAMETOOLONG: a 500)")  # fmt: skip
-
-
-@pytest.mark.parametrize("name", [pytest.param("a\x00.safetensors", marks=UNSAFE_NAME),
-                                  pytest.param("b" * 300 + ".safetensors", marks=UNSAFE_NAME),
-                                  "model.safetensors"])  # fmt: skip
+@pytest.mark.parametrize("name", ["a\x00.safetensors", "b" * 300 + ".safetensors", "model.safetensors"])
 def test_uploaded_checkpoint_files_with_bad_names_or_bodies_are_a_400(tmp_path, name):
     """/api/create ``files`` of a checkpoint (a config.json and one 7-byte weights blob, both
     uploaded): a weights name holding NUL or over the 255-byte limit, or a weights file too short
-    to be safetensors, is a 400 naming the problem, not a 500 (the short file since 32a63f9)."""
+    to be safetensors, is a 400 naming the problem, not a 500 (all three were)."""
     store = Store(tmp_path / "store")
     with TestClient(create_app(Scheduler(store, num_parallel=0)), raise_server_exceptions=False) as client:
         digests = []

@@ -97,12 +97,17 @@ def _remove_unlocked(path: Path) -> bool:
         os.close(fd)
 
 
+NAME_MAX = 255  # bytes in one file name part on common file systems
+
+
 def safe_relative(name: str) -> PurePosixPath:
     """A relative path from a remote listing (``processor/config.json``) that stays inside its folder."""
     raw = name.replace("\\", "/")
     path = PurePosixPath(raw)
     if not name or raw.startswith("/") or any(p in ("", ".", "..") for p in raw.split("/")) or ":" in name:
         raise InvalidRequest(f"refusing file name {name!r}: it would leave the model's folder")
+    if any(ord(c) < 32 for c in name) or any(len(p.encode()) > NAME_MAX for p in raw.split("/")):
+        raise InvalidRequest(f"refusing file name {name[:80]!r}: a control character, or a part over {NAME_MAX} bytes")
     return path
 
 
