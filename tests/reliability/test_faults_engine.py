@@ -306,8 +306,8 @@ def _names(url: str) -> list[str]:
 def test_serve_killed_mid_upload(tmp_path, gguf, cli_env, tally):
     """SIGKILL ``imgscribe serve`` while a model file is halfway through ``POST /api/blobs/<digest>``,
     restart it on the same store: the blob is not there (404), ``list`` shows the store as before,
-    the upload's temporary file is ignored, then deleted by the next create; the same upload and
-    create run again succeed and the model answers."""
+    the upload's temporary file is deleted as the server starts; the same upload and create run
+    again succeed and the model answers."""
     store = Store(tmp_path / "models")
     data = gguf[0].read_bytes()
     from imgscribe.store.blobs import sha256_file
@@ -328,7 +328,8 @@ def test_serve_killed_mid_upload(tmp_path, gguf, cli_env, tally):
     with serve_process(store.root, cli_env, tmp_path / "serve2.log") as (url, _):
         assert _names(url) == before
         assert httpx.head(url + f"/api/blobs/{digest}", timeout=10).status_code == 404
-        tally.add("killed mid-upload: no blob, list as before")
+        assert _temporaries(store) == [], "the restarted server did not sweep the killed upload's file"
+        tally.add("killed mid-upload: no blob, list as before, its temporary file swept when serve started")
         assert httpx.post(url + f"/api/blobs/{digest}", content=data, timeout=30).status_code == 201
         r = httpx.post(url + "/api/create", json={"model": "uploaded", "files": {"m.gguf": digest}, "stream": False},
                        timeout=60)  # fmt: skip

@@ -34,6 +34,7 @@ def serve(host: str | None = None) -> None:
         )
     log_to_stderr(cfg.debug)
     sock = listen(address)
+    sweep_temporaries(cfg.models_dir)
     warning = exposure_warning(address.host, cfg.api_key)
     if warning:
         print(warning, file=sys.stderr)
@@ -51,6 +52,16 @@ def serve(host: str | None = None) -> None:
         pass
     finally:
         sock.close()
+
+
+def sweep_temporaries(models_dir) -> None:
+    """Delete what writers killed with an earlier server left in the store (half an upload or a copy):
+    nothing lists it, but it holds disk (see :meth:`~imgscribe.store.blobs.BlobStore.sweep_temporaries`)."""
+    from ..store import Store
+
+    freed = Store(models_dir).blobs.sweep_temporaries()
+    if freed:
+        logging.getLogger("imgscribe.server").info("removed %d bytes of temporary files left by a killed writer", freed)
 
 
 def log_to_stderr(debug: bool) -> None:
