@@ -386,6 +386,8 @@ class ModelInfo(BaseModel):
     modified_at: str = ""  # RFC 3339
     license: str = ""
     model_info: dict[str, Any] = Field(default_factory=dict)
+    #: why the store cannot load it (a file missing, or not the size its manifest records); set by ``list``
+    damaged: str = ""
     # The most the model looks at on an image's long side, in pixels (0: everything). A server may
     # decode a much larger JPEG or WebP at 1/2, 1/4 or 1/8 of its size, never below this.
     max_image_side: int = Field(0, ge=0)

@@ -32,6 +32,7 @@ FILES = {  # the order of the document's sections
     "test_fuzz.py": "Fuzzing (Hypothesis)",
     "test_schema.py": "The OpenAPI schema (schemathesis)",
     "test_load.py": "Load",
+    "test_faults_engine.py": "Faults: engine and store (killed llama-server, damaged model files, server killed mid-create)",
     "test_faults_disk.py": "Disk and interruption faults (full disk, killed pull and batch)",
     "test_security_properties.py": "Security, kept: SSRF and logs (property tests for the guards)",
     "test_security_paths.py": "Security, kept: path traversal (property tests for the guards)",
@@ -81,11 +82,28 @@ FINDINGS = [
     "by name later (engines/remote.py, store/import_remote.py), a second DNS lookup; image URLs pin the "
     "checked address, remotes do not. It matters only for a name the owner allowed in `IMGSCRIBE_REMOTES` "
     "whose DNS an attacker controls.",
-    "Observation: a client reading a stream at 1 byte/s does not keep its slot: the engine's whole answer "
-    "(20,000 tokens, 1.8 MB of NDJSON) is produced within about 2 s while the client is still reading "
-    "(`slots_held_by_the_slow_reader: 0` below); the chunks wait for the connection in the job's deque "
-    "(server/jobs.py, not bounded) and the socket buffers. A slow reader costs memory up to its whole "
-    "answer, not a slot; the answer itself is bounded by num_predict and the context.",
+    "Fixed: a llama-server SIGKILLed mid-request left its dead runner loaded in the scheduler (`ps` kept "
+    "listing it), and a request whose prompt was being rendered when the kill landed got 'did not render the "
+    "prompt: Connection reset by peer' instead of a crash report. Now the scheduler forgets a runner whose "
+    "llama-server died and the next request loads the model afresh; both kinds of client get 'llama runner "
+    "process has terminated: llama-server for model M was killed by SIGKILL ...' (Ollama's words) within "
+    "0.1 s: a final error event in the stream, or a 500; other loaded models are unaffected.",
+    "Fixed: a model blob truncated while loaded killed llama-server with SIGBUS and every later load failed "
+    "with llama-server's own log lines. Now the error says the model file was truncated, and the store "
+    "refuses any blob whose size differs from its manifest's layer before llama-server starts (a 500 naming "
+    "the file and both sizes: the model is damaged, pull or create it again). The projector is read whole at "
+    "load, so requests keep working until the model is reloaded; a blob deleted while loaded keeps working "
+    "until unloaded, then gets 'incomplete ... pull or create it again'. `imgscribe list` lists such a model "
+    "with a warning under the table (`/api/tags`: `imgscribe.damaged`).",
+    "Fixed: `imgscribe serve` killed mid-upload left its `.tmp-upload-*` file in `blobs/` for ever (never "
+    "listed, but holding disk). Uploads and copies now hold an flock while they write; `serve` as it starts, "
+    "every `create` and `prune` delete temporary files whose writer is gone. A kill mid-create never showed a "
+    "half-written manifest or blob (the model complete or absent, and the same create then succeeded); "
+    "manifests are now fsynced before their rename.",
+    "Fixed: a client reading a stream at 1 byte/s kept no slot but cost memory up to its whole answer: the "
+    "engine's chunks waited for the connection in the job's unbounded deque (162,435 chunks of a "
+    "200,000-token answer). Now the job's thread waits once 64 chunks wait for their client (server/jobs.py "
+    "`MAX_BEHIND`, a threading event, never the event loop): `test_a_slow_readers_answer_waits_in_the_engine_not_in_memory`.",
     "Limitation (not changed): the Modelfile format has no escapes, so a SYSTEM/TEMPLATE/MESSAGE value with "
     "`\"\"\"` at the end of one of its lines cannot survive `show --modelfile` and `create`: the text after it "
     "is refused ('unknown instruction') or read as further instructions. The round-trip property leaves "
@@ -94,9 +112,8 @@ FINDINGS = [
 ]
 #: What issue 17 asks for that these tests do not cover yet.
 NOT_COVERED = [
-    "Faults: a llama-server child killed mid-request; a model file deleted or truncated while loaded; a full "
-    "disk while pulling, translating or writing batch output; a pull interrupted and resumed; a batch run "
-    "killed and resumed; the server killed mid-`create`.",
+    "Blob files written by pulls and uploads are not fsynced before their rename (manifests are): after a power "
+    "cut a blob could come back short; the size check when a model is resolved catches it.",
 ]
 PACKAGES = ("pillow", "pillow-heif", "hypothesis", "schemathesis", "fastapi", "uvicorn", "httpx")
 

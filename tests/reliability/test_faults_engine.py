@@ -223,8 +223,8 @@ def test_cli_run_child_killed(store, tally, record_property):
 
 def test_blob_deleted_while_loaded(store, scheduler, tally, capsys):
     """Delete the model's blob while its llama-server has it open: requests keep being answered (the
-    child keeps its mapping of the file); ``list`` still lists the model and ``show`` says it is
-    incomplete (an ``Error:`` line, exit 1); once it is unloaded (``stop``), the next request gets a
+    child keeps its mapping of the file); ``list`` still lists the model, with a warning under the
+    table that it is incomplete, and ``show`` says so (an ``Error:`` line, exit 1); once it is unloaded (``stop``), the next request gets a
     clear error naming the model and saying to pull or create it again, and no llama-server is
     started for it."""
     from imgscribe.cli import main
@@ -236,8 +236,12 @@ def test_blob_deleted_while_loaded(store, scheduler, tally, capsys):
         capsys.readouterr()
         assert main(["list"]) == 0
         listed = capsys.readouterr()
-        assert VICTIM in listed.out and not listed.err, listed
-        tally.add("list: still lists it")
+        assert VICTIM in listed.out, listed
+        assert f"Warning: model '{VICTIM}:latest' is incomplete" in listed.err, listed  # (its bystander shares the blob)
+        tags = httpx.get(live.url + "/api/tags", timeout=10).json()["models"]
+        [entry] = [m for m in tags if m["name"] == f"{VICTIM}:latest"]
+        assert "is incomplete" in entry["imgscribe"]["damaged"], entry
+        tally.add("list: lists it, with a warning that it is incomplete")
         assert main(["show", VICTIM]) == 1
         shown = capsys.readouterr().err
         assert shown.startswith(f"Error: model '{VICTIM}:latest' is incomplete") and "Traceback" not in shown, shown

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -47,6 +48,9 @@ def list_models(
         return
     rows = [[info.name, model_id(info), ollama_size(info.size), human_time(info.modified_at, "Never")] for info in infos]
     print_table(["NAME", "ID", "SIZE", "MODIFIED"], rows)
+    for info in infos:  # the table stays Ollama's; what cannot load is said under it
+        if info.damaged:
+            print(f"Warning: {info.damaged}", file=sys.stderr)
 
 
 def model_id(info: ModelInfo) -> str:

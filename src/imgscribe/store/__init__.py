@@ -90,19 +90,20 @@ class Store:
             return _builtin()
         stored = self._read(parsed, name)
         manifest = self._materialize(parsed, stored)
+        damage = self._damage(parsed, stored, manifest)
+        if damage:
+            raise DamagedModel(damage)
+        return manifest
+
+    def _damage(self, parsed: ModelName, stored: StoredManifest, manifest: ModelManifest) -> str | None:
+        """Why an engine could not load the model, or None: a store file missing, or a blob not of the
+        size its layer records (one ``stat`` each; a whole sha256 would take minutes for a large
+        model): a truncated one is caught here, before any engine reads it."""
         for role, value in stored.model.files.items():
             inside = not _is_url(value) and not Path(value).is_absolute()
             if inside and not Path(manifest.files[role]).exists():
-                raise DamagedModel(
-                    f"model '{parsed.short}' is incomplete: its {role} file {manifest.files[role]} is missing "
-                    f"from the store; pull or create it again (imgscribe rm {parsed.short} first)"
-                )
-        self._check_sizes(parsed, stored, manifest)
-        return manifest
-
-    def _check_sizes(self, parsed: ModelName, stored: StoredManifest, manifest: ModelManifest) -> None:
-        """A blob an engine loads must have the size its layer records (one ``stat``; a whole sha256
-        would take minutes for a large model): a truncated one fails here, before any engine reads it."""
+                return (f"model '{parsed.short}' is incomplete: its {role} file {manifest.files[role]} is missing "
+                        f"from the store; pull or create it again (imgscribe rm {parsed.short} first)")  # fmt: skip
         recorded = {layer.digest: layer.size for layer in stored.layers if layer.size > 0}
         for role, value in manifest.files.items():
             digest = None if _is_url(value) else self.blobs.digest_of(Path(value))
@@ -110,11 +111,10 @@ class Store:
                 continue
             size = _size(Path(value))
             if size != recorded[digest]:
-                raise DamagedModel(
-                    f"model '{parsed.short}' is damaged: its {role} file {value} is {size:,} bytes where its "
-                    f"manifest records {recorded[digest]:,} (truncated or overwritten); pull or create it again "
-                    f"(imgscribe rm {parsed.short} first)"
-                )
+                return (f"model '{parsed.short}' is damaged: its {role} file {value} is {size:,} bytes where its "
+                        f"manifest records {recorded[digest]:,} (truncated or overwritten); pull or create it "
+                        f"again (imgscribe rm {parsed.short} first)")  # fmt: skip
+        return None
 
     def exists(self, name: str) -> bool:
         try:
@@ -128,7 +128,9 @@ class Store:
     def list(self) -> list[ModelInfo]:
         infos = [_builtin_info()]
         for name, stored in self.manifest_files.all():
-            infos.append(self._materialize(name, stored).info)
+            manifest = self._materialize(name, stored)
+            damage = self._damage(name, stored, manifest)
+            infos.append(manifest.info.model_copy(update={"damaged": damage}) if damage else manifest.info)
         return infos
 
     def stored(self, name: str) -> StoredManifest:
