@@ -211,3 +211,41 @@ def test_create_remote_through_the_cli_and_the_api(upstream, tmp_path, monkeypat
         assert answer["response"].startswith("echo: hello")
         missing = {"model": "x", "remote": upstream.url, "remote_model": "nope", "stream": False}
         assert client.post("/api/create", json=missing).status_code == 404
+
+
+def test_a_remote_servers_failure_is_a_502_naming_it(tmp_path):
+    """A remote server answering 500 is a bad gateway for our client (a 502 naming that server, as
+    docs/security.md says), not our own failure (500); a 4xx it answers stays the client's 400."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Failing(BaseHTTPRequestHandler):
+        status = 500
+
+        def do_POST(self):  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = json.dumps({"error": "out of memory"}).encode()
+            self.send_response(Failing.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    store = Store(tmp_path / "models")
+    store.create("far", manifest_for_remote("far", url, "m", "ollama", check=False))
+    scheduler = Scheduler(store)
+    try:
+        with live_server(scheduler) as live:
+            r = httpx.post(live.url + "/api/generate", json={"model": "far", "prompt": "hi", "stream": False}, timeout=30)
+            assert r.status_code == 502 and f"the remote server {url} failed (500): out of memory" in r.json()["error"], r.text
+            Failing.status = 400
+            r = httpx.post(live.url + "/api/generate", json={"model": "far", "prompt": "hi", "stream": False}, timeout=30)
+            assert r.status_code == 400 and "refused the request (400)" in r.json()["error"], r.text
+    finally:
+        scheduler.close()
+        server.shutdown()

@@ -125,7 +125,7 @@ def _answer(runner: RemoteRunner, url: str, body: dict[str, Any], cancel: thread
         raise EngineFailed(f"cannot reach the remote server at {runner.url}: {exc}") from None
     try:
         if post.status != 200:
-            raise peer_error(post.status, post.error_text(), f"the remote server {runner.url}", runner.model)
+            raise peer_error(post.status, post.error_text(), f"the remote server {runner.url}", runner.model, gateway=True)
     except BaseException:
         post.close()
         raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
-from ..errors import EngineFailed, ImgscribeError, InvalidRequest, ModelNotFound
+from ..errors import EngineFailed, ImgscribeError, InvalidRequest, ModelNotFound, RemoteFailed
 from ..types import ChatRequest, DoneReason, Message, Options
 
 __all__ = ["done_reason", "event_error", "format_schema", "merged_options", "peer_error", "with_system"]
@@ -44,15 +44,17 @@ def done_reason(reason: Any) -> DoneReason:
     return reason if reason in DONE_REASONS else "stop"
 
 
-def peer_error(status: int, message: str, peer: str, model: str | None = None) -> ImgscribeError:
+def peer_error(status: int, message: str, peer: str, model: str | None = None, *,
+               gateway: bool = False) -> ImgscribeError:  # fmt: skip
     """Another server's error answer (``peer``: who, e.g. "the remote server URL") blamed on it: a
     model it does not have (404 saying "not found"), a request it refused (4xx: the user's to
-    change), or its failure."""
+    change), or its failure: a 502 when it is another machine's server (``gateway``), else (our own
+    llama-server child) the engine's 500."""
     if model is not None and status == 404 and "not found" in message.lower():
         return ModelNotFound(model, f"on {peer} ({message})")
     if 400 <= status < 500:
         return InvalidRequest(f"{peer} refused the request ({status}): {message}")
-    return EngineFailed(f"{peer} failed ({status}): {message}")
+    return (RemoteFailed if gateway else EngineFailed)(f"{peer} failed ({status}): {message}")
 
 
 def event_error(event: dict[str, Any]) -> str | None:
