@@ -104,6 +104,9 @@ class Header:
     size: tuple[int, int]  # (width, height) in the file
     decoded_size: tuple[int, int]  # what intake(max_side=...) decodes to, before orientation
     cost: int  # room the decode needs at its peak, in pixels of 4 bytes (Pillow's RGB)
+    mode: str = "RGB"  # the header's facts the cost comes from (at_side reuses them)
+    transparent: bool = False
+    turned: bool = False
 
     @property
     def pixels(self) -> int:
@@ -113,6 +116,10 @@ class Header:
     def held(self) -> int:
         """Pixels the decoded image keeps once decoding is over."""
         return self.decoded_size[0] * self.decoded_size[1]
+
+    def at_side(self, max_side: int) -> Header:
+        """This header as :func:`header` reads it with ``max_side``, without reading the image again."""
+        return _costed(self.format, self.size, self.mode, self.transparent, self.turned, max_side)
 
 
 def header(
@@ -146,6 +153,11 @@ def header(
         size, transparent, turned = facts
         mode = "RGBA" if transparent else "RGB"
     check_pixels(size[0] * size[1], max_pixels)
+    return _costed(fmt, size, mode, transparent, turned, max_side)
+
+
+def _costed(fmt: str, size: tuple[int, int], mode: str, transparent: bool, turned: bool, max_side: int) -> Header:
+    """The header's decoded size and cost at ``max_side`` (:func:`header`'s docstring)."""
     factor = reduction(size, max_side, fmt)
     if fmt == "JPEG":
         factor = jpeg_scale(size, factor)
@@ -163,7 +175,7 @@ def header(
     elif fmt in ("HEIF", "AVIF"):
         quarters += 4
     cost = math.ceil(decoding[0] * decoding[1] * quarters / 4)
-    return Header(fmt, size, decoded, max(cost, decoded[0] * decoded[1]))
+    return Header(fmt, size, decoded, max(cost, decoded[0] * decoded[1]), mode, transparent, turned)
 
 
 def _limits(max_bytes: int | None, max_pixels: int | None) -> tuple[int, int]:

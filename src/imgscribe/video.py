@@ -154,13 +154,31 @@ def read_video(
 
 
 def _animated(data: bytes) -> bool:
-    if identify(data) not in _ANIMATED:
+    fmt = identify(data)
+    if fmt not in _ANIMATED or (fmt != "GIF" and _still(data, fmt)):
         return False
     try:
         with PILImage.open(io.BytesIO(data)) as im:
             return bool(getattr(im, "is_animated", False))
     except Exception:  # noqa: BLE001 - image intake says what is wrong with it
         return False
+
+
+def _still(data: bytes, fmt: str) -> bool:
+    """Whether a PNG or WebP is surely one still image, from its chunks, without opening it (a
+    server asks this of every image): a PNG without an ``acTL`` chunk before its pixels, a WebP
+    that is not extended with the animation flag set. False: ask Pillow."""
+    if fmt == "WEBP":
+        return not (data[12:16] == b"VP8X" and len(data) > 20 and data[20] & 0x02)
+    at = 8  # PNG: 8 bytes of signature, then chunks of (length, type, data, CRC)
+    while at + 8 <= len(data):
+        kind = data[at + 4 : at + 8]
+        if kind in (b"IDAT", b"fdAT"):
+            return True
+        if kind == b"acTL":
+            return False
+        at += 12 + int.from_bytes(data[at : at + 4], "big")
+    return False  # no pixels found: damaged, Pillow says what it makes of it
 
 
 def _animation(data: bytes, label: str, max_tokens, max_frames: int, max_pixels: int, scenes: bool = False) -> Video:

@@ -7,6 +7,7 @@ meant to be reached by name, and answers every host.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 
@@ -16,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 LOCAL_SUFFIXES = (".localhost", ".local", ".internal")
 
 
+@functools.lru_cache(maxsize=1024)  # per Host value: parsing an address costs more than the rest of the check
 def allowed_host(host: str) -> bool:
     host = host.lower().strip("[]")
     try:
@@ -25,6 +27,7 @@ def allowed_host(host: str) -> bool:
     return ip.is_loopback or ip.is_private or ip.is_unspecified
 
 
+@functools.lru_cache(maxsize=64)  # the address a connection came in on: a few per server
 def _is_loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(address).is_loopback

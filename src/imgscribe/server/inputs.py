@@ -113,8 +113,7 @@ class ImageReader:
                 head = self._named(where, header, data, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
                                    source_name=where, max_side=side)  # fmt: skip
                 if callable(max_side) and (side := max_side(*head.size)):  # the engine's need, for its budget
-                    head = self._named(where, header, data, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
-                                       source_name=where, max_side=side)  # fmt: skip
+                    head = head.at_side(side)
                 pixels += head.pixels
                 self._check_pixels(pixels, where)
                 # Decoded one after the other: the worst moment is one image decoding while the

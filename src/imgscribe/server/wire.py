@@ -95,6 +95,8 @@ def _clean(value: Any, depth: int) -> Any:
 
 
 def _unsurrogate(text: str) -> str:
+    if text.isascii():  # O(1) in CPython (a flag on the string): a base64 image is never walked
+        return text
     try:
         text.encode("utf-8")
         return text
