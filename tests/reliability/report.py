@@ -78,6 +78,8 @@ FINDINGS = [
     "bytes; it now takes a shortened name and a hash (batch/writers/atomic.py). A `.safetensors` upload "
     "under 8 bytes, or with a header that is not JSON, was a 500 (struct.error); now a 400 naming the file "
     "(formats/checkpoints.py). Both found by tests/reliability/test_security_paths.py.",
+    "Fixed: a remote model's server answering 5xx was our own 500; it is now a 502 naming that server, as "
+    "docs/security.md says (wire/common.py `peer_error`; tests/engines/test_remote.py).",
     "Limitation (not changed): a remote model's host name is checked when it is created and connected to "
     "by name later (engines/remote.py, store/import_remote.py), a second DNS lookup; image URLs pin the "
     "checked address, remotes do not. It matters only for a name the owner allowed in `IMGSCRIBE_REMOTES` "
