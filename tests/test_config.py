@@ -132,3 +132,28 @@ def test_num_parallel_is_interpreted_in_one_place():
     # a runner that can take a number: at most IMGSCRIBE_NUM_PARALLEL of them, 0 means all of them
     assert parallel_slots(1, 4) == 1 and parallel_slots(8, 4) == 4 and parallel_slots(0, 6) == 6
     assert parallel_slots(0, 0) == 1 and parallel_slots(2, 0) == 1
+
+
+def test_a_process_override_reaches_every_settings_of_the_environment(monkeypatch):
+    """configure() (the CLI's --force, describe's slots) is seen by settings() itself, which the
+    engines read (the llama.cpp runner's slots, budget.kv_allows), not only by the schedulers; an
+    explicit mapping stays as given."""
+    from imgscribe import config
+    from imgscribe.scheduler import configure as scheduler_configure, process_settings
+
+    monkeypatch.setattr(config, "_overrides", {})
+    monkeypatch.delenv("IMGSCRIBE_NUM_PARALLEL", raising=False)
+    monkeypatch.delenv("IMGSCRIBE_IGNORE_MEMORY", raising=False)
+    assert not config.chosen("num_parallel") and not config.chosen("ignore_memory")
+    assert scheduler_configure is config.configure  # still importable from the scheduler
+    config.configure(ignore_memory=True, num_parallel=3)
+    assert settings().ignore_memory and settings().num_parallel == 3 and process_settings().num_parallel == 3
+    assert settings(num_parallel=2).num_parallel == 2  # a given value wins over the process's
+    assert settings({}).num_parallel == 1 and not settings({}).ignore_memory
+    assert config.chosen("num_parallel")
+    config.configure(num_parallel=None, ignore_memory=None)
+    assert settings().num_parallel == 1 and not config.chosen("num_parallel")
+    monkeypatch.setenv("IMGSCRIBE_NUM_PARALLEL", "1")  # set, even to its default: the user chose
+    assert config.chosen("num_parallel")
+    with pytest.raises(TypeError, match="not a setting: slots"):
+        config.chosen("slots")

@@ -191,6 +191,7 @@ def test_the_scheduler_refuses_before_the_engine_loads(tmp_path, monkeypatch):
 def test_force_is_an_override_the_scheduler_is_given_not_the_environment(tmp_path, monkeypatch):
     import os
 
+    from imgscribe import config
     from imgscribe import scheduler as sched
     from imgscribe.config import settings
 
@@ -200,7 +201,7 @@ def test_force_is_an_override_the_scheduler_is_given_not_the_environment(tmp_pat
     with pytest.raises(Exception) as caught:
         sched.Scheduler(store, config=settings(ignore_memory=True)).load("huge")
     assert not isinstance(caught.value, _Insufficient)
-    monkeypatch.setattr(sched, "_overrides", {})
+    monkeypatch.setattr(config, "_overrides", {})
     sched.configure(ignore_memory=True)  # what the CLI's --force does
     assert sched.Scheduler(store).ignore_memory and "IMGSCRIBE_IGNORE_MEMORY" not in os.environ
     with pytest.raises(TypeError, match="not settings: forced"):
@@ -212,10 +213,11 @@ def test_force_is_an_override_the_scheduler_is_given_not_the_environment(tmp_pat
 
 
 def test_force_does_not_outlive_its_command(monkeypatch, tmp_path):
+    from imgscribe import config
     from imgscribe import scheduler as sched
     from imgscribe.cli import main
 
-    monkeypatch.setattr(sched, "_overrides", {})
+    monkeypatch.setattr(config, "_overrides", {})
     monkeypatch.setenv("IMGSCRIBE_MODELS", str(tmp_path))
     monkeypatch.delenv("IMGSCRIBE_IGNORE_MEMORY", raising=False)
     assert main(["--force", "list"]) == 0 and sched.process_settings().ignore_memory

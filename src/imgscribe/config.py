@@ -217,6 +217,7 @@ class Setting:
     default: str  # as it would be written in the environment; "" means unset
     help: str
     also: str = ""  # another variable read when this one is unset (HF_TOKEN...)
+    why: str = ""  # a sentence ``serve --help`` adds: why the default is what it is
 
     @property
     def accepts(self) -> str:
@@ -233,7 +234,10 @@ TABLE: tuple[Setting, ...] = (
     Setting("IMGSCRIBE_KEEP_ALIVE", "keep_alive", _duration, "5m", "how long a model stays loaded after use"),
     Setting("IMGSCRIBE_MAX_LOADED_MODELS", "max_loaded_models", _whole(1), "3", "models loaded at once"),
     Setting("IMGSCRIBE_NUM_PARALLEL", "num_parallel", _whole(0), "1",
-            "requests served at once per model (0: the engine's choice)"),
+            "requests served at once per model (0: the engine's choice)",
+            why="The server keeps 1, Ollama's default, because each llama-server slot holds num_ctx tokens "
+                "of KV cache in memory for the whole time the model is loaded; `imgscribe describe` in "
+                "process opens as many slots as the memory allows by itself (issue 19)."),
     Setting("IMGSCRIBE_MAX_QUEUE", "max_queue", _whole(0), "512", "queued requests before `503 server busy`"),
     Setting("IMGSCRIBE_API_KEY", "api_key", _text, "",
             "a key every request must send (`Authorization: Bearer KEY`, or `x-api-key`); / and /health excepted"),
@@ -333,12 +337,50 @@ def _empty(row: Setting) -> Any:
     return () if row.parse in (_list, _folders) else ""
 
 
+#: this process's overrides (:func:`configure`), by field: what every ``settings()`` of the
+#: process environment applies
+_overrides: dict[str, Any] = {}
+
+
 def settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """The settings from ``env`` (default: this process's environment), with ``overrides`` (a
-    command's flags, by field name) over them. ConfigError names a variable with a bad value."""
+    """The settings from ``env`` (default: this process's environment, with :func:`configure`'s
+    overrides over it), with ``overrides`` (a command's flags, by field name) over them.
+    ConfigError names a variable with a bad value."""
+    process = env is None
     env = os.environ if env is None else env
     values = {row.field: _value(row, env) for row in TABLE}
-    return Settings(**{**values, **overrides})
+    return Settings(**{**values, **(_overrides if process else {}), **overrides})
+
+
+def configure(**overrides: Any) -> None:
+    """Overrides (a command's flags, by :class:`Settings` field) for this process: every
+    ``settings()`` of the environment (the schedulers, the engines) sees them. The CLI's
+    ``--force`` is ``configure(ignore_memory=True)``; None takes an override back (the
+    environment's value counts again). Nothing is written to the environment."""
+    unknown = set(overrides) - set(Settings.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"not settings: {', '.join(sorted(unknown))}")
+    for name, value in overrides.items():
+        if value is None:
+            _overrides.pop(name, None)
+        else:
+            _overrides[name] = value
+
+
+def process_settings() -> Settings:
+    """This process's settings: the environment's, with :func:`configure`'s overrides over them."""
+    return settings()
+
+
+def chosen(field: str) -> bool:
+    """Whether the user chose this setting: its variable is set (not empty), or a command's
+    override (:func:`configure`) is in force; False when it has its default."""
+    if field in _overrides:
+        return True
+    row = next((r for r in TABLE if r.field == field), None)
+    if row is None:
+        raise TypeError(f"not a setting: {field}")
+    return bool(os.environ.get(row.name, "").strip() or (row.also and os.environ.get(row.also, "").strip()))
 
 
 def help_table() -> str:
@@ -347,5 +389,6 @@ def help_table() -> str:
     lines = []
     for row in TABLE:
         default = row.default or "unset"
-        lines.append(f"  {row.name:<{width}}  {row.help} (default: {default}; {row.accepts})")
+        why = f" {row.why}" if row.why else ""
+        lines.append(f"  {row.name:<{width}}  {row.help} (default: {default}; {row.accepts}).{why}")
     return "\n".join(lines)

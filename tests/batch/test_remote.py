@@ -38,6 +38,7 @@ def test_ray_actors_get_recipes_not_the_environment(tmp_path, monkeypatch):
     scheduler of its own over the driver's models folder that keeps the model for the whole run."""
     import math
 
+    from imgscribe import config
     from imgscribe import scheduler as sched
     from imgscribe.batch.ray_runner import actor_recipes
     from imgscribe.client import LocalRecipe, RemoteClient, RemoteRecipe
@@ -50,7 +51,7 @@ def test_ray_actors_get_recipes_not_the_environment(tmp_path, monkeypatch):
     finally:
         scheduler.close()
     assert recipe == LocalRecipe(tmp_path, math.inf, scheduler.max_loaded, scheduler.num_parallel, 7, False)
-    monkeypatch.setattr(sched, "_overrides", {})
+    monkeypatch.setattr(config, "_overrides", {})
     sched.configure(ignore_memory=True)  # --force
     (recipe,) = actor_recipes([remote], servers=False)  # a server IMGSCRIBE_HOST found: the actors run in-process
     assert recipe.models_dir == sched.process_settings().models_dir and recipe.keep_alive == math.inf

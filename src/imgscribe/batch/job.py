@@ -24,7 +24,7 @@ from .manifest import Manifest
 from .prompts import Prompt, check, check_field
 from .ray_runner import actor_recipes, ray_pipeline
 from .records import Describer, Index, Spec, display_path
-from .runner import default_parallel, pipeline
+from .runner import chosen_slots, default_parallel, pipeline, slots_applied
 from .sources import Item, Missing, expand, printable
 from .writers import Writer, check_target, open_output, output_format
 from .writers.jsonl import JsonlStreamWriter, TextStreamWriter
@@ -54,7 +54,8 @@ class Job:
     xmp_description: str | None = None
     xmp_keywords: str | None = None
     overwrite: bool = False
-    parallel: int | None = None  # requests in flight (None: the model's slots + 1, or 4 for a server)
+    parallel: int | None = None  # requests in flight (None: the model's slots + 1, or 4 for a server);
+    # in process also the most slots the model opens, unless IMGSCRIBE_NUM_PARALLEL says (runner.chosen_slots)
     read_ahead: int = 4
     readers: int = 2
     hosts: list[str] = field(default_factory=list)
@@ -127,6 +128,7 @@ class Stats:
     failed: int = 0
     started: float = field(default_factory=time.perf_counter)
     walls: list[float] = field(default_factory=list)  # seconds per described image
+    at_once: int | None = None  # the model's slots, when describe chose them (in process)
 
     @property
     def elapsed(self) -> float:
@@ -142,6 +144,8 @@ class Stats:
         timing = f"in {elapsed:.1f}s: {rate:.2f} images/s"
         if self.walls:
             timing += f", p50 {statistics.median(self.walls):.2f}s per image"
+        if self.at_once:
+            timing += f", {self.at_once} at a time"
         return parts[0] + "; " + timing
 
 
@@ -292,8 +296,10 @@ def execute(
     ray: dict[str, Any] | None = None,
     on_record: Callable[[dict], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> tuple[Stats, Sink]:
-    """Run ``job`` with ``clients`` (in-process or servers) or, with ``ray`` options, on Ray."""
+    """Run ``job`` with ``clients`` (in-process or servers) or, with ``ray`` options, on Ray;
+    ``on_note`` gets a line to show the user (the slots describe chose)."""
     items = list(expand(job.sources, job.lists, job.stdin))
     if on_total:
         on_total(len(items))
@@ -306,7 +312,7 @@ def execute(
                 clip_parameters=clip)
     sink = Sink(job, spec, items, on_record)
     try:
-        _run(job, clients, spec, sink, items, ray)
+        _run(job, clients, spec, sink, items, ray, on_note)
     except BaseException as exc:
         with contextlib.suppress(Exception):  # (a full disk fails the outputs too: the first error is the one to show)
             sink.close()
@@ -329,22 +335,32 @@ def _write_error(exc: OSError, sink: Sink) -> ImgscribeError:
                           "free some space and run the same command again: it resumes")  # fmt: skip
 
 
-def _run(job: Job, clients: list[Client], spec: Spec, sink: Sink, items: list[Item], ray: dict[str, Any] | None) -> None:
+def _run(job: Job, clients: list[Client], spec: Spec, sink: Sink, items: list[Item], ray: dict[str, Any] | None,
+         on_note: Callable[[str], None] | None = None) -> None:  # fmt: skip
     """Describe every item into ``sink`` (which the caller closes)."""
     for item in items:
         if isinstance(item, Missing):
             sink.handle(Describer(spec).error_record(printable(item.source), item.reason))
     work = [i for i in items if not isinstance(i, Missing)]
-    if ray is not None:
-        recipes = actor_recipes(clients, servers=bool(job.hosts))
-        results = ray_pipeline(work, spec, sink.index, recipes, parallel=job.parallel, **ray)
-    else:
-        parallel = job.parallel or default_parallel(clients, job.model)
-        describer = Describer(spec, sink.index)
-        results = pipeline(work, describer, [c.chat for c in clients], parallel=parallel,
-                           read_ahead=job.read_ahead, readers=job.readers)  # fmt: skip
-    try:
-        for result in results:
-            sink.handle(result)
-    finally:
-        results.close()
+    with contextlib.ExitStack() as stack:
+        if ray is not None:
+            recipes = actor_recipes(clients, servers=bool(job.hosts))
+            results = ray_pipeline(work, spec, sink.index, recipes, parallel=job.parallel, **ray)
+        else:
+            choice = None if job.hosts else chosen_slots(clients, job.model, job.parallel)
+            if choice is not None:
+                stack.enter_context(slots_applied(clients[0], choice[0]))
+            parallel = job.parallel or default_parallel(clients, job.model)
+            if choice is not None:
+                slots = sink.stats.at_once = clients[0].slots(job.model) or 1  # loaded: default_parallel, or here
+                if on_note:
+                    on_note(f"describing {slots} image{'s' if slots != 1 else ''} at a time ({choice[1]}; "
+                            "IMGSCRIBE_NUM_PARALLEL or --parallel to change)")  # fmt: skip
+            describer = Describer(spec, sink.index)
+            results = pipeline(work, describer, [c.chat for c in clients], parallel=parallel,
+                               read_ahead=job.read_ahead, readers=job.readers)  # fmt: skip
+        try:
+            for result in results:
+                sink.handle(result)
+        finally:
+            results.close()

@@ -17,6 +17,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -138,6 +139,49 @@ def default_parallel(clients: list[Client], model: str) -> int:
     per server (a server does not tell its slots)."""
     slots = clients[0].slots(model)
     return 4 * len(clients) if slots is None else slots + 1
+
+
+def chosen_slots(clients: list[Client], model: str, asked: int | None) -> tuple[int, str] | None:
+    """The slots ``describe`` loads the model with in process when nothing chose them (neither
+    ``IMGSCRIBE_NUM_PARALLEL``, nor whoever made the scheduler, nor the model's engine setting
+    ``num_parallel``), and what they are, in words; None: as the settings say (a server, Ray, a
+    model loaded already). llama.cpp: as many as the engine offers (4), or ``--parallel N``, that
+    the memory allows (``engines/llamacpp/slots.py``); other engines: all of theirs (up to N)."""
+    from ..client import LocalClient
+    from ..config import PARALLEL_WHEN_UNSET, chosen
+
+    client = clients[0]
+    if len(clients) != 1 or not isinstance(client, LocalClient) or chosen("num_parallel"):
+        return None
+    scheduler = client.scheduler
+    if scheduler.num_parallel_chosen or scheduler.loaded_runner(model) is not None:
+        return None
+    manifest = client.manifest(model)
+    if manifest is None or manifest.engine_settings.get("num_parallel"):
+        return None
+    if manifest.engine != "llamacpp":
+        return asked or 0, "the model's slots"
+    from ..engines.llamacpp.slots import fit_slots
+
+    fit = fit_slots(manifest, asked or PARALLEL_WHEN_UNSET)
+    return fit.slots, "llama-server slots" + (f": {fit.reason()}" if fit.limited else "")
+
+
+@contextmanager
+def slots_applied(client: Client, slots: int) -> Iterator[None]:
+    """``slots`` for the models ``client``'s scheduler loads while the run lasts (the scheduler's,
+    and the process's ``num_parallel`` that the engines read); as before afterwards."""
+    from ..config import configure
+
+    scheduler = client.scheduler  # type: ignore[attr-defined]  # a LocalClient (chosen_slots)
+    before = scheduler.num_parallel
+    configure(num_parallel=slots)
+    scheduler.num_parallel = slots
+    try:
+        yield
+    finally:
+        configure(num_parallel=None)
+        scheduler.num_parallel = before
 
 
 def _join(threads: list[threading.Thread], timeout: float = 30.0) -> None:

@@ -63,7 +63,7 @@ def describe(
     xmp_description: str = typer.Option(None, "--xmp-description", help="Field for dc:description and EXIF ImageDescription.", rich_help_panel=_OUT),
     xmp_keywords: str = typer.Option(None, "--xmp-keywords", help="Field for dc:subject (a list, or text split on commas).", rich_help_panel=_OUT),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo images that the manifest says are done."),
-    parallel: int = typer.Option(None, "--parallel", "-j", min=1, help="Requests in flight (default: the model's slots + 1; 4 per server)."),
+    parallel: int = typer.Option(None, "--parallel", "-j", min=1, help="Requests in flight (default: the model's slots + 1; 4 per server). In process, the model also opens up to N slots, as many as the memory allows (default: 4 for llama.cpp); IMGSCRIBE_NUM_PARALLEL sets the slots instead."),
     read_ahead: int = typer.Option(4, "--read-ahead", min=1, help="Images decoded ahead of the model."),
     host: list[str] = typer.Option(None, "--host", help="Server to use (repeatable: requests are spread over them)."),
     local: bool = typer.Option(False, "--local", help="Run in this process even if a server answers."),
@@ -126,9 +126,13 @@ def describe(
         if progress and task is not None:
             progress.update(task, advance=1, description=str(record["path"]).rsplit("/", 1)[-1])
 
+    def on_note(line: str) -> None:
+        progress.console.print(line, markup=False, highlight=False) if progress else print(line, file=sys.stderr)
+
     try:
         with progress or nullcontext():
-            stats, sink = execute(job, clients, ray=ray_options, on_record=on_record, on_total=on_total)
+            stats, sink = execute(job, clients, ray=ray_options, on_record=on_record, on_total=on_total,
+                                  on_note=on_note)  # fmt: skip
     except KeyboardInterrupt:
         print("Stopped: the images finished so far are saved; run the same command again to resume.", file=sys.stderr)
         raise

@@ -17,7 +17,9 @@ overrides from :func:`configure`, such as the CLI's ``--force``; a knob given to
 - **Parallel slots.** A loaded model serves ``min(runner.parallel, IMGSCRIBE_NUM_PARALLEL)`` requests
   at once (``IMGSCRIBE_NUM_PARALLEL=0``: as many as the engine allows; the default 1 runs one at a
   time, as Ollama does; :func:`imgscribe.config.parallel_slots`). Further requests wait their turn,
-  first come first served per model.
+  first come first served per model. ``describe`` in process, when nothing chose them
+  (:attr:`Scheduler.num_parallel_chosen`), opens as many as the memory allows for its run
+  (``batch/runner.py`` ``chosen_slots``, issue 19).
 - **Memory.** A model whose estimate does not fit in the RAM available is refused before it loads
   (:func:`imgscribe.memory.check_manifest`), unless ``ignore_memory`` (``IMGSCRIBE_IGNORE_MEMORY``,
   the CLI's ``--force``).
@@ -36,9 +38,8 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from ..config import Settings, parallel_slots, settings
+from ..config import Settings, chosen, configure, parallel_slots, process_settings
 from ..engines import Runner, get_engine
 from ..engines.frames import for_runner, frame_count
 from ..errors import Busy, Cancelled, EngineFailed
@@ -54,7 +55,7 @@ from .entries import (
     check_capabilities,
 )
 
-__all__ = ["LoadedModel", "Scheduler", "check_capabilities", "configure", "default_scheduler"]
+__all__ = ["LoadedModel", "Scheduler", "check_capabilities", "configure", "default_scheduler", "process_settings"]
 
 log = logging.getLogger("imgscribe.scheduler")
 _POLL = 0.25  # how often a waiting request looks at its cancel event
@@ -78,6 +79,9 @@ class Scheduler:
         self.keep_alive = cfg.keep_alive if keep_alive is None else keep_alive
         self.max_loaded = cfg.max_loaded_models if max_loaded is None else max_loaded
         self.num_parallel = cfg.num_parallel if num_parallel is None else num_parallel
+        #: the slots were chosen (an argument here, IMGSCRIBE_NUM_PARALLEL, a process override):
+        #: ``describe`` leaves them as they are rather than opening as many as the memory allows
+        self.num_parallel_chosen = num_parallel is not None or chosen("num_parallel")
         self.max_queue = cfg.max_queue if max_queue is None else max_queue
         self.ignore_memory = cfg.ignore_memory
         self._memory_budget = memory_budget
@@ -401,27 +405,6 @@ def _dead(entry: _Model) -> bool:
 
 _default: Scheduler | None = None
 _default_lock = threading.Lock()
-_overrides: dict[str, Any] = {}
-
-
-def configure(**overrides: Any) -> None:
-    """Overrides (a command's flags, by :class:`~imgscribe.config.Settings` field) for every
-    scheduler this process makes without settings of its own: the CLI's ``--force`` is
-    ``configure(ignore_memory=True)``; None takes an override back (the environment's value
-    counts again). Nothing is written to the environment."""
-    unknown = set(overrides) - set(Settings.__dataclass_fields__)
-    if unknown:
-        raise TypeError(f"not settings: {', '.join(sorted(unknown))}")
-    for name, value in overrides.items():
-        if value is None:
-            _overrides.pop(name, None)
-        else:
-            _overrides[name] = value
-
-
-def process_settings() -> Settings:
-    """This process's settings: the environment's, with :func:`configure`'s overrides over them."""
-    return settings(**_overrides)
 
 
 def default_scheduler() -> Scheduler:
