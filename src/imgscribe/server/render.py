@@ -231,10 +231,6 @@ def modified_at(info: ModelInfo) -> str:
     return rfc3339(installed) or ""
 
 
-#: The builtin model is no language model: it reads a prompt of any length and answers in a few
-#: sentences. Clients size prompts by a context length (litellm's ``max_tokens``), so it reports
-#: Ollama's default ``num_ctx``.
-BUILTIN_CONTEXT = 4096
 #: ``expires_at`` for a model kept forever (``keep_alive: -1``): as Ollama, now plus Go's largest
 #: duration (about 292 years), never null, since typed clients expect a timestamp.
 FOREVER = timedelta(microseconds=(2**63 - 1) // 1000)
@@ -242,13 +238,13 @@ FOREVER = timedelta(microseconds=(2**63 - 1) // 1000)
 
 def context_length(info: ModelInfo) -> int:
     """The context the model was made for: the importer's (a GGUF's ``<arch>.context_length``, a
-    checkpoint's config), its ``model_info`` key, or the builtin model's; 0 when unknown."""
+    checkpoint's config) or its ``model_info`` key; 0 when unknown."""
     if info.context_length:
         return info.context_length
     for key, value in info.model_info.items():
         if key.endswith(".context_length") and isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
-    return BUILTIN_CONTEXT if info.engine == "builtin" else 0
+    return 0
 
 
 def details(info: ModelInfo) -> dict[str, Any]:

@@ -95,7 +95,9 @@ INFO = ModelInfo(
     is_vlm=False,
     summary=SUMMARY,
     description=DESCRIPTION,
-    context_length=0,
+    # It is no language model: it reads a prompt of any length and answers in a few sentences. Clients
+    # size prompts by a context length (litellm's max_tokens), so it says Ollama's default num_ctx.
+    context_length=4096,
     # The classifier sees 224 px, colours 256, OCR detection 1280; OCR recognition reads crops of
     # the decoded image, which from 3072 px on the long side read as well as at full size.
     max_image_side=3072,
