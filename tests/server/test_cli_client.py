@@ -145,6 +145,12 @@ def test_what_either_client_tells(server, scheduler, store):
     assert local.manifest("llava") == store.resolve("llava") and remote.manifest("llava") is None
     assert remote.slots("llava") is None and local.slots("llava") >= 1  # loads it
     assert [row["name"] for row in local.ps()] == ["llava:latest"]
+    from imgscribe.cli.server_cmds import until
+
+    [row] = local.ps()  # when it will be unloaded, as the server's ps says it
+    remote_row = next(r for r in remote.ps() if r["name"] == "llava:latest")
+    assert row["expires_at"] is not None and remote_row["expires_at"] is not None  # a timed keep_alive
+    assert until(row["expires_at"]) == until(remote_row["expires_at"])
     remote.stop("llava")
     remote.load("echo-test")
     assert {row["name"] for row in remote.ps()} == {"echo-test:latest"}

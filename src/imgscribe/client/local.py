@@ -47,10 +47,12 @@ class LocalClient:
         return self.store.list()
 
     def ps(self) -> list[dict[str, Any]]:
+        """As a server's ``/api/ps`` rows: ``expires_at`` in RFC 3339 (None: kept forever)."""
         return [
-            {"name": r.info.name, "size": r.memory, "expires_at": None, "processor": "CPU"}
-            for r in self.scheduler.loaded()
-        ]
+            {"name": r.info.name, "size": r.memory, "processor": "CPU",
+             "expires_at": r.expires_at.isoformat().replace("+00:00", "Z") if r.expires_at else None}
+            for r in self.scheduler.ps()
+        ]  # fmt: skip
 
     def stop(self, model: str) -> None:
         self.scheduler.unload(model)
