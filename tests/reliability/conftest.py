@@ -8,10 +8,14 @@ import base64
 import functools
 import json
 import os
+import socket
+import subprocess
+import sys
 import time
 import warnings
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -78,6 +82,42 @@ def echo_scheduler(echo_store) -> Iterator[Scheduler]:
 def live(echo_scheduler) -> Iterator[LiveServer]:
     with live_server(echo_scheduler) as server:
         yield server
+
+
+@contextmanager
+def serve_process(store_dir: Path, env: dict[str, str], log: Path, ready: str = "/api/version",
+                  **settings: str) -> Iterator[tuple[str, int]]:  # fmt: skip
+    """``imgscribe serve`` in a child process on a free loopback port, ``settings`` as its
+    ``IMGSCRIBE_*`` variables, its output to ``log`` (a pipe nobody reads would fill and stop it),
+    ready once ``ready`` answers 200 (``/health`` is open without an API key): (its URL, its pid)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    child_env = {**env, "IMGSCRIBE_HOST": f"127.0.0.1:{port}", "IMGSCRIBE_MODELS": str(store_dir),
+                 **{f"IMGSCRIBE_{k.upper()}": v for k, v in settings.items()}}  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "imgscribe", "serve"], env=child_env, stdout=out, stderr=out)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while not _answers(url + ready):
+                assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.1)
+            yield url, proc.pid
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 # -- requests that carry one image, per route ---------------------------------------------------------

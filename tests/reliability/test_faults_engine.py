@@ -26,8 +26,7 @@ from imgscribe.scheduler import Scheduler
 from imgscribe.store import Store
 from imgscribe.store.import_gguf import manifest_for_gguf
 
-from .conftest import error_message
-from .test_load import serve_process
+from .conftest import error_message, serve_process
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "engines"))
 from _llamacpp_support import (

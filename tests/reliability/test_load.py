@@ -11,13 +11,8 @@ import gc
 import json
 import socket
 import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
@@ -25,6 +20,8 @@ from server.conftest import add_echo, live_server, wait_for
 
 from imgscribe.scheduler import Scheduler
 from imgscribe.store import Store
+
+from .conftest import serve_process
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -79,39 +76,6 @@ async def burst(url: str) -> list[tuple[str, float]]:
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
         tasks = [one_client(client, i, stream=i % 2 == 1) for i in range(CLIENTS)]
         return await asyncio.wait_for(asyncio.gather(*tasks), timeout=90)
-
-
-@contextmanager
-def serve_process(store_dir: Path, env: dict[str, str], log: Path, **settings: str) -> Iterator[tuple[str, int]]:
-    """``imgscribe serve`` in a child process on a free loopback port, its output to ``log`` (a pipe
-    nobody reads would fill and stop it): (its URL, its pid)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    child_env = {**env, "IMGSCRIBE_HOST": f"127.0.0.1:{port}", "IMGSCRIBE_MODELS": str(store_dir),
-                 **{f"IMGSCRIBE_{k.upper()}": v for k, v in settings.items()}}  # fmt: skip
-    out = log.open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "imgscribe", "serve"], env=child_env, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/api/version", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        out.close()
 
 
 def test_hundreds_of_clients_against_a_small_queue(tmp_path, cli_env, record_property):

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -40,7 +39,7 @@ from imgscribe.store.import_remote import manifest_for_remote
 
 from server.conftest import noise_bytes
 
-from .conftest import add_echo, error_message, live_server
+from .conftest import add_echo, error_message, live_server, serve_process
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -555,39 +554,6 @@ class Remote(BaseHTTPRequestHandler):
         pass
 
 
-@contextmanager
-def serve_keyed(store_dir, env: dict[str, str], log, **settings_: str) -> Iterator[str]:
-    """``imgscribe serve`` in a child process (as test_load.serve_process, but ready when ``/health``,
-    open without the key, answers); its output to ``log``; its URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    child_env = {**env, "IMGSCRIBE_HOST": f"127.0.0.1:{port}", "IMGSCRIBE_MODELS": str(store_dir),
-                 **{f"IMGSCRIBE_{k.upper()}": v for k, v in settings_.items()}}  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "imgscribe", "serve"], env=child_env, stdout=out, stderr=out)
-        try:
-            url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
-            while not _answers(url + "/health"):
-                assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.1)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
 class Leaky:
     """Requests that carry images and secrets, including failing ones, and what must not be logged."""
 
@@ -674,7 +640,7 @@ def test_logs_hold_no_image_data_and_no_keys(tmp_path, cli_env, monkeypatch, cap
         store = leaky.store(tmp_path / "models")
         log = tmp_path / "serve.log"
         Remote.auth = []
-        with serve_keyed(store.root, cli_env, log, **leaky.settings) as url:
+        with serve_process(store.root, cli_env, log, ready="/health", **leaky.settings) as (url, _):
             leaky.send(url, tally)
         text = log.read_text(errors="replace")
         assert "DEBUG:     imgscribe.server: listening on" in text, text[-2000:]  # imgscribe's own debug records too
