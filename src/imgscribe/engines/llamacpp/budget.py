@@ -6,7 +6,8 @@ before llama-server sees it (issue 14).
   (``image_budget``: the option, the model's parameter, ``IMGSCRIBE_IMAGE_MAX_TOKENS``, the hardware
   default) is scaled down, aspect kept, to the largest size under it.
 - The text's tokens: the rendered prompt cut at the media markers, each piece tokenized on its own
-  with the BOS llama-server adds (``/tokenize`` ``add_special``), as ``mtmd_tokenize`` does.
+  with the BOS llama-server adds (``/tokenize`` ``add_special``), as ``mtmd_tokenize`` does; not
+  asked when a bound from the text's bytes already fits the context (issue 19: no round trip).
 - The slot's context is llama-server's own (``/props``: padded to 256 by llama.cpp). A prompt that
   does not fit is given a larger context up to the model's trained length when the KV cache of it
   fits the memory free now (``memory.kv_cache_bytes`` with the GGUF's layers and heads); otherwise
@@ -40,6 +41,8 @@ __all__ = ["Plan", "Budget", "kv_allows", "on_gpu", "raised_ctx"]
 
 _slot_ctx: weakref.WeakKeyDictionary[ServerProcess, int] = weakref.WeakKeyDictionary()
 _ROOM = 1024  # tokens left for the answer when the context is raised (unless num_predict says)
+_BYTE_BOUNDED = ("llama", "gpt2")  # tokenizers whose tokens are bounded by the bytes (Budget.text_bound)
+_SPECIAL_EXTRA = 4  # a piece's BOS, EOS and SPM dummy prefix, with room to spare
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Plan:
     images: list[Image]
     costs: list[ImageCost]
     text_tokens: int
+    exact: bool = True  # text_tokens counted by llama-server; False: an upper bound (it fits anyway)
 
     @property
     def image_tokens(self) -> int:
@@ -118,9 +122,11 @@ class Budget:
         return decode_side(counter, width, height, self.budget(option)) if counter is not None else 0
 
     def plan(self, process: ServerProcess, prompt: str, marker: str, images: list[Image],
-             option: int | None) -> Plan | None:  # fmt: skip
+             option: int | None, ctx: int | None = None) -> Plan | None:  # fmt: skip
         """Each image fitted to the budget, and the prompt's cost; None when the projector's counts
-        are unknown (the images go as they are, llama-server checks the context)."""
+        are unknown (the images go as they are, llama-server checks the context). ``ctx``: the
+        slot's context; when the text's upper bound (:meth:`text_bound`) with the images already fits
+        it, the text is not tokenized (``Plan.exact`` False: ``text_tokens`` is that bound)."""
         counter = self.counter(process)
         if counter is None:
             return None
@@ -133,8 +139,32 @@ class Budget:
             out.append(scaled_image(image, cost.size) if cost.size != image.pil.size else image)
             costs.append(cost)
         pieces = [piece for piece in prompt.split(marker) if piece] if marker else [prompt]
+        bound = self.text_bound(pieces)
+        if ctx is not None and bound is not None and bound + sum(c.tokens for c in costs) < ctx:
+            return Plan(out, costs, bound, exact=False)  # fits whatever the exact count: no round trip
         text = len(tokenize(process, ["", *pieces], add_special=True))  # "" first: the BOS alone, if any
         return Plan(out, costs, text)
+
+    def text_bound(self, pieces: list[str]) -> int | None:
+        """At most how many tokens ``pieces`` (with the BOS/EOS llama-server adds) can be, for the
+        tokenizers whose count cannot exceed it; None for the others (always tokenized).
+
+        llama.cpp's SPM (``llama``) and BPE (``gpt2``) tokenizers end at single bytes: a piece never
+        has more tokens than its UTF-8 bytes, except SPM's space, escaped to the 3-byte ``▁`` (and
+        one more for its dummy prefix), and BPE's bytes mapped to 1-2 byte characters: 3 tokens a
+        byte, 4 more a piece, bound both. Special tokens (``parse_special``) only lower the count."""
+        if self._tokenizer not in _BYTE_BOUNDED:
+            return None
+        return _SPECIAL_EXTRA + sum(3 * len(piece.encode()) + _SPECIAL_EXTRA for piece in pieces)
+
+    @functools.cached_property
+    def _tokenizer(self) -> str | None:
+        """The GGUF's ``tokenizer.ggml.model`` (``llama``: SPM, ``gpt2``: BPE...); None when unread."""
+        try:
+            value = _header(Path(self.manifest.files.get("model") or "")).metadata.get("tokenizer.ggml.model")
+        except Exception:  # noqa: BLE001 - unreadable here: llama-server counts, as before
+            return None
+        return value if isinstance(value, str) else None
 
 
 def tokenize(process: ServerProcess, pieces: list[str], *, add_special: bool) -> list[int]:

@@ -45,6 +45,7 @@ through to it as arguments, nor into its requests as extra fields.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -70,7 +71,7 @@ from .budget import Budget, Plan, kv_allows, raised_ctx, slot_ctx
 from .child import Child, child_for, share_key
 from .process import ServerProcess
 from .prompt import MEDIA_MARKER, go_template_prompt
-from .templates import for_llama_cpp
+from .templates import for_llama_cpp, rendered_prompts
 from .wire import cancelled, completion_body, completion_chunks, error_from
 
 __all__ = ["LlamaCppEngine", "LlamaCppRunner", "LlamaCppSettings", "server_args"]
@@ -213,7 +214,8 @@ class LlamaCppRunner:
         try:
             prompt = self._render(process, request, cancel)
             plan = self._budget.plan(process, prompt, self._marker(process), request.images,
-                                     request.options.image_max_tokens) if request.images else None  # fmt: skip
+                                     request.options.image_max_tokens, slot_ctx(process, self.ctx),
+                                     ) if request.images else None  # fmt: skip
             wanted = self._context_for(process, plan, options.num_predict)
         except BaseException:
             self._leave()
@@ -269,23 +271,39 @@ class LlamaCppRunner:
     def _render(self, process: ServerProcess, request: ChatRequest, cancel: threading.Event) -> str:
         """The prompt: by the model's Go template (Ollama's, ``prompt.py``), else by the GGUF's own chat
         template, with llama-server's media marker where each image goes (``/apply-template``; the
-        images themselves travel once, with the completion)."""
+        images themselves travel once, with the completion). A body this process rendered before is
+        not sent again (``templates.RenderedPrompts``)."""
         if request.raw or request.template or self.manifest.template:
             prompt = go_template_prompt(request, self.manifest, self._marker(process))
             assert prompt is not None
             return prompt
         history = request.with_history(self.manifest.messages)
         messages = openai.messages(history, self.manifest.system, image_url=lambda _img: _PLACEHOLDER)
+        body = json.dumps({"messages": messages}, ensure_ascii=False, separators=(",", ":"))  # as httpx's json=
+        rendered = rendered_prompts(process, lambda: self._chat_template(process))
+        if (prompt := rendered.get(body)) is not None:  # this process rendered this very body before (issue 19)
+            return prompt
         try:
             with DeadlineClient(60, cancel=cancel, timeout=60, trust_env=False) as client:
-                r = client.post(process.url + "/apply-template", json={"messages": messages}, headers=process.headers)
+                r = client.post(process.url + "/apply-template", content=body.encode(),
+                                headers={**process.headers, "Content-Type": "application/json"})  # fmt: skip
         except httpx.HTTPError as exc:
             if not _still_running(process):  # (a connection cut a moment before the exit is seen)
                 raise _crashed(self, process, "before it could answer") from None
             raise EngineFailed(f"llama-server for '{self.info.name}' did not render the prompt: {exc}") from None
         if r.status_code != 200:
             raise error_from(r.status_code, error_message(r.text, r.status_code))
-        return str(r.json().get("prompt", ""))
+        prompt = str(r.json().get("prompt", ""))
+        rendered.put(body, prompt)
+        return prompt
+
+    def _chat_template(self, process: ServerProcess) -> str | None:
+        """The chat template ``process`` runs (its ``/props``); None when it does not say."""
+        try:
+            template = get_json(process.url + "/props", process.headers).get("chat_template")
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        return template if isinstance(template, str) else None
 
     # -- the child ---------------------------------------------------------------------------------
 
