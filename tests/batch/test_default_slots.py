@@ -223,3 +223,19 @@ def test_the_cli_says_its_choice_once(tiny_gguf, tmp_path, imgscribe_cmd, cli_en
                             capture_output=True, text=True, env=cli_env, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "at a time" not in result.stderr  # the setting decided: nothing to say
+
+
+def test_the_slots_fit_the_memory_unless_the_check_is_off(tiny_gguf, monkeypatch):
+    from imgscribe.engines.llamacpp.slots import fit_slots
+    from imgscribe.memory import estimate_manifest
+
+    store, name = gguf_store(tiny_gguf)
+    manifest = store.resolve(name)
+    just_the_model = _available_for(estimate_manifest(manifest).total)
+    assert fit_slots(manifest, available=just_the_model).slots == 1  # no room for a second slot's KV cache
+    assert fit_slots(manifest, available=64 << 30).slots == 4 and not fit_slots(manifest, available=64 << 30).limited
+    assert fit_slots(manifest, 6, available=64 << 30).slots == 6  # --parallel 6: up to 6
+    unknown = fit_slots(manifest, available=0)
+    assert unknown.slots == 1 and unknown.reason() == "the memory free is unknown"
+    config.configure(ignore_memory=True)  # --force: all of them, whatever the memory
+    assert fit_slots(manifest, available=just_the_model).slots == 4
