@@ -30,6 +30,7 @@ import os
 import statistics
 import tempfile
 import time
+import timeit
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from PIL import Image as PILImage
 
 from _serve import start_server
 
+from imgscribe.config import settings
 from imgscribe.images import intake
 from imgscribe.scheduler import Scheduler
 from imgscribe.store import Store
@@ -169,6 +171,30 @@ async def httpx_http(url: str, body: dict | None, path: str, clients: int, secon
         return [t for ts in await asyncio.gather(*(worker() for _ in range(clients))) for t in ts]
 
 
+def pieces(data: bytes, generate: dict) -> list[list[str]]:
+    """The request path's own pieces, timed in this process in CPU time (best of 5: steady on a busy
+    machine, where they are below the noise of the figures above): the body's parse, the Host check,
+    reading the image (header, budget, decode; with a loaded engine's image side it is asked per image)."""
+    from imgscribe.server.hosts import allowed_host
+    from imgscribe.server.inputs import ImageReader
+    from imgscribe.server.wire import GenerateBody
+
+    reader, raw = ImageReader(settings()), json.dumps(generate).encode()
+    groups = [ImageReader.labelled(generate["images"], "images")]
+
+    def read(side) -> None:
+        reader.read_request(groups, None, side, media=True)[1].release()
+
+    def best(fn) -> str:
+        return f"{min(timeit.repeat(fn, timer=time.process_time, number=200, repeat=5)) / 200 * 1e6:.1f}"
+
+    return [["the request path's pieces", "CPU us"], ["GenerateBody.parse (the body's JSON, checked)", best(lambda: GenerateBody.parse(raw))],
+            ["Host check", best(lambda: allowed_host("127.0.0.1"))],
+            ["ImageReader.read_request, 1 PNG (media=True)", best(lambda: read(0))],
+            ["the same, the engine's image side asked", best(lambda: read(lambda w, h: 512))],
+            ["images.intake alone (what in-process pays)", best(lambda: intake(data))]]  # fmt: skip
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3f}"
 
@@ -225,6 +251,7 @@ def main() -> None:
                     rows.append([named(label, kind), ms(p50), ms(percentile(lat, 99)), ms(p50 - base50),
                                  f"{p50 / base50:.1f}x", f"{ms(cpu)} ms"])  # fmt: skip
             table(rows)
+            table(pieces(data, generate))
 
             # A long answer, streamed to a client that reads as fast as it can: tokens/s.
             long_request = ChatRequest(LONG, [Message("user", PROMPT)])
