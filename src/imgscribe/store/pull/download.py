@@ -42,7 +42,7 @@ from ...errors import Cancelled
 from ..blobs import BlobStore, sha256_file, write_atomic
 from .errors import DigestMismatch, DiskError
 from .http import _host, _Retry, _skip, check_response, new_client, transport_error
-from .progress import Item, _Progress
+from .progress import Item, _Progress, human_bytes
 
 try:  # POSIX: a lock that also holds between processes
     import fcntl
@@ -223,8 +223,8 @@ class Downloader:
             return  # cannot tell: the writes will say
         if needed > free:
             raise DiskError(
-                f"not enough space for this pull in {self.blobs.dir}: it needs {_human(needed)} more and "
-                f"{_human(free)} is free; free some space (or point IMGSCRIBE_MODELS at a bigger disk) and pull again"
+                f"not enough space for this pull in {self.blobs.dir}: it needs {human_bytes(needed)} more and "
+                f"{human_bytes(free)} is free; free some space (or point IMGSCRIBE_MODELS at a bigger disk) and pull again"
             )
 
     # -- one file -------------------------------------------------------------------------------
@@ -234,10 +234,10 @@ class Downloader:
             self._fetch_item(item, progress, parts, cancel)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                done, of = progress.completed.get(item.key, 0), f" of {_human(item.size)}" if item.size else ""
+                done, of = progress.completed.get(item.key, 0), f" of {human_bytes(item.size)}" if item.size else ""
                 raise DiskError(
                     f"no space left on device while downloading {item.what} to {self.blobs.dir}: "
-                    f"{_human(done)}{of} written; free some space and run the pull again: it resumes"
+                    f"{human_bytes(done)}{of} written; free some space and run the pull again: it resumes"
                 ) from None
             raise DiskError(
                 f"cannot write {item.what} into {self.blobs.dir}: {exc.strerror or exc}; "
@@ -421,10 +421,6 @@ class Downloader:
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
-
-
-def _human(n: int) -> str:
-    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
 
 
 def _write_all(f, data: bytes) -> None:

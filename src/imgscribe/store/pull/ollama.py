@@ -56,7 +56,7 @@ from .inspect import (
     llava_alternative,
     remote_header,
 )
-from .progress import Item
+from .progress import Item, human_bytes
 
 log = logging.getLogger("imgscribe.store")
 
@@ -270,12 +270,9 @@ def pull(
 
 
 def _disk_use(store, layers: list[dict[str, Any]], translated: dict[str, str], outputs: dict[str, str]) -> str:
-    def human_size(n: int) -> str:
-        return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
-
     published = sum(int(layer.get("size", 0)) for layer in layers if str(layer["digest"]) in translated.values())
     written = sum(store.blobs.size(digest) for digest in outputs.values())
-    return (f"translated files: {human_size(written)} on disk; the published blob ({human_size(published)}) "
+    return (f"translated files: {human_bytes(written)} on disk; the published blob ({human_bytes(published)}) "
             "is removed once the manifest is written")
 
 

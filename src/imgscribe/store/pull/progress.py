@@ -8,7 +8,13 @@ from typing import Any
 
 from ..blobs import check_digest
 
-__all__ = ["Item"]
+__all__ = ["Item", "human_bytes"]
+
+
+def human_bytes(n: int) -> str:
+    """A size in a pull's messages: "4.2 GB", "1.9 MB", "12.0 KB", "512 bytes"."""
+    unit, scale = next(((u, k) for u, k in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)) if n >= k), ("bytes", 0))
+    return f"{n / scale:.1f} {unit}" if scale else f"{n} bytes"
 
 
 @dataclass
