@@ -32,8 +32,10 @@ Manifest ``engine_settings`` (:class:`LlamaCppSettings`, all optional; written b
 never by a request):
 
 ``num_parallel``      llama-server slots (``--parallel``), so that concurrent requests are decoded together
-                      in one batch; default ``IMGSCRIBE_NUM_PARALLEL`` (1, as Ollama; 0 means 4). Each
-                      slot has ``num_ctx`` tokens of context, so memory grows with it (as Ollama's).
+                      in one batch; default ``IMGSCRIBE_NUM_PARALLEL`` (1, as Ollama; 0 means 4), except
+                      that ``describe`` in process opens as many as the memory allows when nothing
+                      says (``slots.py``). Each slot has ``num_ctx`` tokens of context, so memory grows
+                      with it (as Ollama's).
 ``chat_template``     a Jinja chat template to use instead of the GGUF's
 ``load_timeout``      seconds to wait for the server to be ready; default 600
 ``ignore_eos``        keep generating past the end-of-sequence token (tests and benchmarks: a fixed length)
