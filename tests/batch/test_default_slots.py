@@ -170,12 +170,12 @@ def _available_for(budget: int) -> int:
 
 
 def test_memory_for_two_slots_opens_two_and_says_why(tiny_gguf, tmp_path, monkeypatch):
-    from imgscribe.engines.llamacpp.budget import _kv_bytes
+    from imgscribe.engines.llamacpp.budget import kv_bytes
     from imgscribe.memory import estimate_manifest
 
     store, name = gguf_store(tiny_gguf)
     manifest = store.resolve(name)
-    per_slot = _kv_bytes(tiny_gguf[0], 2048) - _kv_bytes(tiny_gguf[0], 1024)
+    per_slot = kv_bytes(tiny_gguf[0], 2048) - kv_bytes(tiny_gguf[0], 1024)
     available = _available_for(estimate_manifest(manifest).total + per_slot * 3 // 2)  # room for 1.5 slots more
     monkeypatch.setattr(hardware, "probe_ram", lambda *a, **k: (available, available, []))
     scheduler = Scheduler(store)

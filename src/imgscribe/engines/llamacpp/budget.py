@@ -204,7 +204,7 @@ def raised_ctx(total: int, num_predict: int | None, trained: int) -> int | None:
     return min(trained, -(-want // 1024) * 1024)
 
 
-def _kv_bytes(model: Path, ctx: int) -> int:
+def kv_bytes(model: Path, ctx: int) -> int:
     head = _header(model)
     a, md = head.architecture, head.metadata
 
@@ -233,7 +233,7 @@ def kv_allows(manifest: ModelManifest, old_ctx: int, new_ctx: int, parallel: int
     if settings().ignore_memory:
         return True
     model = Path(manifest.files.get("model") or "")
-    extra = _kv_bytes(model, new_ctx * parallel) - _kv_bytes(model, old_ctx * parallel)
+    extra = kv_bytes(model, new_ctx * parallel) - kv_bytes(model, old_ctx * parallel)
     if extra <= 0:
         return True
     if on_gpu(manifest):

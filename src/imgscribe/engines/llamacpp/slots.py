@@ -17,7 +17,7 @@ from ... import hardware
 from ...config import PARALLEL_WHEN_UNSET, settings
 from ...memory import estimate_manifest, gb, ram_budget
 from ...types import ModelManifest
-from .budget import _kv_bytes
+from .budget import kv_bytes
 from .runner import DEFAULT_CTX, _int_option
 
 __all__ = ["SlotFit", "fit_slots"]
@@ -57,8 +57,8 @@ def fit_slots(manifest: ModelManifest, offered: int = PARALLEL_WHEN_UNSET, avail
     if not model.is_file():
         return SlotFit(1, offered)  # the load says what is missing
     ctx = _int_option(manifest, "num_ctx") or DEFAULT_CTX
-    one = _kv_bytes(model, ctx)
-    per_slot = _kv_bytes(model, 2 * ctx) - one
+    one = kv_bytes(model, ctx)
+    per_slot = kv_bytes(model, 2 * ctx) - one
     if available is None:
         available = hardware.probe_ram()[1]
     if not available:
@@ -67,7 +67,7 @@ def fit_slots(manifest: ModelManifest, offered: int = PARALLEL_WHEN_UNSET, avail
     room = ram_budget(available) - (estimate.total if estimate is not None else 0)
     slots = 1
     for n in range(2, offered + 1):
-        if _kv_bytes(model, n * ctx) - one > room:
+        if kv_bytes(model, n * ctx) - one > room:
             break
         slots = n
     return SlotFit(slots, offered, per_slot, room)
