@@ -77,11 +77,18 @@ def store(tmp_path, gguf) -> Store:
 
 
 @pytest.fixture
-def scheduler(store) -> Iterator[Scheduler]:
+def own_children():
+    """The llama-servers this test started (other tests' stay alive in a full run)."""
+    others = set(live_children())
+    return lambda: set(live_children()) - others
+
+
+@pytest.fixture
+def scheduler(store, own_children) -> Iterator[Scheduler]:
     scheduler = Scheduler(store, num_parallel=0)
     yield scheduler
     scheduler.close()
-    assert wait_for(lambda: not live_children(), 10), live_children()
+    assert wait_for(lambda: not own_children(), 10), own_children()
 
 
 def body(route: str, model: str, stream: bool, **options) -> dict:
@@ -220,7 +227,7 @@ def test_cli_run_child_killed(store, tally, record_property):
 # -- 2. a model file deleted or truncated while loaded ----------------------------------------------------
 
 
-def test_blob_deleted_while_loaded(store, scheduler, tally, capsys):
+def test_blob_deleted_while_loaded(store, scheduler, own_children, tally, capsys):
     """Delete the model's blob while its llama-server has it open: requests keep being answered (the
     child keeps its mapping of the file); ``list`` still lists the model, with a warning under the
     table that it is incomplete, and ``show`` says so (an ``Error:`` line, exit 1); once it is unloaded (``stop``), the next request gets a
@@ -246,7 +253,7 @@ def test_blob_deleted_while_loaded(store, scheduler, tally, capsys):
         assert shown.startswith(f"Error: model '{VICTIM}:latest' is incomplete") and "Traceback" not in shown, shown
         tally.add("show: says incomplete")
         scheduler.unload(VICTIM)
-        assert wait_for(lambda: not live_children(), 10)
+        assert wait_for(lambda: not own_children(), 10)
         r = httpx.post(live.url + "/api/generate", json=body("/api/generate", VICTIM, False), timeout=30)
         message = error_message("/api/generate", r)
         assert r.status_code == 500 and f"'{VICTIM}:latest' is incomplete" in message, r.text
@@ -256,7 +263,7 @@ def test_blob_deleted_while_loaded(store, scheduler, tally, capsys):
 
 
 @pytest.mark.parametrize("role", ["model", "projector"])
-def test_blob_truncated_while_loaded(role, store, scheduler, tally, record_property):
+def test_blob_truncated_while_loaded(role, store, scheduler, own_children, tally, record_property):
     """Truncate the model's (or projector's) blob to half while it is loaded, then ask: for the
     model, llama-server touches the missing pages and dies (SIGBUS) and the request gets a clear
     error saying the file was truncated, and the runner is dropped; the projector was read whole at
@@ -279,12 +286,12 @@ def test_blob_truncated_while_loaded(role, store, scheduler, tally, record_prope
         if role == "model":
             assert r.status_code == 500, "a truncated model went on answering"
         scheduler.unload(VICTIM)
-        assert wait_for(lambda: not live_children(), 10)
+        assert wait_for(lambda: not own_children(), 10)
         r = httpx.post(live.url + "/api/chat", json=body("/api/chat", VICTIM, False), timeout=30)
         message = error_message("/api/chat", r)
         assert r.status_code == 500 and f"'{VICTIM}:latest' is damaged: its {role} file" in message, r.text
         assert "manifest records" in message and "pull or create it again" in message, message
-        assert not live_children(), "a llama-server was started on a truncated file"
+        assert not own_children(), "a llama-server was started on a truncated file"
         tally.add(f"{role} truncated: next load refused before llama-server")
 
 
