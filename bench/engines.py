@@ -17,7 +17,8 @@ Measured on this machine, on the same photo, in this run:
   weight once, so tokens/s <= bandwidth / weight bytes.
 
 llamacpp runs ``llama-server`` (``scripts/build-llama-server.sh``) with ``-t THREADS``; transformers
-runs float32 (this CPU has no bf16 arithmetic) with ``torch.set_num_threads(THREADS)``.
+runs float32 (the engine's CPU default: on this AMD EPYC, avx512_bf16, torch 2.14's bf16
+matrix-vector products ran slower than f32's) with ``torch.set_num_threads(THREADS)``.
 
 ``--quick`` builds the same way a tiny model (Qwen2-VL's layout, 2 layers of 256, a 4-block ViT) in a
 temporary folder, with a 256 MiB bandwidth probe and 8 tokens: seconds, not minutes, every step of
