@@ -237,7 +237,7 @@ TABLE: tuple[Setting, ...] = (
             "requests served at once per model (0: the engine's choice)",
             why="The server keeps 1, Ollama's default, because each llama-server slot holds num_ctx tokens "
                 "of KV cache in memory for the whole time the model is loaded; `imgscribe describe` in "
-                "process opens as many slots as the memory allows by itself (issue 19)."),
+                "process opens as many slots as the memory allows by itself."),
     Setting("IMGSCRIBE_MAX_QUEUE", "max_queue", _whole(0), "512", "queued requests before `503 server busy`"),
     Setting("IMGSCRIBE_API_KEY", "api_key", _text, "",
             "a key every request must send (`Authorization: Bearer KEY`, or `x-api-key`); / and /health excepted"),

@@ -145,8 +145,9 @@ def chosen_slots(clients: list[Client], model: str, asked: int | None) -> tuple[
     """The slots ``describe`` loads the model with in process when nothing chose them (neither
     ``IMGSCRIBE_NUM_PARALLEL``, nor whoever made the scheduler, nor the model's engine setting
     ``num_parallel``), and what they are, in words; None: as the settings say (a server, Ray, a
-    model loaded already). llama.cpp: as many as the engine offers (4), or ``--parallel N``, that
-    the memory allows (``engines/llamacpp/slots.py``); other engines: all of theirs (up to N)."""
+    model loaded already). An engine whose slots cost memory (llama.cpp): as many as it offers (4),
+    or ``--parallel N``, that the memory allows (its ``fit_slots``); other engines: all of theirs
+    (up to N)."""
     from ..client import LocalClient
     from ..config import PARALLEL_WHEN_UNSET, chosen
 
@@ -159,12 +160,13 @@ def chosen_slots(clients: list[Client], model: str, asked: int | None) -> tuple[
     manifest = client.manifest(model)
     if manifest is None or manifest.engine_settings.get("num_parallel"):
         return None
-    if manifest.engine != "llamacpp":
-        return asked or 0, "the model's slots"
-    from ..engines.llamacpp.slots import fit_slots
+    from ..engines import get_engine
 
-    fit = fit_slots(manifest, asked or PARALLEL_WHEN_UNSET)
-    return fit.slots, "llama-server slots" + (f": {fit.reason()}" if fit.limited else "")
+    engine = get_engine(manifest.engine)
+    if not hasattr(engine, "fit_slots"):  # slots that cost no memory of their own
+        return asked or 0, "the model's slots"
+    fit = engine.fit_slots(manifest, asked or PARALLEL_WHEN_UNSET)
+    return fit.slots, engine.slot_name + (f": {fit.reason()}" if fit.limited else "")
 
 
 @contextmanager

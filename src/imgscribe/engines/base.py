@@ -72,3 +72,7 @@ class Engine(Protocol):
     settings: type[EngineSettings]
 
     def load(self, manifest: ModelManifest) -> Runner: ...
+
+    # Optional, for an engine whose slots cost memory (llama.cpp's KV cache): ``fit_slots(manifest,
+    # offered)``, an object with ``slots``, ``limited`` and ``reason()``: how many of ``offered`` fit
+    # now; and ``slot_name``, what they are called ("llama-server slots").

@@ -71,8 +71,10 @@ from ..schema import compile_json_schema
 from .binary import server_binary
 from .budget import Budget, Plan, kv_allows, raised_ctx, slot_ctx
 from .child import Child, child_for, share_key
+from .options import DEFAULT_CTX, int_option
 from .process import ServerProcess
 from .prompt import MEDIA_MARKER, go_template_prompt
+from .slots import fit_slots
 from .templates import for_llama_cpp, rendered_prompts
 from .wire import cancelled, completion_body, completion_chunks, error_from
 
@@ -80,9 +82,6 @@ __all__ = ["LlamaCppEngine", "LlamaCppRunner", "LlamaCppSettings", "server_args"
 
 log = logging.getLogger("imgscribe.llamacpp")
 _PLACEHOLDER = "data:image/png;base64,AAAA"  # /apply-template only places the marker: no pixels needed
-DEFAULT_CTX = 4096
-
-
 class LlamaCppSettings(EngineSettings):
     """The llamacpp engine's settings (``manifest.engine_settings``); see the module's docstring."""
 
@@ -93,16 +92,6 @@ class LlamaCppSettings(EngineSettings):
     load_timeout: float | None = Field(None, gt=0)  # seconds; default 600
     ignore_eos: bool = False
     cache_prompt: bool = True  # reuse a slot's cached prompt prefix (benchmarks turn it off)
-
-
-def _int_option(manifest: ModelManifest, name: str) -> int | None:
-    """A model parameter that goes on llama-server's command line: an integer, or None when unset."""
-    value = manifest.parameters.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-        raise EngineFailed(f"model '{manifest.name}': parameter {name!r} must be an integer, got {value!r}")
-    return int(value)
 
 
 def _safe(name: str) -> str:
@@ -119,7 +108,7 @@ def server_args(manifest: ModelManifest, parallel: int, log_dir: Path, ctx: int 
         raise EngineFailed(f"model '{manifest.name}' has no GGUF file in its manifest (files.model)")
     if not Path(model).is_file():
         raise EngineFailed(f"model '{manifest.name}': GGUF file {model} is missing")
-    ctx = ctx or _int_option(manifest, "num_ctx") or DEFAULT_CTX
+    ctx = ctx or int_option(manifest, "num_ctx") or DEFAULT_CTX
     args = ["-m", str(model), "-c", str(ctx * parallel), "-np", str(parallel), "--jinja", "--metrics",
             "--no-webui", "--alias", manifest.name]  # fmt: skip
     projector = manifest.files.get("projector")
@@ -127,13 +116,13 @@ def server_args(manifest: ModelManifest, parallel: int, log_dir: Path, ctx: int 
         if not Path(projector).is_file():
             raise EngineFailed(f"model '{manifest.name}': projector file {projector} is missing")
         args += ["--mmproj", str(projector)]
-    threads, gpu_layers = _int_option(manifest, "num_thread"), _int_option(manifest, "num_gpu")
+    threads, gpu_layers = int_option(manifest, "num_thread"), int_option(manifest, "num_gpu")
     if threads:
         args += ["-t", str(threads)]
     if gpu_layers is not None:
         args += ["-ngl", str(gpu_layers)]
     for name, flag in (("image_min_tokens", "--image-min-tokens"), ("image_max_tokens", "--image-max-tokens")):
-        if value := _int_option(manifest, name):
+        if value := int_option(manifest, name):
             args += [flag, str(value)]
     template = s.chat_template or None
     if template is None:  # the GGUF's own, unless llama.cpp's Jinja would refuse it (see templates.py)
@@ -162,7 +151,7 @@ class LlamaCppRunner:
         self.vision = bool(manifest.files.get("projector"))
         self.log_dir = settings().models_dir / "logs"
         self.binary = binary or server_binary()
-        ctx = _int_option(manifest, "num_ctx") or DEFAULT_CTX  # per slot, as llama-server runs now
+        ctx = int_option(manifest, "num_ctx") or DEFAULT_CTX  # per slot, as llama-server runs now
         self._budget = Budget(manifest)
         self._files_size = sum(Path(f).stat().st_size for f in manifest.files.values() if f and Path(f).is_file())
         self._closed = False
@@ -425,6 +414,11 @@ def _crashed(runner: LlamaCppRunner, p: ServerProcess, during: str) -> EngineFai
 class LlamaCppEngine:
     name = "llamacpp"
     settings = LlamaCppSettings
+    slot_name = "llama-server slots"  # what describe says it opens
 
     def load(self, manifest: ModelManifest) -> LlamaCppRunner:
         return LlamaCppRunner(manifest)
+
+    def fit_slots(self, manifest: ModelManifest, offered: int):
+        """How many slots of ``offered`` the memory holds now (``slots.py``)."""
+        return fit_slots(manifest, offered)

@@ -18,7 +18,7 @@ from ...config import PARALLEL_WHEN_UNSET, settings
 from ...memory import estimate_manifest, gb, ram_budget
 from ...types import ModelManifest
 from .budget import kv_bytes
-from .runner import DEFAULT_CTX, _int_option
+from .options import DEFAULT_CTX, int_option
 
 __all__ = ["SlotFit", "fit_slots"]
 
@@ -56,7 +56,7 @@ def fit_slots(manifest: ModelManifest, offered: int = PARALLEL_WHEN_UNSET, avail
     model = Path(manifest.files.get("model") or "")
     if not model.is_file():
         return SlotFit(1, offered)  # the load says what is missing
-    ctx = _int_option(manifest, "num_ctx") or DEFAULT_CTX
+    ctx = int_option(manifest, "num_ctx") or DEFAULT_CTX
     one = kv_bytes(model, ctx)
     per_slot = kv_bytes(model, 2 * ctx) - one
     if available is None:
