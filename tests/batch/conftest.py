@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +49,27 @@ def images(tmp_path) -> Path:
     save_image(folder / "img4.png", 4)
     (folder / "broken.jpg").write_text("this is not a picture")
     return folder
+
+
+def lines(path: Path) -> int:
+    """Lines written to ``path`` so far (0 before it exists)."""
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def run_and_kill(args: list[str], env: dict[str, str], out: Path, threshold: int, soon: float = 0.3) -> bool:
+    """Start ``args`` (a describe run writing ``out``) and SIGKILL it once ``out`` holds ``threshold``
+    lines (0: ``soon`` seconds after it starts); whether it was killed (False: it ended first)."""
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started = time.monotonic()
+    while proc.poll() is None and time.monotonic() < started + 60:
+        if (threshold == 0 and time.monotonic() > started + soon) or (threshold and lines(out) >= threshold):
+            break
+        time.sleep(0.002)
+    killed = proc.poll() is None
+    if killed:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return killed

@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
 import subprocess
-import time
 
 import pytest
 
-from .conftest import make_echo, save_image
+from .conftest import make_echo, run_and_kill, save_image
 
 N = 40
-
-
-def _lines(path) -> int:
-    try:
-        return path.read_bytes().count(b"\n")
-    except FileNotFoundError:
-        return 0
 
 
 @pytest.mark.timeout(300)
@@ -35,16 +25,7 @@ def test_sigkill_at_any_moment_then_rerun(imgscribe_cmd, cli_env, tmp_path):
     env = dict(cli_env, IMGSCRIBE_NUM_PARALLEL="0")
     kills = 0
     for threshold in (0, 3, 12, 25):  # 0: kill as soon as it has started
-        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline:
-            if (threshold == 0 and time.monotonic() > deadline - 59.5) or (threshold and _lines(out) >= threshold):
-                break
-            time.sleep(0.005)
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait()
+        kills += run_and_kill(args, env, out, threshold, soon=0.5)
     assert kills >= 3  # the run was really cut short (it takes several seconds)
     final = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
     assert final.returncode == 0, final.stderr

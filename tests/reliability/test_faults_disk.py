@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from batch.conftest import make_echo, save_image  # tests/ is on sys.path (pytest's rootdir)
+from batch.conftest import make_echo, run_and_kill, save_image  # tests/ is on sys.path (pytest's rootdir)
 from server.conftest import live_server
 from store.fake_remotes import FakeHub, FakeRegistry, gguf, tiny_model_gguf, tiny_projector_gguf
 
@@ -308,10 +308,6 @@ def vision_gguf_with_weights(arch: str = "gemma3") -> bytes:
     return gguf(meta, 1000, 5, tensors)  # fmt: skip
 
 
-def _lines(path: Path) -> int:
-    return path.read_bytes().count(b"\n") if path.exists() else 0
-
-
 def _records(path: Path) -> list[dict]:
     data = path.read_bytes()
     assert not data or data.endswith(b"\n"), "a half line at the end"
@@ -421,16 +417,7 @@ def test_a_batch_killed_at_random_moments_with_parallel_slots_then_rerun(tmp_pat
     thresholds = [0, *sorted(rng.sample(range(2, n - 2), 4))]  # records in the output; 0: as soon as it starts
     kills = 0
     for round_, threshold in enumerate(thresholds):
-        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        started = time.monotonic()
-        while proc.poll() is None and time.monotonic() < started + 60:
-            if (threshold == 0 and time.monotonic() > started + 0.3) or (threshold and _lines(out) >= threshold):
-                break
-            time.sleep(0.002)
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait()
+        kills += run_and_kill(args, env, out, threshold)
         if round_ == 2 and out.exists():
             with open(out, "ab") as f:  # a record cut in the middle
                 f.write(b'{"id": "torn", "path": "' + str(photos / "00.jpg").encode() + b'", "respo')
