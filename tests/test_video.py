@@ -35,10 +35,11 @@ from imgscribe.types import (
 )
 
 
-def add_echo(store: Store, name: str, capabilities: tuple[str, ...] = ("completion", "vision")) -> None:
-    """An echo model (as tests/server/conftest.py's): it answers with the prompt and the images it got."""
+def add_echo(store: Store, name: str, capabilities: tuple[str, ...] = ("completion", "vision"), **parameters) -> None:
+    """An echo model (as tests/server/conftest.py's): it answers with the prompt and the images it got;
+    ``parameters`` as a Modelfile's PARAMETER lines."""
     info = ModelInfo(name=name, engine="echo", family="echo", capabilities=list(capabilities), context_length=4096)
-    store.create(name, ModelManifest(name=name, engine="echo", info=info))
+    store.create(name, ModelManifest(name=name, engine="echo", info=info, parameters=parameters))
 
 
 def encode_clip(pictures, fps: float = 5, fmt: str = "mp4", codec: str = "mpeg4", rotation: int = 0,

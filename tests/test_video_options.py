@@ -22,17 +22,11 @@ from imgscribe.scheduler import Scheduler
 from imgscribe.server import create_app
 from imgscribe.server.inputs import ImageReader
 from imgscribe.store import Store
-from imgscribe.types import ModelInfo, ModelManifest
 
-from test_video import moving_clip, scene_clip
+from test_video import add_echo, moving_clip, scene_clip
 
 UNIFORM = "frame at 0:01.4, frame at 0:04.0, frame at 0:06.7"  # scene_clip() at 1536 tokens: 3 frames
 SCENES = "frame at 0:00.5, frame at 0:02.3, frame at 0:03.2"  # at its cuts: dark, red, white
-
-
-def add_echo(store: Store, name: str, **parameters) -> None:
-    info = ModelInfo(name=name, engine="echo", family="echo", capabilities=["completion", "vision"], context_length=4096)
-    store.create(name, ModelManifest(name=name, engine="echo", info=info, parameters=parameters))
 
 
 @pytest.fixture
