@@ -90,6 +90,7 @@ class Scheduler:
         self._queues: dict[str, deque[threading.Condition]] = {}  # waiting requests, per model
         self._waiting = 0
         self._reaper_wake = threading.Condition(self._lock)
+        self._reaper_until = math.inf  # when the waiting reaper looks next (monotonic; inf: when woken)
         self._reaper: threading.Thread | None = None
         self._closed = False
 
@@ -376,7 +377,8 @@ class Scheduler:
 
     def _set_expiry(self, entry: _Model) -> None:
         entry.expires = None if math.isinf(entry.keep_alive) else time.monotonic() + entry.keep_alive
-        self._reaper_wake.notify()
+        if entry.expires is not None and entry.expires < self._reaper_until:  # else it looks in time anyway
+            self._reaper_wake.notify()
 
     def _reap(self) -> None:
         """Unload idle models whose keep-alive has run out."""
@@ -390,8 +392,10 @@ class Scheduler:
                 for m in expired:
                     del self._models[m.name]
                 if not expired:
-                    deadlines = [m.expires - now for m in idle]
-                    self._reaper_wake.wait(min(*deadlines, FOREVER) if deadlines else None)
+                    wait = min([m.expires - now for m in idle], default=None)
+                    self._reaper_until = math.inf if wait is None else now + min(wait, FOREVER)
+                    self._reaper_wake.wait(None if wait is None else min(wait, FOREVER))
+                    self._reaper_until = math.inf  # awake: it looks at every model before waiting again
                     continue
                 self._wake()
             for m in expired:
