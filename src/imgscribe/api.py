@@ -23,7 +23,7 @@ from .errors import ImgscribeError, InvalidRequest
 from .images import intake
 from .scheduler import Scheduler, default_scheduler
 from .types import ChatRequest, Chunk, Format, Image, Message, Metrics, Options, Video, options_from
-from .video import clip_settings, read_media
+from .video import read_media, read_media_args
 
 DEFAULT_PROMPT = "Describe this image."
 ImageLike = str | bytes | os.PathLike | Image
@@ -102,10 +102,8 @@ def build_request(
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
     messages = list(messages)
-    clip = {"video_max_tokens": opts.video_max_tokens, "video_sampling": opts.video_sampling or "uniform"}
-    if any(isinstance(m, Mapping) and (m.get("images") or m.get("videos")) for m in messages):  # files to read
-        got = clip_settings(opts, _parameters(model, scheduler))
-        clip = {"video_max_tokens": got["max_tokens"], "video_sampling": got["sampling"]}
+    files = any(isinstance(m, Mapping) and (m.get("images") or m.get("videos")) for m in messages)
+    clip = read_media_args(opts, _parameters(model, scheduler)) if files else {}  # only files are sampled here
     msgs = [to_message(m, **clip) for m in messages]
     if system:
         msgs = [Message("system", system), *[m for m in msgs if m.role != "system"]]

@@ -41,7 +41,7 @@ from .images import intake, read_bytes
 from .types import Image, Video
 
 __all__ = ["DEFAULT_VIDEO_TOKENS", "SAMPLINGS", "ClipHeader", "Video", "clip_settings", "clock", "container_of",
-           "is_media", "probe", "read_media", "read_video", "sample_times"]  # fmt: skip
+           "is_media", "probe", "read_media", "read_media_args", "read_video", "sample_times"]  # fmt: skip
 
 #: A clip's tokens by default: four images' worth of the CPU image budget (image_budget.CPU_BUDGET).
 DEFAULT_VIDEO_TOKENS = 4 * 1024
@@ -101,6 +101,12 @@ def clip_settings(options: Any = None, parameters: Mapping[str, Any] | None = No
         return mine if mine is not None else (parameters or {}).get(name)
 
     return {"max_tokens": pick("video_max_tokens") or None, "sampling": pick("video_sampling") or "uniform"}
+
+
+def read_media_args(options: Any = None, parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """:func:`clip_settings` as :func:`read_media`'s keywords (``video_max_tokens``, ``video_sampling``)."""
+    got = clip_settings(options, parameters)
+    return {"video_max_tokens": got["max_tokens"], "video_sampling": got["sampling"]}
 
 
 def is_media(data: bytes) -> bool:

@@ -32,7 +32,7 @@ from ..client import Answer
 from ..errors import Busy, ImgscribeError, InvalidRequest
 from ..images import read_file
 from ..types import ChatRequest, Chunk, Format, Image, Message, Options, Video
-from ..video import clip_settings, read_media
+from ..video import read_media, read_media_args
 from .prompts import Context, Prompt, render
 from .sources import Url, printable
 
@@ -71,8 +71,7 @@ def describe_record(
     record = new_record(str(path), model, prompt)
     start = time.perf_counter_ns()
     try:
-        image = read_media(path, video_max_tokens=(options or Options()).video_max_tokens,
-                           video_sampling=(options or Options()).video_sampling or "uniform")  # fmt: skip
+        image = read_media(path, **read_media_args(options))
         record["sha256"] = image.sha256
         decode_ns = time.perf_counter_ns() - start
         request = ChatRequest(model, [user_turn(prompt, image)], options or Options(), format)
@@ -190,9 +189,8 @@ class Describer:
         if not self.spec.overwrite and key in self.index.keys:
             return {"_status": "reuse", "id": rid, "key": key, "path": path, "sha256": original}
         try:
-            clip = clip_settings(self.options, self.spec.clip_parameters)
             image = read_media(data, source_name=path, max_bytes=self.spec.max_bytes or None,
-                               video_max_tokens=clip["max_tokens"], video_sampling=clip["sampling"])  # fmt: skip
+                               **read_media_args(self.options, self.spec.clip_parameters))  # fmt: skip
         except ImgscribeError as exc:
             return self.error_record(path, str(exc), sha=original, key=key, rid=rid, rendered=rendered)
         except Exception as exc:

@@ -47,14 +47,13 @@ def _load_images(paths: list[Path], clip: Callable[[], dict[str, Any]] | dict[st
 def clip_settings_of(client: Client, model: str, options: Options | None) -> dict[str, Any]:
     """``read_media``'s clip arguments: the options, else the model's parameters (its Modelfile's
     ``PARAMETER video_max_tokens``; a server keeps its store to itself), else the defaults."""
-    from ..video import clip_settings
+    from ..video import read_media_args
 
     try:
         manifest = client.manifest(model) if hasattr(client, "manifest") else None
     except ImgscribeError:
         manifest = None
-    got = clip_settings(options, manifest.parameters if manifest is not None else None)
-    return {"video_max_tokens": got["max_tokens"], "video_sampling": got["sampling"]}
+    return read_media_args(options, manifest.parameters if manifest is not None else None)
 
 
 def _user_turn(text: str, extra: list[Path] | None = None,
