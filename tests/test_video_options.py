@@ -124,8 +124,8 @@ def test_each_frame_of_a_clip_counts_against_the_request_images_before_any_decod
     [[got]], lease = _reader(max_request_images=8).read_request([[(clip, "images[0]")]], media=True)
     assert len(got.frames) == 8
     lease.release()
-    [[got]], lease = _reader(max_request_images=3).read_request([[(clip, "images[0]")]], media=True,
-                                                                video_max_tokens=1536)  # 3 frames: fits
+    [[got]], lease = _reader(max_request_images=3).read_request(
+        [[(clip, "images[0]")]], media=True, clips=lambda: video.clip_settings({"video_max_tokens": 1536}))  # 3 frames: fits
     assert len(got.frames) == 3
     lease.release()
 

@@ -61,8 +61,6 @@ class ImageReader:
         max_side: int | Callable[[int, int], int] = 0,
         *,
         media: bool = False,
-        video_max_tokens: int | None = None,
-        video_sampling: str = "uniform",
         clips: Callable[[], dict[str, Any]] | None = None,
     ) -> tuple[list[list[Image | Video]], Lease]:
         """Every image of one request (in groups, e.g. one per message), checked as a whole, decoded
@@ -72,12 +70,11 @@ class ImageReader:
         answer is finished (``Server.answer`` does).
 
         ``media``: a clip (or an animated GIF/WebP/PNG) comes back as a :class:`~imgscribe.types.Video`
-        in its place, sampled under ``video_max_tokens`` with ``video_sampling`` (:mod:`imgscribe.video`:
-        :func:`~imgscribe.video.clip_settings`; or as ``clips()`` says, asked only when a clip is there:
-        :func:`clip_settings_for`); each of its frames counts as an image against the
-        request's images and pixels, and its decode takes its room in the budget
-        (:class:`~imgscribe.video.ClipHeader`) before any frame is decoded; otherwise it is refused
-        as an image would be.
+        in its place, sampled as ``clips()`` says (:func:`~imgscribe.video.clip_settings`, asked only
+        when a clip is there: :func:`clip_settings_for`; None: the defaults); each of its frames
+        counts as an image against the request's images and pixels, and its decode takes its room
+        in the budget (:class:`~imgscribe.video.ClipHeader`) before any frame is decoded; otherwise
+        it is refused as an image would be.
 
         Raises ImageTooLarge (413) over a limit, InvalidImage (400), Busy (503) when too many requests
         wait for the budget, Cancelled when ``cancel`` is set while waiting.
@@ -99,7 +96,7 @@ class ImageReader:
                 data = self._named(where, self._bytes, value, where)
                 if media and is_media(data):  # a few small frames, decoded one at a time once there is room
                     if clip is None:
-                        clip = clips() if clips else {"max_tokens": video_max_tokens, "sampling": video_sampling}
+                        clip = clips() if clips else clip_settings()
                     head = self._named(where, probe, data, where, max_pixels=self.max_pixels, **clip)
                     images += head.frames - 1
                     self._check_images(images, where, head.frames)
