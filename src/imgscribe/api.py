@@ -80,8 +80,7 @@ def to_message(message: Message | Mapping[str, Any], video_max_tokens: int | Non
     media = [i if isinstance(i, (Image, Video)) else
              read_media(i, video_max_tokens=video_max_tokens, video_sampling=video_sampling)
              for i in [*(message.get("images") or []), *(message.get("videos") or [])]]  # fmt: skip
-    images = [m for m in media if isinstance(m, Image)]
-    return Message(role=role, content=content, images=images, videos=[m for m in media if isinstance(m, Video)])
+    return Message.with_media(role, content, media)
 
 
 def build_request(

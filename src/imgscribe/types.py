@@ -258,6 +258,11 @@ class Message:
     #: (engines/frames.py turns them into images with their timestamps in the text)
     videos: list[Video] = field(default_factory=list)
 
+    @classmethod
+    def with_media(cls, role: Role, content: str, media: list[Image | Video]) -> Message:
+        """A message holding ``media`` as read (images and clips in one list), each in its place."""
+        return cls(role, content, [m for m in media if not isinstance(m, Video)], [m for m in media if isinstance(m, Video)])
+
 
 @dataclass
 class ChatRequest:

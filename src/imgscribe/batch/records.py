@@ -45,7 +45,7 @@ BUSY_RETRIES = 8
 
 def user_turn(text: str, media: Image | Video) -> Message:
     """The user message about one image or one clip."""
-    return Message("user", text, [], [media]) if isinstance(media, Video) else Message("user", text, [media])
+    return Message.with_media("user", text, [media])
 
 
 def video_facts(clip: Video) -> dict[str, Any]:

@@ -59,14 +59,13 @@ def clip_settings_of(client: Client, model: str, options: Options | None) -> dic
 def _user_turn(text: str, extra: list[Path] | None = None,
                clip: Callable[[], dict[str, Any]] | dict[str, Any] | None = None) -> Message:  # fmt: skip
     from ..api import DEFAULT_PROMPT
-    from ..types import Message, Video
+    from ..types import Message
     from .prompt_paths import extract_image_paths
 
     extracted = extract_image_paths(text)
     images = _load_images([*(extra or []), *extracted.paths], clip)
     prompt = extracted.prompt or (DEFAULT_PROMPT if images else "")
-    clips = [m for m in images if isinstance(m, Video)]
-    return Message("user", prompt, [m for m in images if not isinstance(m, Video)], clips)
+    return Message.with_media("user", prompt, images)
 
 
 def _stream(client: Client, request: ChatRequest, write: Callable[[str], None]) -> tuple[str, Metrics]:

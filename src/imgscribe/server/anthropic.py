@@ -27,7 +27,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from ..errors import Busy, ImgscribeError, InvalidRequest, Unsupported
-from ..types import ChatRequest, Chunk, Image, Message, Options, Video, check_int, json_type, options_from
+from ..types import ChatRequest, Chunk, Image, Message, Options, check_int, json_type, options_from
 from .context import server_of
 from .errors import RETRY_AFTER_SECONDS, anthropic_body, log_error, status_of
 from .inputs import Labelled, clip_settings_for
@@ -223,8 +223,7 @@ def _message(turn: dict[str, Any], images: list[Image]) -> Message:
     if isinstance(content, str):
         return Message(turn["role"], content)
     texts = [b["text"] for b in content if b.get("type") == "text" and b["text"]]
-    clips = [i for i in images if isinstance(i, Video)]
-    return Message(turn["role"], "\n\n".join(texts), [i for i in images if isinstance(i, Image)], clips)
+    return Message.with_media(turn["role"], "\n\n".join(texts), images)
 
 
 def _options(body: MessagesBody) -> Options:

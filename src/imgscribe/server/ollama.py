@@ -21,7 +21,7 @@ from ..prompts import Template
 from ..store import parse_name
 from ..store.blobs import check_digest, safe_relative
 from ..store.modelfile import apply
-from ..types import ChatRequest, Image, Message, Role, Video, check_role
+from ..types import ChatRequest, Message, Role, check_role
 from ..version import OLLAMA_API_VERSION, __version__
 from . import render
 from .context import Server, server_of
@@ -72,7 +72,7 @@ async def generate(request: Request) -> Response:
             media=True, clips=clip_settings_for(server.scheduler, info.name, settings["options"]),
         )
         messages = [Message("system", body.system)] if body.system else []
-        messages.append(Message("user", body.prompt or "", *_split(images)))
+        messages.append(Message.with_media("user", body.prompt or "", images))
         request = ChatRequest(info.name, messages, raw=bool(body.raw), template=body.template or None, **settings)
         return server.answer(request, cancel, arrived, held)
 
@@ -101,7 +101,7 @@ async def chat(request: Request) -> Response:
                                                   media=True, clips=clip_settings_for(server.scheduler, info.name,
                                                                                   settings["options"]))  # fmt: skip
         turns = [
-            Message(role, m.content or "", *_split(imgs))
+            Message.with_media(role, m.content or "", imgs)
             for role, m, imgs in zip(roles, messages, images, strict=True)
         ]
         return server.answer(ChatRequest(info.name, turns, **settings), cancel, arrived, held)
@@ -109,9 +109,6 @@ async def chat(request: Request) -> Response:
     return await server.respond(request, work, dialect, stream=settings["stream"])
 
 
-def _split(media: list) -> tuple[list[Image], list[Video]]:
-    """A message's ``images`` as read: the images, and the clips among them (imgscribe.video)."""
-    return [m for m in media if not isinstance(m, Video)], [m for m in media if isinstance(m, Video)]
 
 
 def _role(role: str, index: int) -> Role:

@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import InvalidRequest, Unsupported
-from ..types import ChatRequest, Format, Image, Message, Options, Role, Video, check_format, check_int, options_from
+from ..types import ChatRequest, Format, Image, Message, Options, Role, check_format, check_int, options_from
 from . import render
 from .context import server_of
 from .inputs import Labelled, clip_settings_for
@@ -173,5 +173,4 @@ def _message(message: OpenAIMessage, images: list[Image]) -> Message:
     if not isinstance(message.content, list):
         return Message(role, message.content or "")
     texts = [part.text or "" for part in message.content if part.type == "text"]
-    clips = [i for i in images if isinstance(i, Video)]
-    return Message(role, "\n\n".join(t for t in texts if t), [i for i in images if not isinstance(i, Video)], clips)
+    return Message.with_media(role, "\n\n".join(t for t in texts if t), images)

@@ -32,7 +32,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ..errors import ImgscribeError, InvalidRequest, Unsupported
-from ..types import (ChatRequest, Chunk, Format, Image, Message, Options, Role, Video, check_format, check_int, json_type,
+from ..types import (ChatRequest, Chunk, Format, Image, Message, Options, Role, check_format, check_int, json_type,
                      options_from)  # fmt: skip
 from ..wire.openai import error_type
 from .context import server_of
@@ -268,8 +268,7 @@ def _message(item: dict[str, Any], images: list[Image]) -> Message:
     if isinstance(content, str):
         return Message(ROLES[item["role"]], content)
     texts = [p.get("text") or p.get("refusal") or "" for p in content if p.get("type") != "input_image"]
-    clips = [i for i in images if isinstance(i, Video)]
-    return Message(ROLES[item["role"]], "\n\n".join(t for t in texts if t), [i for i in images if isinstance(i, Image)], clips)
+    return Message.with_media(ROLES[item["role"]], "\n\n".join(t for t in texts if t), images)
 
 
 def _format(text: TextField | None) -> tuple[Format, dict[str, Any]]:
